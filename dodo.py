@@ -1,0 +1,25 @@
+"""The task graph: data -> train:<model> -> compile:<model> -> site -> verify.
+
+Definitions only; the work lives in src/mnist_webgpu/. Run `doit list` for descriptions.
+"""
+
+import sys
+from pathlib import Path
+
+# run this checkout's pipeline, not whatever copy happens to be installed
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+from mnist_webgpu import tasks  # noqa: E402
+
+DOIT_CONFIG = {
+    "default_tasks": ["build"],
+    "backend": "sqlite3",
+    "dep_file": ".doit.db",
+    "verbosity": 2,
+}
+
+CFG = tasks.load_config_or_exit()
+
+
+def task_data():
+    return tasks.data_task(CFG)

@@ -1,0 +1,2 @@
+class PipelineError(Exception):
+    """A failure already phrased as the one line the user sees (what, and where)."""

@@ -1,0 +1,61 @@
+"""The model zoo: each architecture is one class, registered by its config `arch` name.
+
+Every model takes (B, 1, 28, 28) float32 pixels in [0, 1], white ink on black, and
+returns (B, 10) logits. The normalization lives inside the model, so the exported
+kernels and the browser see exactly what training saw.
+"""
+
+from __future__ import annotations
+
+from tinygrad import Tensor, nn
+
+from .config import ModelConfig
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def normalize(x: Tensor) -> Tensor:
+    return (x - MNIST_MEAN) * (1 / MNIST_STD)
+
+
+class MLP:
+    """784 -> widths... -> 10, ReLU between layers."""
+
+    def __init__(self, widths: tuple[int, ...]):
+        sizes = [28 * 28, *widths, 10]
+        self.layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = normalize(x).flatten(1)
+        for layer in self.layers[:-1]:
+            x = layer(x).relu()
+        return self.layers[-1](x)
+
+
+class CNN:
+    """Blocks of 3x3 conv -> ReLU -> 2x2 max-pool (one per width), then a small dense head."""
+
+    HEAD = 128
+
+    def __init__(self, widths: tuple[int, ...]):
+        channels = [1, *widths]
+        self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
+        side = 28 >> len(widths)
+        self.fc1 = nn.Linear(widths[-1] * side * side, self.HEAD)
+        self.fc2 = nn.Linear(self.HEAD, 10)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = normalize(x)
+        for conv in self.convs:
+            x = conv(x).relu().max_pool2d(2)
+        return self.fc2(self.fc1(x.flatten(1)).relu())
+
+
+ARCHITECTURES = {"mlp": MLP, "cnn": CNN}
+
+
+def build(cfg: ModelConfig):
+    """A freshly initialised model for one [models.<name>] section (seed the RNG first)."""
+    if cfg.arch == "cnn" and 28 >> len(cfg.widths) < 1:
+        raise ValueError(f"models.{cfg.name}.widths: at most 4 CNN blocks fit a 28x28 image")
+    return ARCHITECTURES[cfg.arch](cfg.widths)

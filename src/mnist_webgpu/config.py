@@ -230,7 +230,7 @@ def _coerce(value: Any, kind: Any, where: str, expect: str, err) -> Any:
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise err(where, expect or "a table", value)
-        return _build(kind, value, where, err)
+        return _build(kind, value, f"{where}.", err)
     raise TypeError(f"unsupported config type {kind!r}")  # a bug in this module, not in the user's file
 
 
@@ -338,4 +338,3 @@ def load(path: Path | None = None) -> Config:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read config file: {reason}") from None
     return parse(text, path)
-

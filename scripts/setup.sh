@@ -17,10 +17,12 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  if [[ $(id -u) -eq 0 ]]; then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo -n true 2>/dev/null && sudo="sudo -n"
+  if [[ $(id -u) -eq 0 || -n "$sudo" ]]; then
     echo "setup: installing system packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "setup: missing system packages: ${missing[*]}" >&2
     echo "setup: run  sudo apt-get install ${missing[*]}  (or run this script as root), then again" >&2

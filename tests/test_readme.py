@@ -23,3 +23,28 @@ def test_quick_start_is_two_commands():
 def test_ci_runs_the_readme_test_command_verbatim():
     ci_lines = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci_lines[-1] == quick_start_commands()[1]
+
+
+def test_pages_workflow_builds_with_the_readme_commands_and_deploys():
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the bare key `on` as a boolean
+    assert triggers["push"]["branches"] == ["main"] and "workflow_dispatch" in triggers
+    assert workflow["permissions"]["pages"] == "write" and workflow["permissions"]["id-token"] == "write"
+    assert workflow["concurrency"]["group"] == "pages"
+
+    steps = workflow["jobs"]["build"]["steps"]
+    uses = [s.get("uses", "").split("@")[0] for s in steps]
+    assert "actions/setup-python" in uses and "actions/upload-pages-artifact" in uses
+    runs = [s["run"] for s in steps if "run" in s]
+    build, test = quick_start_commands()
+    assert runs == [test, build]  # tests first, then the build, exactly as the README says
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "dist"
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
+    assert cache["with"]["path"] in workflow["jobs"]["build"]["env"]["MNIST_WEBGPU_CACHE"]
+
+    deploy_steps = workflow["jobs"]["deploy"]["steps"]
+    assert workflow["jobs"]["deploy"]["needs"] == "build"
+    assert [s["uses"].split("@")[0] for s in deploy_steps] == ["actions/deploy-pages"]

@@ -44,7 +44,8 @@ def good(tmp_path):
     (site / "models" / "mlp.html").write_text('<!doctype html><a href="../index.html#top">back</a>')
     (site / "assets" / "style.1.css").write_text("body { background: url('../favicon.svg') }")
     (site / "assets" / "app.1.js").write_text(
-        'import { loadModel } from "./runtime.1.js";\nconst m = new URL("../models/mlp/manifest.json", import.meta.url);\n'
+        'import { loadModel } from "./runtime.1.js";\n'
+        'const m = new URL("../models/mlp/manifest.json", import.meta.url);\n'
     )
     (site / "assets" / "runtime.1.js").write_text("export const loadModel = 1;\n")
     weights = safetensors_bytes({"layers.0.weight": 16})

@@ -37,9 +37,8 @@ def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
     )
     where = f"{cfg.deploy.remote} {cfg.deploy.branch}"
     if published.pushed:
-        print(
-            f"published {len(published.files)} files to {where} as {published.commit[:12]}: {published.message}"
-        )
+        commit = published.commit[:12]
+        print(f"published {len(published.files)} files to {where} as {commit}: {published.message}")
     else:
         print(f"dry run: would publish {len(published.files)} files to {where}: {published.message}")
         for name in published.files:

@@ -23,3 +23,15 @@ CFG = tasks.load_config_or_exit()
 
 def task_data():
     return tasks.data_task(CFG)
+
+
+def task_build():
+    return tasks.build_task()
+
+
+def task_deploy():
+    return tasks.deploy_task(CFG)
+
+
+def task_serve():
+    return tasks.serve_task(CFG)

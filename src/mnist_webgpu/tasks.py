@@ -26,12 +26,16 @@ def load_config_or_exit() -> config.Config:
         raise SystemExit(2) from None
 
 
-def stage(cfg: config.Config, *args: str) -> Interactive:
-    """Run one pipeline stage in a child process that inherits the terminal (progress bars)."""
+def stage_env(cfg: config.Config) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
     env[config.CONFIG_ENV] = str(cfg.path)
-    return Interactive([sys.executable, "-m", "mnist_webgpu", *args], shell=False, env=env)
+    return env
+
+
+def stage(cfg: config.Config, *args: str) -> Interactive:
+    """Run one pipeline stage in a child process that inherits the terminal (progress bars)."""
+    return Interactive([sys.executable, "-m", "mnist_webgpu", *args], shell=False, env=stage_env(cfg))
 
 
 def sources(*modules: str) -> list[str]:
@@ -47,5 +51,59 @@ def data_task(cfg: config.Config) -> dict:
         "targets": [str(p) for p in data.paths(cache_dir).values()],
         # digests, not timestamps, decide: a truncated cache file makes the task run again
         "uptodate": [lambda: data.is_complete(cache_dir)],
+        "verbosity": 2,
+    }
+
+
+def build_task() -> dict:
+    return {
+        "doc": "build everything: data, train, compile, site, verify into dist/ (the default task)",
+        "actions": None,
+        "task_dep": ["verify"],
+    }
+
+
+def deploy_task(cfg: config.Config) -> dict:
+    def command(dry_run: bool, allow_dirty: bool) -> list[str]:
+        flags = ["--dry-run"] * dry_run + ["--allow-dirty"] * allow_dirty
+        return [sys.executable, "-m", "mnist_webgpu", "deploy", *flags]
+
+    return {
+        "doc": f"build, verify, then publish dist/ to {cfg.deploy.remote} {cfg.deploy.branch}",
+        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        "task_dep": ["build"],
+        "params": [
+            {"name": "dry_run", "long": "dry-run", "type": bool, "default": False, "help": "push nothing"},
+            {
+                "name": "allow_dirty",
+                "long": "allow-dirty",
+                "type": bool,
+                "default": False,
+                "help": "publish even when the source tree has uncommitted changes",
+            },
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def serve_task(cfg: config.Config) -> dict:
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "mnist_webgpu", "serve", "--port", str(port)]
+
+    return {
+        "doc": f"serve dist/ on http://127.0.0.1:{cfg.serve.port}/ for a local preview",
+        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        "params": [
+            {
+                "name": "port",
+                "short": "p",
+                "long": "port",
+                "type": int,
+                "default": cfg.serve.port,
+                "help": "TCP port on 127.0.0.1",
+            }
+        ],
+        "uptodate": [False],
         "verbosity": 2,
     }

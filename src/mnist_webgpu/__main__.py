@@ -19,8 +19,16 @@ def _data(cfg: config.Config, args: argparse.Namespace) -> None:
     data.fetch(cfg)
 
 
+def _site(cfg: config.Config, args: argparse.Namespace) -> None:
+    from . import site
+
+    out = site.render(cfg, site.staging_dir(cfg))
+    print(f"site: rendered {out}")
+
+
 STAGES = {
     "data": (_data, "download and verify the four MNIST files into the cache"),
+    "site": (_site, "render the web app and model pages into build/site/"),
 }
 
 

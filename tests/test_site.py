@@ -282,3 +282,11 @@ def test_site_task(fast_config):
     assert Path(site.__file__) in deps
     assert task["targets"] == [str(site.staging_dir(fast_config) / "index.html")]
     assert len(task["uptodate"]) == 1
+
+
+def test_an_import_of_a_missing_module_fails_the_build(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.js").write_text('import { loadModel } from "./runtime.js";\n')
+    with pytest.raises(site.SiteError, match=r"app.js: imports ./runtime.js, which is not in"):
+        site.hashed_assets(src)

@@ -156,6 +156,7 @@ def git_commit(where: Path) -> str:
 # --- assets with content-hashed names -----------------------------------------------------
 
 _JS_SPEC = re.compile(r"""(?P<q>["'`])(?P<spec>\.{1,2}/[^"'`\s]+?)(?P=q)""")
+_JS_IMPORT = re.compile(r"""(?:\bfrom|\bimport)\s*\(?\s*(?P<q>["'])(?P<spec>\.{1,2}/[^"']+)(?P=q)""")
 _CSS_URL = re.compile(r"""url\(\s*(?P<q>["']?)(?P<spec>[^"')\s]+)(?P=q)\s*\)""")
 
 
@@ -184,6 +185,11 @@ def hashed_assets(site_src: Path) -> tuple[dict[str, str], dict[str, bytes]]:
     references are then rewritten to the hashed names.
     """
     raw = {p.relative_to(site_src).as_posix(): p.read_bytes() for p in source_files(site_src)}
+    for path, blob in raw.items():
+        if path.endswith((".js", ".mjs")):
+            for m in _JS_IMPORT.finditer(blob.decode("utf-8")):
+                if _resolve(path, m["spec"], raw) is None:
+                    raise SiteError(f"{site_src / path}: imports {m['spec']}, which is not in {site_src}")
     refs: dict[str, set[str]] = {}
     for path, blob in raw.items():
         pattern = _pattern_for(path)

@@ -25,6 +25,10 @@ def task_data():
     return tasks.data_task(CFG)
 
 
+def task_site():
+    return tasks.site_task(CFG)
+
+
 def task_build():
     return tasks.build_task()
 

@@ -20,6 +20,13 @@ def _data(cfg: config.Config, args: argparse.Namespace) -> None:
     data.fetch(cfg)
 
 
+def _site(cfg: config.Config, args: argparse.Namespace) -> None:
+    from . import site
+
+    out = site.render(cfg, site.staging_dir(cfg))
+    print(f"site: rendered {out}")
+
+
 def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import paths, verify
 
@@ -62,6 +69,7 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 STAGES = {
     "data": (_data, "download and verify the four MNIST files into the cache", None),
+    "site": (_site, "render the web app and model pages into build/site/", None),
     "verify": (_verify, "check the staged site, then swap it into dist/", None),
     "deploy": (_deploy, "publish dist/ to the configured gh-pages branch", _deploy_args),
     "serve": (_serve, "serve dist/ on 127.0.0.1 for a local preview", _serve_args),

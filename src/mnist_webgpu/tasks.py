@@ -7,10 +7,11 @@ is set per stage and a failure is one line and a non-zero exit.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from doit.tools import Interactive
+from doit.tools import Interactive, config_changed
 
 from . import config, data
 
@@ -51,6 +52,23 @@ def data_task(cfg: config.Config) -> dict:
         "targets": [str(p) for p in data.paths(cache_dir).values()],
         # digests, not timestamps, decide: a truncated cache file makes the task run again
         "uptodate": [lambda: data.is_complete(cache_dir)],
+        "verbosity": 2,
+    }
+
+
+def site_task(cfg: config.Config) -> dict:
+    """Render the static site into the staging directory build/site/ (verify + swap come after)."""
+    from . import site
+
+    out = site.staging_dir(cfg)
+    paths = site.default_paths(cfg)
+    return {
+        "doc": f"render the web app and model pages into {out}",
+        "actions": [stage(cfg, "site")],
+        "file_dep": [str(p) for p in site.input_files(cfg, paths)] + sources("site", "charts", "idx"),
+        "targets": [str(out / "index.html")],
+        "uptodate": [config_changed(site.settings(cfg))],
+        "clean": [(shutil.rmtree, [str(out)], {"ignore_errors": True})],
         "verbosity": 2,
     }
 

@@ -1,0 +1,194 @@
+"""Test helpers for the site: plausible build artefacts, a served site, a Python
+reference of the app's preprocessing, and the browser settings for WebGPU on SwiftShader."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import json
+import math
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mnist_webgpu import site
+from mnist_webgpu.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_RUNTIME = ROOT / "tests" / "fixtures" / "fake_runtime.js"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader",
+    "--use-angle=swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def linear_classifier(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares one-vs-all on raw [0,1] pixels (~85% on MNIST): a real, tiny model."""
+    a = np.hstack([x.reshape(len(x), -1).astype(np.float64) / 255, np.ones((len(x), 1))])
+    t = np.eye(10)[y] * 8 - 4  # targets far apart so the softmax is decisive
+    w = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ t)
+    return w[:-1].astype(np.float32), w[-1].astype(np.float32)
+
+
+def predict(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return (x.reshape(len(x), -1).astype(np.float32) / 255 @ w + b).argmax(1)
+
+
+def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> site.Paths:
+    """build/ artefacts for every model of `cfg`, a site_src overlay with the fake runtime."""
+    build = tmp / "build"
+    for k, m in enumerate(cfg.models):
+        lo = k * 3000
+        part = slice(lo, lo + train_count)
+        w, b = linear_classifier(mnist.train_x[part], mnist.train_y[part], 10.0 + 90 * k)
+        pred = predict(w, b, mnist.test_x)
+        truth = mnist.test_y.astype(np.int64)
+        conf = np.zeros((10, 10), dtype=np.int64)
+        np.add.at(conf, (truth, pred), 1)
+        per_class = (conf.diagonal() / conf.sum(1)).tolist()
+        test_acc = float((pred == truth).mean())
+        steps = list(range(0, m.steps + 1, m.eval_every))
+        loss = [2.3 * math.exp(-s / (m.steps / 4)) + 0.25 for s in steps]
+        val = [None if s == 0 else min(0.99, test_acc - 0.15 * math.exp(-s / (m.steps / 5))) for s in steps]
+        mdir = build / "models" / m.name
+        mdir.mkdir(parents=True)
+        metrics = {
+            "test_accuracy": test_acc,
+            "val_accuracy": test_acc + 0.004,
+            "per_class_accuracy": per_class,
+            "confusion_matrix": conf.tolist(),
+            "curves": {"step": steps, "train_loss": loss, "val_accuracy": val},
+            "params": int(w.size + b.size),
+            "weight_bytes": int((w.size + b.size) * 4),
+            "train_seconds": 12.5 + 60 * k,
+            "steps_per_second": m.steps / (12.5 + 60 * k),
+            "steps": m.steps,
+            "device": "CPU",
+            "tinygrad_version": "0.14.0",
+            "config": m.as_dict(),
+            "config_hash": "0123456789abcdef" * 4,
+            "created": "2025-01-02T03:04:05+00:00",
+        }
+        (mdir / "metrics.json").write_text(json.dumps(metrics))
+        wrong = np.nonzero(pred != truth)[0]
+        mis = {
+            "indices": wrong.tolist(),
+            "labels": truth[wrong].tolist(),
+            "predictions": pred[wrong].tolist(),
+        }
+        (mdir / "misclassified.json").write_text(json.dumps(mis))
+        wdir = build / "webgpu" / m.name
+        wdir.mkdir(parents=True)
+        blob = np.concatenate([w.ravel(), b]).astype("<f4").tobytes()
+        (wdir / "weights.f32.bin").write_bytes(blob)
+        (wdir / "weights.f16.bin").write_bytes(np.frombuffer(blob, "<f4").astype("<f2").tobytes())
+        (wdir / "weights.int8.bin").write_bytes(bytes(len(blob) // 4))
+        acc = {"val_accuracy": test_acc, "test_accuracy": test_acc}
+        forms = {
+            "f32": {"file": "weights.f32.bin", "bytes": len(blob), **acc},
+            "f16": {"file": "weights.f16.bin", "bytes": len(blob) // 2, **acc},
+            "int8": {
+                "file": "weights.int8.bin",
+                "bytes": len(blob) // 4,
+                "val_accuracy": 0.1,
+                "test_accuracy": 0.1,
+            },
+        }
+        manifest = {"name": m.name, "arch": m.arch, "forms": forms, "default_form": "f32", "kernels": []}
+        (wdir / "manifest.json").write_text(json.dumps(manifest))
+
+    site_src = tmp / "site_src"
+    shutil.copytree(ROOT / "site_src", site_src)
+    shutil.copyfile(FAKE_RUNTIME, site_src / "runtime.js")
+    return site.Paths(build=build, templates=ROOT / "templates", site_src=site_src, cache=cfg.cache_dir())
+
+
+# --- the preprocessing, in Python (must match site_src/preprocess.js) -----------------------
+
+
+def area_weights(out_n: int, f: float) -> list[list[tuple[int, float]]]:
+    rows = []
+    for o in range(out_n):
+        a, b = o * f, (o + 1) * f
+        taps = []
+        for i in range(math.floor(a), math.ceil(b)):
+            cover = min(i + 1, b) - max(i, a)
+            if cover > 0:
+                taps.append((i, cover / f))
+        rows.append(taps)
+    return rows
+
+
+def preprocess_reference(ink: np.ndarray) -> np.ndarray | None:
+    """28x28 float image, white on black, from ink in [0,1]; None when there is no ink."""
+    ys, xs = np.nonzero(ink > 0)
+    if len(xs) == 0:
+        return None
+    x0, y0 = xs.min(), ys.min()
+    w, h = xs.max() - x0 + 1, ys.max() - y0 + 1
+    crop = np.asarray(ink[y0 : y0 + h, x0 : x0 + w], np.float64)
+    long = max(w, h)
+    f = long / 20
+    ow = max(1, math.floor(w * 20 / long + 0.5))
+    oh = max(1, math.floor(h * 20 / long + 0.5))
+    rx = np.zeros((ow, w))
+    for o, taps in enumerate(area_weights(ow, f)):
+        for i, c in taps:
+            if i < w:
+                rx[o, i] = c
+    ry = np.zeros((oh, h))
+    for o, taps in enumerate(area_weights(oh, f)):
+        for i, c in taps:
+            if i < h:
+                ry[o, i] = c
+    small = np.clip(ry @ crop @ rx.T, 0, 1)
+    mass = small.sum()
+    gy, gx = np.mgrid[0:oh, 0:ow]
+    dx = math.floor(14 - (small * gx).sum() / mass + 0.5)
+    dy = math.floor(14 - (small * gy).sum() / mass + 0.5)
+    out = np.zeros((28, 28))
+    for y in range(oh):
+        for x in range(ow):
+            if 0 <= y + dy < 28 and 0 <= x + dx < 28:
+                out[y + dy, x + dx] = small[y, x]
+    return out
+
+
+def center_of_mass(img: np.ndarray) -> tuple[float, float]:
+    gy, gx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    return float((img * gy).sum() / img.sum()), float((img * gx).sum() / img.sum())
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """Serve `directory` on 127.0.0.1 in a thread; yields the base URL ending in '/'."""
+    handler = functools.partial(_Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

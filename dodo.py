@@ -23,3 +23,7 @@ CFG = tasks.load_config_or_exit()
 
 def task_data():
     return tasks.data_task(CFG)
+
+
+def task_train():
+    yield from tasks.train_tasks(CFG)

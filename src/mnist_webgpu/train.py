@@ -298,6 +298,7 @@ def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
     files.write_json(outputs["metrics"], metrics)  # last: its presence means the set is complete
     log(
         f"{name}: test accuracy {metrics['test_accuracy']:.2%}, "
-        f"best val {best_accuracy:.2%} at step {best_step}, {train_seconds:.0f} s ({metrics['steps_per_second']:.2f} steps/s) on {device}"
+        f"best val {best_accuracy:.2%} at step {best_step}, "
+        f"{train_seconds:.0f} s ({metrics['steps_per_second']:.2f} steps/s) on {device}"
     )
     return metrics

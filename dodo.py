@@ -26,4 +26,5 @@ def task_data():
 
 
 def task_train():
+    """train each model into build/models/<name>/ (weights, metrics, test mistakes)"""
     yield from tasks.train_tasks(CFG)

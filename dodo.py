@@ -25,6 +25,11 @@ def task_data():
     return tasks.data_task(CFG)
 
 
+def task_train():
+    """train each model into build/models/<name>/ (weights, metrics, test mistakes)"""
+    yield from tasks.train_tasks(CFG)
+
+
 def task_site():
     return tasks.site_task(CFG)
 

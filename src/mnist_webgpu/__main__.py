@@ -7,6 +7,7 @@ before it is imported, and so a failure is one line on stderr and a non-zero exi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,25 @@ def _data(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import data
 
     data.fetch(cfg)
+
+
+def _train(cfg: config.Config, args: argparse.Namespace) -> None:
+    names = args.models or list(cfg.model_names)
+    unknown = [n for n in names if n not in cfg.model_names]
+    if unknown:
+        known = ", ".join(cfg.model_names)
+        raise PipelineError(f"{cfg.path}: models.{unknown[0]}: no such model (known: {known})")
+    if cfg.train.device:
+        # tinygrad reads its device once, at import; Device.DEFAULT cannot be set later
+        os.environ["DEV"] = cfg.train.device
+    from . import train
+
+    for name in names:
+        train.run(cfg, name, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="model names from [models] (default: all)")
 
 
 def _site(cfg: config.Config, args: argparse.Namespace) -> None:
@@ -69,6 +89,11 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 STAGES = {
     "data": (_data, "download and verify the four MNIST files into the cache", None),
+    "train": (
+        _train,
+        "train models into build/models/<name>/ (weights, metrics, test mistakes)",
+        _train_args,
+    ),
     "site": (_site, "render the web app and model pages into build/site/", None),
     "verify": (_verify, "check the staged site, then swap it into dist/", None),
     "deploy": (_deploy, "publish dist/ to the configured gh-pages branch", _deploy_args),

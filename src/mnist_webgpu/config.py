@@ -314,10 +314,16 @@ def parse(text: str, path: Path) -> Config:
         raise err("site.default_model", f"one of {', '.join(cfg.model_names)}", cfg.site.default_model)
     if cfg.train.train_limit and cfg.train.train_limit <= cfg.train.val_size:
         raise err("train.train_limit", "0 or more images than train.val_size", cfg.train.train_limit)
-    available = (cfg.train.train_limit or 60000) - cfg.train.val_size
+    available = min(cfg.train.train_limit or 60000, 60000) - cfg.train.val_size
     for m in cfg.models:
         if m.batch_size > available:
             raise err(f"models.{m.name}.batch_size", f"at most the {available} training images", m.batch_size)
+        if m.optimizer == "adam" and m.weight_decay:
+            raise err(
+                f"models.{m.name}.weight_decay",
+                "0 with optimizer 'adam' (use 'adamw' to decay)",
+                m.weight_decay,
+            )
         if m.warmup_steps >= m.steps and m.warmup_steps:
             raise err(f"models.{m.name}.warmup_steps", "fewer than steps", m.warmup_steps)
     return cfg

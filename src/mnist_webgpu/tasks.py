@@ -13,7 +13,7 @@ from pathlib import Path
 
 from doit.tools import Interactive, config_changed
 
-from . import config, data
+from . import artifacts, config, data
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
@@ -54,6 +54,23 @@ def data_task(cfg: config.Config) -> dict:
         "uptodate": [lambda: data.is_complete(cache_dir)],
         "verbosity": 2,
     }
+
+
+def train_tasks(cfg: config.Config):
+    """One `train:<model>` task per model: it reruns when that model's own settings change."""
+    data_files = [str(p) for p in data.paths(cfg.cache_dir()).values()]
+    code = sources("models", "train", "data", "idx", "config", "artifacts", "progress", "files")
+    for name in cfg.model_names:
+        yield {
+            "name": name,
+            "doc": f"train the {name} model into {artifacts.model_dir(cfg, name)}",
+            "actions": [stage(cfg, "train", name)],
+            "file_dep": data_files + code,
+            # one dict per task: doit keeps a single config_changed hash for each
+            "uptodate": [config_changed(artifacts.train_settings(cfg, name))],
+            "targets": [str(p) for p in artifacts.train_outputs(cfg, name).values()],
+            "verbosity": 2,
+        }
 
 
 def site_task(cfg: config.Config) -> dict:

@@ -1,0 +1,65 @@
+"""A one-line progress bar for training on a terminal; plain periodic lines otherwise.
+
+Hand-written rather than tqdm: it needs four fields and one redraw rule, and logs
+captured by doit or CI must stay readable (no carriage returns when not a terminal).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+WIDTH = 24
+REDRAW_SECONDS = 0.2
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    def __init__(self, label: str, total: int, stream: TextIO | None = None):
+        self.label, self.total = label, total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.start = self.last_draw = time.monotonic()
+        self.done, self.loss, self.val_accuracy = 0, None, None
+
+    def _rate(self) -> float:
+        return self.done / max(time.monotonic() - self.start, 1e-9)
+
+    def _fields(self) -> str:
+        rate = self._rate()
+        loss = f"loss {self.loss:.4f}" if self.loss is not None else "loss -"
+        val = f"val {self.val_accuracy:.2%}" if self.val_accuracy is not None else "val -"
+        eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
+        return f"{self.done}/{self.total}  {loss}  {val}  {rate:.2f} steps/s  ETA {eta}"
+
+    def step(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if self.tty and (now - self.last_draw >= REDRAW_SECONDS or done == self.total):
+            self.last_draw = now
+            filled = WIDTH * done // max(self.total, 1)
+            bar = "#" * filled + "." * (WIDTH - filled)
+            self.stream.write(f"\r{self.label} [{bar}] {self._fields()}\x1b[K")
+            self.stream.flush()
+
+    def report(self, done: int, loss: float, val_accuracy: float) -> None:
+        """An evaluation point: new figures for the bar, or one line when not on a terminal."""
+        self.loss, self.val_accuracy = loss, val_accuracy
+        if self.tty:
+            self.last_draw = 0.0
+            self.step(done)
+        else:
+            self.done = done
+            print(f"{self.label}: step {self._fields()}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,304 @@
+"""Train one model with tinygrad and write its weights, metrics and test mistakes.
+
+The whole data set lives in device tensors; each jitted step samples its batch, augments
+it and updates the weights on the device. Host round trips happen only at evaluation
+points. The checkpoint is chosen on the validation split (the last val_size images of
+the training set); the test set is scored once, at the end.
+
+Import this module only after the device is chosen (`DEV` is read when tinygrad loads).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinygrad import Context, Device, Tensor, TinyJit, nn
+from tinygrad.nn.state import get_state_dict, safe_save
+
+from . import artifacts, data, files, models
+from .config import Augment, Config, ModelConfig
+from .errors import PipelineError
+from .progress import Progress
+
+MNIST_TRAIN, MNIST_TEST = 60000, 10000
+EVAL_CHUNK = 1000  # images per jitted evaluation call: one compiled graph, little memory
+CENTRE = 13.5  # the middle of a 28-pixel axis, in pixel-centre coordinates
+
+
+class TrainError(PipelineError):
+    """Training cannot start or finish; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index ranges into the MNIST training set; the test set is separate."""
+
+    n_train: int  # images [0, n_train) are the only ones a training batch may draw
+    n_val: int  # images [n_train, n_train + n_val) choose the checkpoint
+    n_test: int  # the first n_test test images are scored once, at the end
+
+
+def split(cfg: Config) -> Split:
+    total = min(cfg.train.train_limit or MNIST_TRAIN, MNIST_TRAIN)
+    return Split(
+        total - cfg.train.val_size, cfg.train.val_size, min(cfg.train.test_limit or MNIST_TEST, MNIST_TEST)
+    )
+
+
+def model_config(cfg: Config, name: str) -> ModelConfig:
+    try:
+        return cfg.model(name)
+    except KeyError:
+        raise TrainError(
+            f"{cfg.path}: models.{name}: no such model (known: {', '.join(cfg.model_names)})"
+        ) from None
+
+
+def check_data(cache_dir: Path) -> None:
+    for path in data.paths(cache_dir).values():
+        if (problem := data.file_problem(path)) is not None:
+            raise TrainError(
+                f"MNIST file {path}: {problem}; run `python -m mnist_webgpu data` (or `doit data`) first"
+            )
+
+
+def check_device() -> str:
+    try:
+        Tensor([1.0]).realize()
+    except Exception as exc:  # tinygrad raises many kinds here; all mean "this device is unusable"
+        raise TrainError(f"train.device: tinygrad cannot use device {Device.DEFAULT!r} ({exc})") from None
+    return Device.DEFAULT
+
+
+# --- pure pieces: schedule, sampling, augmentation --------------------------------------
+
+
+def learning_rate(mc: ModelConfig, step: int) -> float:
+    """The rate for 0-based `step`: linear warmup, then constant or a cosine decay.
+
+    "onecycle" differs from "cosine" in where it starts and ends: warmup from lr/25 and
+    decay to lr/1e4 (as in Smith's one-cycle policy), rather than from and to zero.
+    """
+    onecycle = mc.lr_schedule == "onecycle"
+    if step < mc.warmup_steps:
+        start = mc.lr / 25 if onecycle else 0.0
+        return start + (mc.lr - start) * (step + 1) / mc.warmup_steps
+    if mc.lr_schedule == "constant":
+        return mc.lr
+    floor = mc.lr / 1e4 if onecycle else 0.0
+    progress = (step - mc.warmup_steps) / max(mc.steps - mc.warmup_steps, 1)
+    return floor + (mc.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def sample_indices(n_train: int, batch_size: int) -> Tensor:
+    """Uniform random training indices, drawn on the device: never a validation image."""
+    return Tensor.randint(batch_size, low=0, high=n_train)
+
+
+def augment(x: Tensor, aug: Augment) -> Tensor:
+    """Random rotation, scale and shift about the image centre, bilinear, zeros outside.
+
+    Each output pixel pulls from the source point its inverse transform lands on. The
+    bilinear weights are separable tents, so sampling is two small contractions
+    (over source columns, then rows) instead of a gather.
+    """
+    b = x.shape[0]
+    angle = (Tensor.rand(b, 1, 1) * 2 - 1) * math.radians(aug.rotate)
+    scale = 1 + (Tensor.rand(b, 1, 1) * 2 - 1) * aug.scale
+    dy, dx = [(Tensor.rand(b, 1, 1) * 2 - 1) * aug.shift for _ in range(2)]
+    axis = Tensor.arange(28).float() - CENTRE
+    oy, ox = axis.reshape(1, 28, 1) - dy, axis.reshape(1, 1, 28) - dx
+    cos, sin = angle.cos() / scale, angle.sin() / scale
+    src_y = (cos * oy + sin * ox + CENTRE).reshape(b, 28 * 28, 1)
+    src_x = (cos * ox - sin * oy + CENTRE).reshape(b, 28 * 28, 1)
+    pixels = Tensor.arange(28).float().reshape(1, 1, 28)
+    weight_y = (1 - (src_y - pixels).abs()).relu()  # (b, out pixel, source row)
+    weight_x = (1 - (src_x - pixels).abs()).relu()  # (b, out pixel, source column)
+    rows = (weight_x.reshape(b, 784, 1, 28) * x.reshape(b, 1, 28, 28)).sum(-1)  # (b, out pixel, source row)
+    return (rows * weight_y).sum(-1).reshape(b, 1, 28, 28)
+
+
+def augments(aug: Augment) -> bool:
+    return aug.shift > 0 or aug.rotate > 0 or aug.scale > 0
+
+
+def make_optimizer(mc: ModelConfig, params: list[Tensor]):
+    if mc.optimizer == "adam":
+        return nn.optim.Adam(params, lr=mc.lr)
+    if mc.optimizer == "adamw":
+        return nn.optim.AdamW(params, lr=mc.lr, weight_decay=mc.weight_decay)
+    return nn.optim.SGD(params, lr=mc.lr, momentum=0.9, nesterov=True, weight_decay=mc.weight_decay)
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def pixels(images: Tensor) -> Tensor:
+    """uint8 (B, 28, 28) -> the models' float (B, 1, 28, 28) in [0, 1]."""
+    return images.float().mul(1 / 255).unsqueeze(1)
+
+
+class Trainer:
+    def __init__(self, mc: ModelConfig, train_x: Tensor, train_y: Tensor, n_train: int):
+        self.mc = mc
+        Tensor.manual_seed(mc.seed)
+        np.random.seed(mc.seed)
+        self.model = models.build(mc)
+        self.state = get_state_dict(self.model)
+        self.optimizer = make_optimizer(mc, nn.state.get_parameters(self.model))
+        # summed on the device every step; read back only at evaluation points
+        self.loss_total = Tensor.zeros(1).contiguous().realize()
+        self.train_x, self.train_y, self.n_train = train_x, train_y, n_train
+        self.step = TinyJit(self._step)
+        self.predict = TinyJit(self._predict)
+
+    def _step(self, lr: Tensor) -> Tensor:
+        with Context(TRAINING=1):
+            self.optimizer.lr.assign(lr)
+            idx = sample_indices(self.n_train, self.mc.batch_size)
+            x = pixels(self.train_x[idx])
+            if augments(self.mc.augment):
+                x = augment(x, self.mc.augment)
+            logits = self.model(x)
+            loss = logits.sparse_categorical_crossentropy(
+                self.train_y[idx], label_smoothing=self.mc.label_smoothing
+            )
+            self.optimizer.zero_grad()
+            loss.backward()
+            return self.loss_total.assign(self.loss_total + loss.detach()).realize(
+                *self.optimizer.schedule_step()
+            )
+
+    def _predict(self, images: Tensor) -> Tensor:
+        return self.model(pixels(images)).argmax(1).realize()
+
+    def predictions(self, images: np.ndarray) -> np.ndarray:
+        """Predicted labels for uint8 (N, 28, 28) images, in fixed-size jitted chunks."""
+        out = []
+        for start in range(0, len(images), EVAL_CHUNK):
+            chunk = images[start : start + EVAL_CHUNK]
+            padded = np.zeros((EVAL_CHUNK, 28, 28), np.uint8)
+            padded[: len(chunk)] = chunk
+            out.append(self.predict(Tensor(padded)).numpy()[: len(chunk)].copy())
+        return np.concatenate(out)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy().copy() for k, v in self.state.items()}
+
+    def restore(self, weights: dict[str, np.ndarray]) -> None:
+        # assign, not replace: the jitted graphs hold these very buffers
+        for k, v in self.state.items():
+            v.assign(Tensor(weights[k], device=v.device)).realize()
+
+
+def remove_outputs(outputs: dict[str, Path]) -> None:
+    """Metrics first: from here until the new metrics land, the set is visibly incomplete."""
+    for key in ("metrics", "weights", "misclassified"):
+        outputs[key].unlink(missing_ok=True)
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    matrix = np.zeros((10, 10), np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    return matrix
+
+
+def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
+    """Train model `name` from scratch; write its three outputs; return the metrics."""
+    mc = model_config(cfg, name)
+    check_data(cfg.cache_dir())
+    device = check_device()
+    outputs = artifacts.train_outputs(cfg, name)
+    remove_outputs(outputs)
+
+    sizes = split(cfg)
+    mnist = data.load(cfg.cache_dir())
+    n_seen = sizes.n_train + sizes.n_val
+    train_x = Tensor(np.ascontiguousarray(mnist.train_x[: sizes.n_train])).realize()
+    train_y = Tensor(mnist.train_y[: sizes.n_train].astype(np.int32)).realize()
+    val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]
+    test_x, test_y = mnist.test_x[: sizes.n_test], mnist.test_y[: sizes.n_test]
+
+    trainer = Trainer(mc, train_x, train_y, sizes.n_train)
+    curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
+    best_accuracy, best_step, best_weights = -1.0, 0, None
+    progress = Progress(name, mc.steps)
+    loss_seen, last_eval = 0.0, 0
+    started = time.monotonic()
+    try:
+        for step in range(mc.steps):
+            trainer.step(Tensor([learning_rate(mc, step)]))
+            done = step + 1
+            progress.step(done)
+            if done % mc.eval_every and done != mc.steps:
+                continue
+            loss_total = trainer.loss_total.item()
+            train_loss = (loss_total - loss_seen) / (done - last_eval)
+            loss_seen, last_eval = loss_total, done
+            val_accuracy = float((trainer.predictions(val_x) == val_y).mean())
+            curves["step"].append(done)
+            curves["train_loss"].append(train_loss)
+            curves["val_accuracy"].append(val_accuracy)
+            progress.report(done, train_loss, val_accuracy)
+            if not math.isfinite(train_loss):
+                raise TrainError(
+                    f"models.{name}: training diverged (loss {train_loss}) at step {done}; lower lr"
+                )
+            if val_accuracy > best_accuracy:
+                best_accuracy, best_step, best_weights = val_accuracy, done, trainer.snapshot()
+    finally:
+        progress.close()
+    train_seconds = time.monotonic() - started
+
+    trainer.restore(best_weights)
+    predicted = trainer.predictions(test_x)
+    matrix = confusion(test_y, predicted)
+    per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
+    wrong = np.flatnonzero(predicted != test_y)
+    settings = artifacts.train_settings(cfg, name)
+    params = sum(int(v.numel()) for v in trainer.state.values())
+    metrics = {
+        "model": name,
+        "arch": mc.arch,
+        "test_accuracy": float((predicted == test_y).mean()),
+        "val_accuracy": best_accuracy,
+        "best_step": best_step,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "curves": curves,
+        "params": params,
+        "weight_bytes": params * 4,
+        "train_seconds": round(train_seconds, 3),
+        "steps_per_second": round(mc.steps / train_seconds, 3),
+        "steps": mc.steps,
+        "split": {"train": sizes.n_train, "val": sizes.n_val, "test": sizes.n_test},
+        "device": device,
+        "tinygrad_version": importlib.metadata.version("tinygrad"),
+        "config": settings,
+        "config_hash": artifacts.settings_hash(settings),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    with files.atomic_path(outputs["weights"]) as tmp:
+        safe_save(trainer.state, str(tmp))
+    files.write_json(
+        outputs["misclassified"],
+        {
+            "indices": wrong.tolist(),
+            "labels": test_y[wrong].tolist(),
+            "predictions": predicted[wrong].tolist(),
+        },
+    )
+    files.write_json(outputs["metrics"], metrics)  # last: its presence means the set is complete
+    log(
+        f"{name}: test accuracy {metrics['test_accuracy']:.2%}, "
+        f"best val {best_accuracy:.2%} at step {best_step}, "
+        f"{train_seconds:.0f} s ({metrics['steps_per_second']:.2f} steps/s) on {device}"
+    )
+    return metrics

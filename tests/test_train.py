@@ -1,0 +1,297 @@
+"""The train stage: real tinygrad training on a slice of MNIST, through the real CLI and doit."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tinygrad import Tensor
+from tinygrad.nn.state import get_state_dict, safe_load
+
+from mnist_webgpu import artifacts, config, train
+from mnist_webgpu.config import Augment
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = (ROOT / "tests" / "fast.toml").read_text()
+OUTPUTS = ("weights.safetensors", "misclassified.json", "metrics.json")
+
+
+def project(tmp: Path, toml: str = FAST) -> Path:
+    """A throwaway project directory holding only a config: outputs land under tmp/build."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "config.toml").write_text(toml)
+    return tmp
+
+
+def run_stage(cwd: Path, *args: str, cache: Path, **popen) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env[config.CONFIG_ENV] = str(cwd / "config.toml")
+    env[config.CACHE_ENV] = str(cache)
+    env.pop("DEV", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_webgpu", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        **popen,
+    )
+
+
+def outputs_present(root: Path, name: str) -> list[str]:
+    folder = root / "build" / "models" / name
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def trained_mlp(tmp_path_factory, mnist_cache) -> Path:
+    root = project(tmp_path_factory.mktemp("mlp"))
+    result = run_stage(root, "train", "mlp", cache=mnist_cache)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+# --- pure pieces ----------------------------------------------------------------------
+
+
+def test_split_keeps_validation_and_test_out_of_training(fast_config):
+    sizes = train.split(fast_config)
+    assert (sizes.n_train, sizes.n_val, sizes.n_test) == (5000, 1000, 2000)
+    full = dataclasses.replace(fast_config, train=config.TrainConfig())
+    assert train.split(full) == train.Split(55000, 5000, 10000)
+
+
+def test_sampler_draws_only_training_indices(fast_config):
+    n_train = train.split(fast_config).n_train
+    drawn = np.concatenate([train.sample_indices(n_train, 4096).numpy() for _ in range(5)])
+    assert drawn.min() >= 0 and drawn.max() < n_train
+    # and it does reach the top of the range: the split, not the sampler, is the limit
+    assert drawn.max() > n_train - 50 and drawn.min() < 50
+
+
+def test_learning_rate_schedules(fast_config):
+    mc = dataclasses.replace(fast_config.model("mlp"), lr=0.01, steps=1000, warmup_steps=100)
+    for schedule in ("constant", "cosine", "onecycle"):
+        m = dataclasses.replace(mc, lr_schedule=schedule)
+        rates = [train.learning_rate(m, s) for s in range(m.steps)]
+        assert rates[99] == pytest.approx(0.01)  # warmup ends at the peak
+        assert all(a < b for a, b in zip(rates[:99], rates[1:100], strict=True))
+        assert max(rates) == pytest.approx(0.01)
+    assert train.learning_rate(dataclasses.replace(mc, lr_schedule="constant"), 999) == pytest.approx(0.01)
+    assert train.learning_rate(dataclasses.replace(mc, lr_schedule="cosine"), 999) < 1e-6
+    # one-cycle warms up from lr/25, not from zero
+    onecycle = dataclasses.replace(mc, lr_schedule="onecycle")
+    assert train.learning_rate(onecycle, 0) == pytest.approx(0.01 / 25 + (0.01 - 0.01 / 25) / 100)
+
+
+def test_augment_without_transform_is_identity_and_with_it_moves_ink(mnist):
+    images = Tensor(mnist.test_x[:16]).float().mul(1 / 255).unsqueeze(1)
+    same = train.augment(images, Augment()).numpy()
+    np.testing.assert_allclose(same, images.numpy(), atol=1e-5)
+
+    moved = train.augment(images, Augment(shift=3, rotate=20, scale=0.2)).numpy()
+    assert moved.shape == (16, 1, 28, 28)
+    assert np.abs(moved - images.numpy()).mean() > 0.02
+    # a digit stays a digit: most of its ink survives, nothing is invented
+    ink, kept = images.numpy().sum(axis=(1, 2, 3)), moved.sum(axis=(1, 2, 3))
+    assert np.all(kept > 0.5 * ink) and np.all(kept < 1.6 * ink)
+    assert moved.min() >= 0 and moved.max() <= 1 + 1e-5
+
+
+def test_the_schedule_reaches_the_jitted_optimizer(fast_config, mnist):
+    mc = fast_config.model("mlp")
+    trainer = train.Trainer(
+        mc, Tensor(mnist.train_x[:500]).realize(), Tensor(mnist.train_y[:500].astype(np.int32)), 500
+    )
+    for _ in range(3):  # past TinyJit's capture
+        trainer.step(Tensor([0.001]))
+    before = trainer.snapshot()
+    trainer.step(Tensor([0.0]))
+    after_zero = trainer.snapshot()
+    trainer.step(Tensor([0.01]))
+    after_step = trainer.snapshot()
+    assert all(np.array_equal(before[k], after_zero[k]) for k in before)
+    assert any(not np.array_equal(after_zero[k], after_step[k]) for k in before)
+
+
+# --- the stage, through the CLI ----------------------------------------------------------
+
+
+def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
+    folder = trained_mlp / "build" / "models" / "mlp"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    mistakes = json.loads((folder / "misclassified.json").read_text())
+    n_test = 2000
+
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == n_test
+    assert metrics["test_accuracy"] == pytest.approx(np.trace(matrix) / n_test)
+    assert len(metrics["per_class_accuracy"]) == 10
+    assert metrics["per_class_accuracy"][3] == pytest.approx(matrix[3, 3] / matrix[3].sum())
+    assert 0.8 < metrics["test_accuracy"] <= 1 and 0.8 < metrics["val_accuracy"] <= 1
+    assert len(mistakes["indices"]) == n_test - np.trace(matrix)
+    assert len(mistakes["labels"]) == len(mistakes["predictions"]) == len(mistakes["indices"])
+    assert all(0 <= i < n_test for i in mistakes["indices"])
+    assert all(a != b for a, b in zip(mistakes["labels"], mistakes["predictions"], strict=True))
+
+    curves = metrics["curves"]
+    assert curves["step"] == [50, 100, 150]
+    assert len(curves["train_loss"]) == len(curves["val_accuracy"]) == 3
+    assert metrics["val_accuracy"] == max(curves["val_accuracy"])
+    assert (
+        metrics["params"] == 784 * 64 + 64 + 64 * 10 + 10 and metrics["weight_bytes"] == 4 * metrics["params"]
+    )
+    assert metrics["steps"] == 150 and metrics["device"] == "CPU" and metrics["tinygrad_version"] == "0.14.0"
+    settings = artifacts.train_settings(config.load(trained_mlp / "config.toml"), "mlp")
+    assert metrics["config"] == json.loads(json.dumps(settings))
+    assert metrics["config_hash"] == artifacts.settings_hash(settings)
+
+    weights = safe_load(str(folder / "weights.safetensors"))
+    from mnist_webgpu import models
+
+    expected = get_state_dict(models.build(fast_config.model("mlp")))
+    assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in expected.items()}
+
+
+def test_loss_decreases(trained_mlp):
+    curves = json.loads((trained_mlp / "build/models/mlp/metrics.json").read_text())["curves"]
+    assert curves["train_loss"][-1] < 0.7 * curves["train_loss"][0]
+
+
+def test_same_seed_gives_the_same_weights(trained_mlp, tmp_path, mnist_cache):
+    again = project(tmp_path / "again")
+    assert run_stage(again, "train", "mlp", cache=mnist_cache).returncode == 0
+    first = (trained_mlp / "build/models/mlp/weights.safetensors").read_bytes()
+    second = (again / "build/models/mlp/weights.safetensors").read_bytes()
+    assert hashlib.sha256(first).hexdigest() == hashlib.sha256(second).hexdigest()
+
+
+def test_killed_training_leaves_no_complete_looking_outputs(trained_mlp, tmp_path, mnist_cache):
+    root = project(
+        tmp_path, FAST.replace("steps = 150", "steps = 5000").replace("eval_every = 50", "eval_every = 20")
+    )
+    # a complete set from an earlier run: the new run must not leave it looking current
+    shutil.copytree(trained_mlp / "build", root / "build")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env[config.CONFIG_ENV], env[config.CACHE_ENV] = str(root / "config.toml"), str(mnist_cache)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_webgpu", "train", "mlp"],
+        cwd=root,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:
+            if re.match(r"mlp: step \d+/5000", line):
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert outputs_present(root, "mlp") == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "args", "message"),
+    [
+        (None, ("train", "nosuch"), r"models\.nosuch: no such model \(known: mlp, cnn\)"),
+        (
+            ("batch_size = 64", "batch_size = 6000"),
+            ("train", "mlp"),
+            r"models\.mlp\.batch_size: expected at most",
+        ),
+        (("steps = 150", "steps = 0"), ("train", "mlp"), r"models\.mlp\.steps: expected an integer >= 1"),
+        (("lr = 0.003", "lr = -0.1"), ("train", "mlp"), r"models\.mlp\.lr: expected a number > 0"),
+        (("[train]", '[train]\ndevice = "NOSUCH"'), ("train", "mlp"), r"train\.device: tinygrad cannot use"),
+    ],
+    ids=["unknown-model", "batch-too-large", "zero-steps", "negative-lr", "bad-device"],
+)
+def test_bad_input_is_one_line_and_no_outputs(tmp_path, mnist_cache, edit, args, message):
+    toml = FAST.replace(*edit, 1) if edit else FAST
+    root = project(tmp_path, toml)
+    result = run_stage(root, *args, cache=mnist_cache)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ") and re.search(message, result.stderr), result.stderr
+    assert not (root / "build").exists()
+
+
+def test_missing_data_names_the_file(tmp_path):
+    root = project(tmp_path / "project")
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    result = run_stage(root, "train", "mlp", cache=empty)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{empty / 'train-images-idx3-ubyte'}: missing" in result.stderr
+    assert not (root / "build").exists()
+
+
+# --- doit: only what changed is retrained ------------------------------------------------
+
+TINY_MODELS = """
+[models.mlp]
+arch = "mlp"
+widths = [16]
+lr = 0.003
+lr_schedule = "constant"
+batch_size = 32
+steps = 20
+eval_every = 10
+seed = 7
+
+[models.cnn]
+arch = "cnn"
+widths = [2]
+lr = 0.003
+lr_schedule = "constant"
+batch_size = 16
+steps = 4
+eval_every = 2
+seed = 7
+"""
+
+
+def doit_ran(output: str) -> dict[str, str]:
+    """train task name -> '.' (ran) or '--' (up to date), from doit's own report lines."""
+    return {m[2]: m[1] for m in re.finditer(r"^(\.|--)\s+(train:\S+)$", output, re.MULTILINE)}
+
+
+def test_doit_retrains_only_the_model_whose_config_changed(tmp_path, mnist_cache):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(ROOT / "dodo.py", root / "dodo.py")
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    head = FAST.split("[models.mlp]")[0]
+    tail = "[site]" + FAST.split("[site]")[1]
+    (root / "config.toml").write_text(head + TINY_MODELS + tail)
+    env = dict(
+        os.environ, **{config.CONFIG_ENV: str(root / "config.toml"), config.CACHE_ENV: str(mnist_cache)}
+    )
+    env.pop("PYTHONPATH", None)
+    env.pop("DEV", None)
+
+    def doit() -> dict[str, str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "doit", "train"], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return doit_ran(result.stdout)
+
+    assert doit() == {"train:mlp": ".", "train:cnn": "."}
+    assert doit() == {"train:mlp": "--", "train:cnn": "--"}
+    config_text = (root / "config.toml").read_text()
+    (root / "config.toml").write_text(config_text.replace("lr = 0.003", "lr = 0.002", 1))
+    assert doit() == {"train:mlp": ".", "train:cnn": "--"}
+    metrics = json.loads((root / "build/models/mlp/metrics.json").read_text())
+    assert metrics["config"]["lr"] == 0.002

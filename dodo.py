@@ -34,6 +34,10 @@ def task_site():
     return tasks.site_task(CFG)
 
 
+def task_verify():
+    return tasks.verify_task(CFG)
+
+
 def task_build():
     return tasks.build_task()
 

@@ -90,6 +90,26 @@ def site_task(cfg: config.Config) -> dict:
     }
 
 
+def verify_task(cfg: config.Config) -> dict:
+    from . import paths, verify
+
+    gates = {m.name: m.min_test_accuracy for m in cfg.models}
+    return {
+        "doc": "check the staged site (links, weights, accuracy gates), then swap it into dist/",
+        "actions": [stage(cfg, "verify")],
+        "task_dep": ["site"],
+        "file_dep": [str(artifacts.train_outputs(cfg, n)["metrics"]) for n in cfg.model_names]
+        + sources("verify", "paths"),
+        # dist/ is up to date exactly when it is a byte-for-byte copy of the staged site
+        "uptodate": [
+            lambda: verify.same_tree(paths.SITE_STAGING, paths.DIST),
+            config_changed({"gates": gates, "models": list(cfg.model_names)}),
+        ],
+        "clean": [(shutil.rmtree, [str(paths.DIST)], {"ignore_errors": True})],
+        "verbosity": 2,
+    }
+
+
 def build_task() -> dict:
     return {
         "doc": "build everything: data, train, compile, site, verify into dist/ (the default task)",

@@ -182,6 +182,24 @@ def verify(cfg: Config, site: Path, models_dir: Path) -> None:
         raise VerifyError(f"site in {site} failed verification: {problems[0]}{more}")
 
 
+def same_tree(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same files with the same bytes (dist/ is a copy of staging)."""
+
+    def listing(root: Path) -> dict[str, Path]:
+        return (
+            {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+            if root.is_dir()
+            else {}
+        )
+
+    left, right = listing(a), listing(b)
+    return (
+        bool(left)
+        and left.keys() == right.keys()
+        and all(left[k].read_bytes() == right[k].read_bytes() for k in left)
+    )
+
+
 def publish_to_dist(site: Path, dist: Path) -> None:
     """Replace dist/ by a copy of the verified site, never leaving a half-written dist/."""
     staging = dist.with_name(dist.name + ".new")

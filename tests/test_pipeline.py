@@ -1,0 +1,177 @@
+"""The whole task graph, run by the real doit in a temporary copy of the project.
+
+One build on the fast config, then each kind of change, asserting which tasks ran.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_webgpu import config
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIED = ("dodo.py", "src", "templates", "site_src")
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Project:
+    def __init__(self, root: Path, cache: Path):
+        self.root = root
+        self.env = {**os.environ, config.CACHE_ENV: str(cache), **IDENTITY}
+        self.env.pop(config.CONFIG_ENV, None)
+        self.env.pop("DEV", None)
+
+    def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "doit", *args], cwd=self.root, env=self.env, capture_output=True, text=True
+        )
+        if check:
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    def ran(self, result: subprocess.CompletedProcess) -> set[str]:
+        """Tasks doit executed ('.  name'), as opposed to skipped as up to date ('-- name')."""
+        return set(re.findall(r"^\.  (\S+)", result.stdout, re.M))
+
+    def edit(self, rel: str, old: str, new: str) -> None:
+        path = self.root / rel
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {rel}"
+        path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, mnist_cache) -> Project:
+    root = tmp_path_factory.mktemp("project")
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, root / name)
+    shutil.copy(ROOT / "tests" / "fast.toml", root / "config.toml")
+    project = Project(root, mnist_cache)
+    git(root, "init", "--quiet", "-b", "main")
+    (root / ".gitignore").write_text("build/\ndist/\n.doit.db*\n__pycache__/\n")
+    git(root, "add", ".")
+    git(root, "commit", "--quiet", "-m", "source")
+    first = project.doit("build")
+    assert {"data", "train:mlp", "train:cnn", "compile:mlp", "compile:cnn", "site", "verify"} <= project.ran(
+        first
+    )
+    return project
+
+
+def test_build_leaves_a_verified_dist(built):
+    dist = built.root / "dist"
+    for rel in ("index.html", "404.html", ".nojekyll", "models/mlp.html", "models/cnn/manifest.json"):
+        assert (dist / rel).is_file(), rel
+    assert not (built.root / "dist.new").exists() and not (built.root / "dist.old").exists()
+
+
+def test_second_build_runs_nothing_quickly(built):
+    start = time.monotonic()
+    again = built.doit("build")
+    elapsed = time.monotonic() - start
+    assert built.ran(again) == set(), again.stdout
+    print(f"no-op doit build: {elapsed:.2f} s")
+
+
+def test_doit_list_describes_every_task(built):
+    listing = built.doit("list").stdout
+    for task in ("build", "data", "train", "compile", "site", "verify", "deploy", "serve"):
+        assert re.search(rf"^{task}\s+\S", listing, re.M), listing
+
+
+def test_template_change_rerenders_only(built):
+    built.edit("templates/base.html", "</body>", "<!-- edited -->\n</body>")
+    assert built.ran(built.doit("build")) == {"site", "verify"}
+    assert "<!-- edited -->" in (built.root / "dist" / "index.html").read_text()
+
+
+def test_site_setting_change_rerenders_only(built):
+    built.edit("config.toml", 'title = "MNIST on WebGPU (test build)"', 'title = "Digits, retitled"')
+    assert built.ran(built.doit("build")) == {"site", "verify"}
+    assert "Digits, retitled" in (built.root / "dist" / "index.html").read_text()
+
+
+def test_site_src_change_copies_only(built):
+    style = built.root / "site_src" / "style.css"
+    style.write_text(style.read_text() + "\n/* edited */\n")
+    assert built.ran(built.doit("build")) == {"site", "verify"}
+    css = [p for p in (built.root / "dist" / "assets").glob("style.*.css")]
+    assert len(css) == 1 and "/* edited */" in css[0].read_text()
+
+
+def test_one_models_hyperparameter_retrains_that_model_only(built):
+    built.edit(
+        "config.toml", "lr = 0.003\nlr_schedule", "lr = 0.002\nlr_schedule"
+    )  # the mlp section comes first
+    ran = built.ran(built.doit("build"))
+    assert ran == {"train:mlp", "compile:mlp", "site", "verify"}, ran
+
+
+def test_editing_the_training_code_retrains(built):
+    built.edit(
+        "src/mnist_webgpu/train.py",
+        '"""',
+        '"""Edited for a test.\n',
+    )
+    ran = built.ran(built.doit("build"))
+    assert {"train:mlp", "train:cnn"} <= ran
+
+
+def test_failed_gate_keeps_dist_and_deploy_publishes_nothing(built, tmp_path):
+    git(built.root, "add", ".")
+    git(built.root, "commit", "--quiet", "-m", "edits from the tests above")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    git(built.root, "remote", "add", "origin", str(remote))
+
+    published = built.doit("deploy")
+    head = git(built.root, "rev-parse", "HEAD")
+    assert git(remote, "log", "-1", "--format=%s", "gh-pages") == f"Publish site built from {head}"
+    files = set(git(remote, "ls-tree", "-r", "--name-only", "gh-pages").splitlines())
+    dist = {
+        p.relative_to(built.root / "dist").as_posix() for p in (built.root / "dist").rglob("*") if p.is_file()
+    }
+    assert files == dist | {".nojekyll"}, published.stdout
+
+    before = (built.root / "dist" / "index.html").read_bytes()
+    built.edit("config.toml", "[models.mlp]\n", "[models.mlp]\nmin_test_accuracy = 0.9999\n")
+    built.edit("templates/base.html", "</body>", "<!-- never published -->\n</body>")
+    git(built.root, "commit", "--quiet", "-am", "an impossible gate")
+    failed = built.doit("deploy", check=False)
+    assert failed.returncode != 0
+    assert "models.mlp.min_test_accuracy: test accuracy" in failed.stderr
+    assert (built.root / "dist" / "index.html").read_bytes() == before
+    assert git(remote, "log", "-1", "--format=%s", "gh-pages") == f"Publish site built from {head}"
+
+
+def test_dirty_tree_refuses_to_deploy(built):
+    (built.root / "untracked.txt").write_text("dirty\n")
+    try:
+        result = built.doit("deploy", "--dry-run", check=False)
+        assert result.returncode != 0
+        assert "source tree has uncommitted changes (untracked.txt)" in result.stderr
+    finally:
+        (built.root / "untracked.txt").unlink()

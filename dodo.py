@@ -23,3 +23,8 @@ CFG = tasks.load_config_or_exit()
 
 def task_data():
     return tasks.data_task(CFG)
+
+
+def task_compile():
+    """compile each trained model to WGSL kernels, a manifest and weight files"""
+    yield from tasks.compile_tasks(CFG)

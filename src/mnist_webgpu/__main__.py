@@ -19,16 +19,39 @@ def _data(cfg: config.Config, args: argparse.Namespace) -> None:
     data.fetch(cfg)
 
 
+def _compile(cfg: config.Config, args: argparse.Namespace) -> None:
+    import os
+
+    # tinygrad reads its device list at import: NULL with the WGSL renderer traces kernels without a GPU
+    os.environ["DEV"] = "CPU;NULL:WGSL"
+    os.environ["MAX_KERNEL_BUFFERS"] = str(cfg.export.max_storage_buffers)
+    from . import export
+
+    for name in args.models or cfg.model_names:
+        export.run(cfg, name)
+
+
+def _compile_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "models", nargs="*", metavar="MODEL", help="models to compile (default: all in config)"
+    )
+
+
 STAGES = {
     "data": (_data, "download and verify the four MNIST files into the cache"),
+    "compile": (_compile, "compile trained models to WGSL kernels and weight files in build/webgpu/<name>/"),
 }
+# stages that take arguments of their own
+STAGE_ARGS = {"compile": _compile_args}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_webgpu")
     sub = parser.add_subparsers(dest="stage", required=True)
     for name, (_, help_text) in STAGES.items():
-        sub.add_parser(name, help=help_text)
+        stage_parser = sub.add_parser(name, help=help_text)
+        if name in STAGE_ARGS:
+            STAGE_ARGS[name](stage_parser)
     args = parser.parse_args(argv)
     try:
         cfg = config.load()

@@ -338,4 +338,3 @@ def load(path: Path | None = None) -> Config:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read config file: {reason}") from None
     return parse(text, path)
-

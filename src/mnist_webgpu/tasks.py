@@ -10,9 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from doit.tools import Interactive
+from doit.tools import Interactive, config_changed
 
 from . import config, data
+from .export_paths import inputs, outputs, weights_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
@@ -49,3 +50,23 @@ def data_task(cfg: config.Config) -> dict:
         "uptodate": [lambda: data.is_complete(cache_dir)],
         "verbosity": 2,
     }
+
+
+def compile_tasks(cfg: config.Config):
+    """One `compile:<name>` subtask per model: trained weights -> WGSL kernels, manifest, weight forms."""
+    code = sources("export", "export_paths", "forms", "models", "data", "files", "config")
+    for name in cfg.model_names:
+        yield {
+            "name": name,
+            "doc": f"compile model {name!r} to WGSL kernels and weight files",
+            "actions": [stage(cfg, "compile", name)],
+            "file_dep": [
+                str(weights_path(cfg, name)),
+                *map(str, data.paths(cfg.cache_dir()).values()),
+                *code,
+            ],
+            "targets": [str(p) for p in outputs(cfg, name)],
+            "uptodate": [config_changed(inputs(cfg, name))],
+            "clean": True,
+            "verbosity": 2,
+        }

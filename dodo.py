@@ -30,6 +30,11 @@ def task_train():
     yield from tasks.train_tasks(CFG)
 
 
+def task_compile():
+    """compile each trained model to WGSL kernels, a manifest and weight files"""
+    yield from tasks.compile_tasks(CFG)
+
+
 def task_site():
     return tasks.site_task(CFG)
 

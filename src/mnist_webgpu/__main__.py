@@ -21,6 +21,24 @@ def _data(cfg: config.Config, args: argparse.Namespace) -> None:
     data.fetch(cfg)
 
 
+def _compile(cfg: config.Config, args: argparse.Namespace) -> None:
+    import os
+
+    # tinygrad reads its device list at import: NULL with the WGSL renderer traces kernels without a GPU
+    os.environ["DEV"] = "CPU;NULL:WGSL"
+    os.environ["MAX_KERNEL_BUFFERS"] = str(cfg.export.max_storage_buffers)
+    from . import export
+
+    for name in args.models or cfg.model_names:
+        export.run(cfg, name)
+
+
+def _compile_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "models", nargs="*", metavar="MODEL", help="models to compile (default: all in config)"
+    )
+
+
 def _train(cfg: config.Config, args: argparse.Namespace) -> None:
     names = args.models or list(cfg.model_names)
     unknown = [n for n in names if n not in cfg.model_names]
@@ -93,6 +111,11 @@ STAGES = {
         _train,
         "train models into build/models/<name>/ (weights, metrics, test mistakes)",
         _train_args,
+    ),
+    "compile": (
+        _compile,
+        "compile trained models to WGSL kernels and weight files in build/webgpu/<name>/",
+        _compile_args,
     ),
     "site": (_site, "render the web app and model pages into build/site/", None),
     "verify": (_verify, "check the staged site, then swap it into dist/", None),

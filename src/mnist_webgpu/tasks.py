@@ -14,6 +14,7 @@ from pathlib import Path
 from doit.tools import Interactive, config_changed
 
 from . import artifacts, config, data
+from .export_paths import inputs, outputs, weights_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
@@ -162,3 +163,23 @@ def serve_task(cfg: config.Config) -> dict:
         "uptodate": [False],
         "verbosity": 2,
     }
+
+
+def compile_tasks(cfg: config.Config):
+    """One `compile:<name>` subtask per model: trained weights -> WGSL kernels, manifest, weight forms."""
+    code = sources("export", "export_paths", "forms", "models", "data", "files", "config")
+    for name in cfg.model_names:
+        yield {
+            "name": name,
+            "doc": f"compile model {name!r} to WGSL kernels and weight files",
+            "actions": [stage(cfg, "compile", name)],
+            "file_dep": [
+                str(weights_path(cfg, name)),
+                *map(str, data.paths(cfg.cache_dir()).values()),
+                *code,
+            ],
+            "targets": [str(p) for p in outputs(cfg, name)],
+            "uptodate": [config_changed(inputs(cfg, name))],
+            "clean": True,
+            "verbosity": 2,
+        }

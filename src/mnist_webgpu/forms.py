@@ -1,0 +1,76 @@
+"""Weight forms sent to the browser: f32, f16 and int8 with per-row scales.
+
+`encode` gives the tensors written to `weights.<form>.safetensors`; `expand` turns them
+back into the float32 arrays the browser computes with. The browser's expansion
+(site_src/safetensors.js) does the same arithmetic: f16 -> f32 is exact, and
+int8 * f32 scale is one correctly rounded f32 product in both numpy and JS, so the
+accuracy measured here is the accuracy of the weights the page actually uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save
+
+FORMS = ("f32", "f16", "int8")
+SCALE_SUFFIX = ".scale"
+
+
+def file_name(form: str) -> str:
+    return f"weights.{form}.safetensors"
+
+
+def _int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one f32 scale per output row (axis 0), so a small row keeps its precision."""
+    rows = w.reshape(w.shape[0], -1)
+    peak = np.abs(rows).max(axis=1)
+    scale = np.where(peak > 0, peak / 127, 1).astype(np.float32)
+    q = np.clip(np.round(rows / scale[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scale
+
+
+def encode(weights: dict[str, np.ndarray], form: str) -> dict[str, np.ndarray]:
+    """The tensors of one form. Vectors (biases) stay f32 in int8: a scale per element saves nothing."""
+    out: dict[str, np.ndarray] = {}
+    for name, w in weights.items():
+        w = np.ascontiguousarray(w, np.float32)
+        if form == "f32":
+            out[name] = w
+        elif form == "f16":
+            out[name] = w.astype(np.float16)
+        elif form == "int8" and w.ndim >= 2:
+            out[name], out[name + SCALE_SUFFIX] = _int8_rows(w)
+        elif form == "int8":
+            out[name] = w
+        else:
+            raise ValueError(f"unknown weight form {form!r}")
+    return out
+
+
+def expand(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """float32 weights from one form's tensors, exactly as the browser expands them."""
+    out: dict[str, np.ndarray] = {}
+    for name, t in tensors.items():
+        if name.endswith(SCALE_SUFFIX) and name[: -len(SCALE_SUFFIX)] in tensors:
+            continue
+        if t.dtype == np.int8:
+            scale = tensors[name + SCALE_SUFFIX].astype(np.float32)
+            rows = t.reshape(t.shape[0], -1).astype(np.float32) * scale[:, None]
+            out[name] = rows.reshape(t.shape)
+        else:
+            out[name] = t.astype(np.float32)
+    return out
+
+
+def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+
+
+def choose_default(measured: list[dict[str, Any]], tolerance_points: float) -> str:
+    """The smallest form whose validation accuracy is within the tolerance of f32's."""
+    f32 = next(m for m in measured if m["form"] == "f32")
+    floor = f32["validation_accuracy"] - tolerance_points / 100 - 1e-12
+    ok = [m for m in measured if m["validation_accuracy"] >= floor]
+    return min(ok, key=lambda m: m["bytes"])["form"]

@@ -1,0 +1,130 @@
+"""Serving a runtime test site on 127.0.0.1 and launching the browsers installed here.
+
+Shared by tests/test_browser_parity.py and bench/browser_latency.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+# WebGPU on SwiftShader, headless, as root, on a closed network (see shared notes ENVIRONMENT.md)
+CHROMIUM_ARGS = [
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader",
+    "--use-angle=swiftshader",
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) -> None:
+    """site/runtime (site_src), site/page (harness), site/models/<name>, site/inputs.bin (float32)."""
+    shutil.copytree(ROOT / "site_src", site / "runtime", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests" / "browser", site / "page", dirs_exist_ok=True)
+    for name in names:
+        shutil.copytree(project / "build" / "webgpu" / name, site / "models" / name, dirs_exist_ok=True)
+    (site / "inputs.bin").write_bytes((images.astype(np.float32) / 255).tobytes())
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript"}
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """An http:// base URL serving `directory` from a thread, on a free port of 127.0.0.1."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def chromium_page(base_url: str):
+    """A headless Chromium page on the harness, ready to call window.harness."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base_url + "page/index.html")
+            page.wait_for_function("window.harnessReady === true", timeout=30_000)
+            page.errors = errors
+            yield page
+        finally:
+            browser.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def firefox_session(profile: Path):
+    """A Marionette client on a headless Firefox ESR with a fresh profile (no WebGPU adapter here)."""
+    import subprocess
+
+    from marionette_driver.marionette import Marionette
+
+    port = _free_port()
+    profile.mkdir(parents=True, exist_ok=True)
+    prefs = {
+        "marionette.port": port,
+        "browser.shell.checkDefaultBrowser": False,
+        "datareporting.policy.dataSubmissionEnabled": False,
+        "app.update.disabledForTesting": True,
+        "network.captive-portal-service.enabled": False,
+    }
+    (profile / "user.js").write_text(
+        "".join(
+            f'user_pref("{k}", {str(v).lower() if isinstance(v, bool) else v});\n' for k, v in prefs.items()
+        )
+    )
+    process = subprocess.Popen(
+        ["firefox-esr", "--headless", "--marionette", "--no-remote", "--profile", str(profile)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = Marionette(host="127.0.0.1", port=port, startup_timeout=60)
+        client.start_session()
+        try:
+            yield client
+        finally:
+            client.delete_session()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,111 @@
+"""Models built to break the exporter, traced in a process of their own.
+
+tinygrad must be imported with DEV="CPU;NULL:WGSL", so test_export.py runs this file
+as a script and reads one JSON object: case name -> the ExportError line (or "ok").
+"""
+
+import json
+import os
+import sys
+
+os.environ["DEV"] = "CPU;NULL:WGSL"
+
+from tinygrad import Tensor, Variable, dtypes, nn  # noqa: E402
+from tinygrad.nn.state import get_state_dict  # noqa: E402
+
+from mnist_webgpu import export  # noqa: E402
+
+
+class Linear:
+    """784 -> 10: one kernel binding input, weight, bias and output (4 buffers)."""
+
+    def __init__(self):
+        self.fc = nn.Linear(784, 10)
+
+    def __call__(self, x):
+        return self.fc(x.flatten(1))
+
+
+class HalfWeight(Linear):
+    """Keeps its weight in float16, as a model converted with .half() does."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc.weight = self.fc.weight.half()
+
+    def __call__(self, x):
+        return x.flatten(1) @ self.fc.weight.float().T + self.fc.bias
+
+
+class Int64Counter(Linear):
+    """Reads an int64 state tensor in its forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = Tensor([3], dtype=dtypes.int64)
+
+    def __call__(self, x):
+        return super().__call__(x) + self.steps.float()
+
+
+class UnusedWeight(Linear):
+    """Carries a float tensor its forward pass never reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.spare = Tensor.ones(10)
+
+
+class BatchNormCounter(Linear):
+    """Carries an int64 num_batches_tracked counter, like BatchNorm: skipped on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_batches_tracked = Tensor([0], dtype=dtypes.int64)
+
+
+class ConstantInForward(Linear):
+    """Creates a tensor on the CPU inside forward: the schedule gets a copy, not a kernel."""
+
+    def __call__(self, x):
+        return super().__call__(x) + Tensor.ones(1, 10, device="CPU").to("NULL")
+
+
+class SymbolicWidth(Linear):
+    """Reads a variable number of pixels: the kernel's shape is symbolic."""
+
+    def __call__(self, x):
+        width = Variable("width", 1, 784).bind(784)
+        return x.flatten(1)[:, :width].sum(1, keepdim=True) * self.fc.bias.reshape(1, 10) + self.fc(
+            x.flatten(1)
+        )
+
+
+CASES = {
+    "symbolic": (SymbolicWidth, 8),
+    "too_many_buffers": (Linear, 3),
+    "fits": (Linear, 4),
+    "half_weight": (HalfWeight, 8),
+    "int64_state": (Int64Counter, 8),
+    "unused_weight": (UnusedWeight, 8),
+    "batchnorm_counter": (BatchNormCounter, 8),
+    "copy_in_forward": (ConstantInForward, 8),
+}
+
+
+def run(case: str) -> str:
+    cls, max_buffers = CASES[case]
+    Tensor.manual_seed(0)
+    model = cls()
+    state = get_state_dict(model)
+    numpy_state = {k: v.numpy() for k, v in state.items()}
+    try:
+        traced = export.trace(model, state, max_buffers, f"model {case!r}")
+        skipped = export.check_all_bound(numpy_state, traced.bound_weights, f"model {case!r}")
+    except export.ExportError as exc:
+        return str(exc)
+    return f"ok {len(traced.kernels)} kernels, skipped {skipped}"
+
+
+if __name__ == "__main__":
+    print(json.dumps({case: run(case) for case in (sys.argv[1:] or CASES)}))

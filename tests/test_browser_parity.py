@@ -1,0 +1,135 @@
+"""The runtime in real browsers against tinygrad on the CPU, same weights, same images.
+
+Headless Chromium (WebGPU on SwiftShader) runs both backends; Firefox ESR has no WebGPU
+adapter here, so "auto" must fall back to the CPU by itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from browser_env import chromium_page, firefox_session, serve, stage_site
+from conftest import ROOT
+from safetensors.numpy import load, load_file
+from tinygrad import Tensor
+from tinygrad.nn.state import get_state_dict
+
+from mnist_webgpu import config, forms, models
+
+IMAGES = 200
+MODELS = ["mlp", "cnn"]
+
+
+@pytest.fixture(scope="module")
+def site(exported, mnist, tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    stage_site(root, exported, MODELS, mnist.test_x[:IMAGES])
+    with serve(root) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chromium(site):
+    with chromium_page(site) as page:
+        yield page
+
+
+def reference_logits(project, name: str, form: str, images: np.ndarray) -> np.ndarray:
+    """tinygrad on the CPU with the exact float32 weights the browser expands from `form`."""
+    cfg = config.load(project / "config.toml")
+    blob = (project / "build" / "webgpu" / name / forms.file_name(form)).read_bytes()
+    weights = forms.expand(load(blob))
+    model = models.build(cfg.model(name))
+    for key, t in get_state_dict(model).items():
+        t.replace(Tensor(weights[key])).realize()
+    return model(Tensor(images.astype(np.float32)[:, None] / 255)).numpy()
+
+
+def browser_logits(page, name: str, options: dict) -> dict:
+    args = [f"../models/{name}/manifest.json", options, "../inputs.bin", IMAGES]
+    return page.evaluate("([m, o, i, c]) => harness.logits(m, o, i, c)", args)
+
+
+@pytest.mark.parametrize("backend", ["webgpu", "cpu"])
+@pytest.mark.parametrize("name", MODELS)
+def test_chromium_matches_tinygrad(chromium, exported, mnist, name, backend):
+    result = browser_logits(chromium, name, {"backend": backend, "form": "f32"})
+    assert result["backend"] == backend and result["fallbackReason"] is None
+    got = np.array(result["logits"], np.float32)
+    want = reference_logits(exported, name, "f32", mnist.test_x[:IMAGES])
+    assert got.shape == want.shape == (IMAGES, 10)
+    assert np.abs(got - want).max() <= 1e-4
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    assert np.array_equal(np.array(result["burst"], np.float32), got[:16])  # queued, not interleaved
+    assert np.allclose(result["probsSums"], 1, atol=1e-5)
+    assert chromium.errors == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_chromium_default_form_matches_its_expanded_weights(chromium, exported, mnist, name):
+    result = browser_logits(chromium, name, {"backend": "auto"})
+    assert result["backend"] == "webgpu"
+    want = reference_logits(exported, name, result["form"], mnist.test_x[:IMAGES])
+    got = np.array(result["logits"], np.float32)
+    assert np.abs(got - want).max() <= 1e-4
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
+def test_chromium_reports_broken_weights(chromium):
+    message = chromium.evaluate(
+        """async () => {
+            try { await harness.logits("../models/nosuch/manifest.json", {}, "../inputs.bin", 1); }
+            catch (err) { return err.message; }
+        }"""
+    )
+    assert message.endswith("models/nosuch/manifest.json: HTTP 404")
+
+
+@pytest.mark.slow
+def test_firefox_falls_back_to_cpu_and_predicts_the_same_digits(site, exported, mnist, tmp_path):
+    if shutil.which("firefox-esr") is None:
+        pytest.fail("firefox-esr is not installed (apt-get install -y firefox-esr)")
+    with firefox_session(tmp_path / "profile") as client:
+        client.navigate(site + "page/index.html")
+        client.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const wait = () => window.harnessReady ? done(true) : setTimeout(wait, 50); wait();",
+            script_timeout=30_000,
+            sandbox=None,  # the page's own globals, not an Xray view of them
+        )
+        for name in MODELS:
+            result = client.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "harness.logits(arguments[0], {backend: 'auto', form: 'f32'}, '../inputs.bin', arguments[1])"
+                ".then(done, (err) => done({error: String(err)}));",
+                script_args=[f"../models/{name}/manifest.json", IMAGES],
+                script_timeout=120_000,
+                sandbox=None,
+            )
+            assert "error" not in result, result
+            assert result["backend"] == "cpu"
+            assert "WebGPU" in result["fallbackReason"]
+            got = np.array(result["logits"], np.float32)
+            want = reference_logits(exported, name, "f32", mnist.test_x[:IMAGES])
+            assert np.abs(got - want).max() <= 1e-4
+            assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
+def test_safetensors_parser_in_node():
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed")
+    result = subprocess.run(
+        ["node", "--test", str(ROOT / "tests" / "js")], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_reference_weights_are_the_trained_ones(exported):
+    # the f32 form must be the trained weights bit for bit, or "parity" compares the wrong thing
+    saved = load_file(str(exported / "build" / "models" / "mlp" / "weights.safetensors"))
+    shipped = load((exported / "build" / "webgpu" / "mlp" / "weights.f32.safetensors").read_bytes())
+    assert saved.keys() == shipped.keys()
+    assert all(np.array_equal(saved[k], shipped[k]) for k in saved)

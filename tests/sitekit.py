@@ -96,17 +96,18 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
         (wdir / "weights.f32.bin").write_bytes(blob)
         (wdir / "weights.f16.bin").write_bytes(np.frombuffer(blob, "<f4").astype("<f2").tobytes())
         (wdir / "weights.int8.bin").write_bytes(bytes(len(blob) // 4))
-        acc = {"val_accuracy": test_acc, "test_accuracy": test_acc}
-        forms = {
-            "f32": {"file": "weights.f32.bin", "bytes": len(blob), **acc},
-            "f16": {"file": "weights.f16.bin", "bytes": len(blob) // 2, **acc},
-            "int8": {
+        acc = {"validation_accuracy": test_acc, "test_accuracy": test_acc}
+        forms = [
+            {"form": "f32", "file": "weights.f32.bin", "bytes": len(blob), **acc},
+            {"form": "f16", "file": "weights.f16.bin", "bytes": len(blob) // 2, **acc},
+            {
+                "form": "int8",
                 "file": "weights.int8.bin",
                 "bytes": len(blob) // 4,
-                "val_accuracy": 0.1,
+                "validation_accuracy": 0.1,
                 "test_accuracy": 0.1,
             },
-        }
+        ]
         manifest = {"name": m.name, "arch": m.arch, "forms": forms, "default_form": "f32", "kernels": []}
         (wdir / "manifest.json").write_text(json.dumps(manifest))
 

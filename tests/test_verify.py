@@ -51,9 +51,9 @@ def good(tmp_path):
     weights = safetensors_bytes({"layers.0.weight": 16})
     (site / "models" / "mlp" / "weights.f32.safetensors").write_bytes(weights)
     manifest = {
-        "forms": {"f32": {"file": "weights.f32.safetensors", "bytes": len(weights)}},
+        "forms": [{"form": "f32", "file": "weights.f32.safetensors", "bytes": len(weights)}],
         "default_form": "f32",
-        "kernels": [{"bindings": [{"weight": "layers.0.weight"}, {"kind": "input"}]}],
+        "kernels": [{"bindings": [{"kind": "weight", "name": "layers.0.weight"}, {"kind": "input"}]}],
     }
     (site / "models" / "mlp" / "manifest.json").write_text(json.dumps(manifest))
     (models / "mlp").mkdir(parents=True)
@@ -115,7 +115,7 @@ def test_weight_bound_by_a_kernel_but_absent(good):
     cfg, site, models = good
     path = site / "models" / "mlp" / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["kernels"][0]["bindings"].append({"weight": "layers.1.weight"})
+    manifest["kernels"][0]["bindings"].append({"kind": "weight", "name": "layers.1.weight"})
     path.write_text(json.dumps(manifest))
     assert "no tensor for weights layers.1.weight" in problem(*good)
 

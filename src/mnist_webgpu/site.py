@@ -310,7 +310,7 @@ def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
     )
     _require(mis, ["indices", "labels", "predictions"], mis_path)
     _require(manifest, ["forms", "default_form"], manifest_path)
-    forms = manifest["forms"]
+    forms = {f.get("form"): f for f in manifest["forms"]}
     if manifest["default_form"] not in forms:
         raise SiteError(f"{manifest_path}: default_form {manifest['default_form']!r} is not one of its forms")
     for form, info in forms.items():
@@ -360,7 +360,7 @@ def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
                 "file": info["file"],
                 "bytes": _form_bytes(info, wdir),
                 "test_accuracy": info.get("test_accuracy"),
-                "val_accuracy": info.get("val_accuracy"),
+                "val_accuracy": info.get("validation_accuracy"),
                 "default": form == default_form,
             }
             for form, info in forms.items()

@@ -150,7 +150,7 @@ def check_models(cfg: Config, site: Path, models_dir: Path) -> list[str]:
 def check_manifest(path: Path, manifest: dict) -> list[str]:
     """The default weight form is present, its size is as recorded, and it holds every bound weight."""
     problems = []
-    forms = manifest.get("forms", {})
+    forms = {f.get("form"): f for f in manifest.get("forms", [])}
     default = manifest.get("default_form")
     if default not in forms:
         return [f"{path}: default_form {default!r} is not among the forms {sorted(forms)}"]
@@ -164,7 +164,10 @@ def check_manifest(path: Path, manifest: dict) -> list[str]:
     except (VerifyError, ValueError, KeyError) as exc:
         return [*problems, f"{weights}: unreadable safetensors ({exc})"]
     bound = {
-        b["weight"] for k in manifest.get("kernels", []) for b in k.get("bindings", []) if b.get("weight")
+        b["name"]
+        for k in manifest.get("kernels", [])
+        for b in k.get("bindings", [])
+        if b.get("kind") == "weight"
     }
     missing = sorted(name for name in bound if name not in header)
     if missing:

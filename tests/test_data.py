@@ -391,3 +391,10 @@ def test_real_mnist_through_the_pypi_wheel(tmp_path):
     mnist = data.load(tmp_path)
     assert mnist.train_x.shape == (60000, 28, 28) and mnist.test_y.shape == (10000,)
     assert np.bincount(mnist.test_y).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_idx_read_gives_writable_arrays(tmp_path):
+    path = tmp_path / "a-idx1-ubyte"
+    path.write_bytes(idx.encode(np.arange(10, dtype=np.uint8)))
+    array = idx.read(path)
+    assert array.flags.writeable and array.tolist() == list(range(10))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -41,8 +42,12 @@ def parse(blob: bytes | memoryview, name: str = "<bytes>") -> np.ndarray:
 
 
 def read(path: Path) -> np.ndarray:
+    """Read into a writable buffer: device copies (e.g. tinygrad's CUDA) refuse read-only memory."""
     path = Path(path)
-    return parse(path.read_bytes(), str(path))
+    with open(path, "rb") as f:
+        blob = bytearray(os.fstat(f.fileno()).st_size)
+        f.readinto(blob)
+    return parse(blob, str(path))
 
 
 def encode(array: np.ndarray) -> bytes:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, nn
-from tinygrad.nn.state import get_state_dict, safe_save
+from tinygrad.nn.state import get_state_dict
 
 from . import artifacts, data, files, models
 from .config import Augment, Config, ModelConfig
@@ -286,7 +287,9 @@ def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     with files.atomic_path(outputs["weights"]) as tmp:
-        safe_save(trainer.state, str(tmp))
+        # through numpy, not tinygrad's safe_save: that one stages the file on the CPU device,
+        # which needs a C compiler even when training ran on a GPU
+        save_file({k: v.numpy() for k, v in trainer.state.items()}, str(tmp))
     files.write_json(
         outputs["misclassified"],
         {

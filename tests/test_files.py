@@ -34,3 +34,15 @@ def test_artefacts_get_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_writers_that_replace_the_temporary_still_get_normal_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with files.atomic_path(tmp_path / "b.bin") as tmp:
+            tmp.unlink()
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644

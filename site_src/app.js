@@ -99,7 +99,14 @@ let pending = false;
 let frameRequested = false;
 let idle = Promise.resolve();
 
+// data-settled="true" once the shown prediction (or emptiness) belongs to the current drawing:
+// a stable hook for tests and benchmarks that draw faster than a person
+function settle(settled) {
+  root.dataset.settled = String(settled);
+}
+
 function schedule() {
+  settle(false);
   if (frameRequested) return;
   frameRequested = true;
   requestAnimationFrame(() => {
@@ -109,6 +116,7 @@ function schedule() {
 }
 
 async function predictNow() {
+  settle(false);
   if (inFlight) {
     pending = true;
     return;
@@ -118,6 +126,7 @@ async function predictNow() {
   ui.empty.hidden = !pad.isBlank;
   if (empty) {
     showEmpty();
+    settle(!frameRequested);
     return;
   }
   const model = currentModel;
@@ -138,6 +147,8 @@ async function predictNow() {
     if (pending) {
       pending = false;
       schedule();
+    } else {
+      settle(pad.version === version && !frameRequested);
     }
   }
 }

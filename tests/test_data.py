@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from project import copy_project
 
 from mnist_webgpu import config, data, idx
 
@@ -333,9 +333,7 @@ def run_doit(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_doit_data_is_up_to_date_then_heals_a_truncated_file(tmp_path, mnist_cache):
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dodo.py", project)
+    project = copy_project(tmp_path / "project")
     (project / "config.toml").write_text(
         f"[data]\nlocal_dir = '{mnist_cache}'\nmirrors = []\npypi_fallback = false\n"
         "[models.mlp]\narch = 'mlp'\n"
@@ -364,9 +362,7 @@ def test_doit_data_is_up_to_date_then_heals_a_truncated_file(tmp_path, mnist_cac
 
 
 def test_doit_data_fails_with_every_source_listed(tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dodo.py", project)
+    project = copy_project(tmp_path / "project")
     (project / "config.toml").write_text(
         "[data]\nmirrors = ['http://127.0.0.1:9/']\nretries = 0\npypi_fallback = false\n"
         "[models.mlp]\narch = 'mlp'\n"

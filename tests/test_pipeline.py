@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from project import copy_project
 
 from mnist_webgpu import config
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("dodo.py", "src", "templates", "site_src")
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.invalid",
@@ -61,14 +60,7 @@ class Project:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, mnist_cache) -> Project:
-    root = tmp_path_factory.mktemp("project")
-    for name in COPIED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, root / name)
-    shutil.copy(ROOT / "tests" / "fast.toml", root / "config.toml")
+    root = copy_project(tmp_path_factory.mktemp("project"), (ROOT / "tests" / "fast.toml").read_text())
     project = Project(root, mnist_cache)
     git(root, "init", "--quiet", "-b", "main")
     (root / ".gitignore").write_text("build/\ndist/\n.doit.db*\n__pycache__/\n")

@@ -76,7 +76,8 @@ def test_layout(built):
     for name in cfg.model_names:
         assert (out / "models" / f"{name}.html").is_file()
         manifest = json.loads((out / "models" / name / "manifest.json").read_text())
-        assert (out / "models" / name / manifest["forms"][manifest["default_form"]]["file"]).is_file()
+        (default,) = [f for f in manifest["forms"] if f["form"] == manifest["default_form"]]
+        assert (out / "models" / name / default["file"]).is_file()
     hashed = [p.name for p in (out / "assets").iterdir()]
     for stem in ("app", "draw", "preprocess", "runtime", "style", "favicon"):
         assert any(re.fullmatch(rf"{stem}\.[0-9a-f]{{10}}\.\w+", n) for n in hashed), stem

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from project import copy_project
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict, safe_load
 
@@ -268,11 +269,7 @@ def doit_ran(output: str) -> dict[str, str]:
 
 
 def test_doit_retrains_only_the_model_whose_config_changed(tmp_path, mnist_cache):
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "dodo.py", root / "dodo.py")
-    for folder in ("src", "templates", "site_src"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    root = copy_project(tmp_path / "project")
     head = FAST.split("[models.mlp]")[0]
     tail = "[site]" + FAST.split("[site]")[1]
     (root / "config.toml").write_text(head + TINY_MODELS + tail)

@@ -35,6 +35,11 @@ def task_compile():
     yield from tasks.compile_tasks(CFG)
 
 
+def task_sweep():
+    """hyperparameter sweep: trial:<model>-<hash> per [sweep] trial, then sweep (not part of build)"""
+    yield from tasks.sweep_tasks(CFG)
+
+
 def task_site():
     return tasks.site_task(CFG)
 

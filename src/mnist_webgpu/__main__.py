@@ -58,6 +58,58 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="model names from [models] (default: all)")
 
 
+def _trial(cfg: config.Config, args: argparse.Namespace) -> None:
+    from . import sweep
+
+    trial = sweep.find_trial(cfg, args.trial)
+    if cfg.train.device:
+        os.environ["DEV"] = cfg.train.device  # before tinygrad loads, as for _train
+    from . import train
+
+    result = train.run_trial(cfg, trial.config, trial.id)
+    path = sweep.write_trial(cfg, trial, result)
+    print(
+        f"{trial.id}: validation accuracy {result['val_accuracy']:.2%} in {result['train_seconds']:.1f} s "
+        f"-> {path}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _trial_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "trial", metavar="TRIAL", help="a trial id such as mlp-3f2a1b9c (see `doit list --all`)"
+    )
+
+
+def _sweep(cfg: config.Config, args: argparse.Namespace) -> None:
+    from . import files, paths, sweep, sweep_report
+
+    rows = sweep.merge(cfg)
+    sweep.write_results(rows)
+    models = sweep_report.report(rows)
+    text = sweep_report.markdown(models)
+    files.write_text(paths.SWEEP_REPORT, text)
+    print(f"sweep: {len(rows)} result row(s) in {paths.SWEEP_RESULTS}; report in {paths.SWEEP_REPORT}")
+    if args.write_md:
+        files.write_text(cfg.base_dir / "HYPERPARAMETERS.md", text)
+        print(f"sweep: wrote {cfg.base_dir / 'HYPERPARAMETERS.md'}")
+    missing = [t.id for t in cfg.trials if not sweep.trial_path(t).exists()]
+    if missing:
+        print(f"sweep: {len(missing)} trial(s) not run yet: {', '.join(missing)}")
+    by_id = {t.id: t for t in cfg.trials}
+    for m in models:
+        print("\n" + sweep_report.snippet(by_id[m["best"]["trial"]].config, m["best"]), end="")
+    if models:
+        print("\n(paste a section over the one in config.toml to adopt it; config.toml was not changed)")
+
+
+def _sweep_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--write-md", action="store_true", help="also write HYPERPARAMETERS.md at the project root"
+    )
+
+
 def _site(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import site
 
@@ -116,6 +168,12 @@ STAGES = {
         _compile,
         "compile trained models to WGSL kernels and weight files in build/webgpu/<name>/",
         _compile_args,
+    ),
+    "trial": (_trial, "train one sweep trial, scored on the validation split only", _trial_args),
+    "sweep": (
+        _sweep,
+        "merge sweep trial results into build/sweep/results.json, write HYPERPARAMETERS.md",
+        _sweep_args,
     ),
     "site": (_site, "render the web app and model pages into build/site/", None),
     "verify": (_verify, "check the staged site, then swap it into dist/", None),

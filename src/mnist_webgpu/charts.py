@@ -128,6 +128,70 @@ def line_chart(
     return "".join(parts)
 
 
+def scatter(
+    points: Sequence[tuple[float, float, str]],
+    *,
+    title: str,
+    x_label: str = "training seconds",
+    best: str = "",
+    width: int = 480,
+    height: int = 280,
+) -> str:
+    """(x, accuracy, label) points on linear axes; the point labelled `best` is drawn larger.
+
+    Each dot carries a <title> with its label, so hovering names the trial.
+    """
+    pts = [(float(x), float(y), lbl) for x, y, lbl in points if math.isfinite(x) and math.isfinite(y)]
+    left, right, top, bottom = 56, 16, 16, 40
+    pw, ph = width - left - right, height - top - bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart scatter" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label={quoteattr(title)}>',
+        f"<title>{escape(title)}</title>",
+    ]
+    if not pts:
+        parts.append(
+            f'<text class="chart-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+            "no data</text></svg>"
+        )
+        return "".join(parts)
+    xt = nice_ticks(0, max(p[0] for p in pts), 6)  # from zero: time is compared as a ratio
+    yt = nice_ticks(min(p[1] for p in pts), min(1.0, max(p[1] for p in pts)), 5)
+
+    def sx(x: float) -> float:
+        return left + (x - xt[0]) / ((xt[-1] - xt[0]) or 1) * pw
+
+    def sy(y: float) -> float:
+        return top + ph - (y - yt[0]) / ((yt[-1] - yt[0]) or 1) * ph
+
+    for t in yt:
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{_num(sy(t))}" y2="{_num(sy(t))}"/>'
+        )
+        parts.append(
+            f'<text class="tick" x="{left - 6}" y="{_num(sy(t) + 4)}" text-anchor="end">'
+            f"{escape(_fmt_tick(t, True))}</text>"
+        )
+    for t in xt:
+        parts.append(
+            f'<text class="tick" x="{_num(sx(t))}" y="{top + ph + 16}" text-anchor="middle">'
+            f"{escape(_fmt_tick(t, False))}</text>"
+        )
+    parts.append(f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/>')
+    parts.append(
+        f'<text class="axis-label" x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    for x, y, lbl in sorted(pts, key=lambda p: p[2] == best):  # the best on top
+        cls, r = ("dot series-b best", 6) if lbl == best else ("dot series-a", 4)
+        parts.append(
+            f'<circle class="{cls}" cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="{r}">'
+            f"<title>{escape(lbl)}: {y * 100:.2f}% in {x:.1f} s</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def confusion_matrix(matrix: Sequence[Sequence[int]], *, title: str = "Confusion matrix") -> str:
     """10x10 heat map: rows true digit, columns predicted; shade = share of the true row.
 

@@ -150,6 +150,17 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class Trial:
+    """One point of a [sweep.<model>] grid or list: the model's section with some keys replaced."""
+
+    model: str  # the [models.<name>] section it starts from
+    id: str  # '<model>-<hash of its effective training settings>': stable while they are
+    overrides: dict[str, Any]  # the keys the sweep sets, validated, as the model config holds them
+    config: ModelConfig  # the effective section: what `train` is given
+    where: str  # where the trial comes from in the file, for messages
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     data: DataConfig
@@ -159,6 +170,7 @@ class Config:
     site: SiteConfig
     deploy: DeployConfig
     serve: ServeConfig
+    trials: tuple[Trial, ...] = ()  # [sweep]: every trial of every model, in config order
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models:
@@ -248,16 +260,21 @@ def _build(cls, table: dict[str, Any], prefix: str, err, **given):
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(err.file_prefix + f"{where}: missing; expected {f.metadata.get('expect')}")
             continue
-        expect = f.metadata.get("expect", "")
-        value = _coerce(table[name], hints[name], where, expect, err)
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise err(where, expect, table[name])
-        check = f.metadata.get("check")
-        if check and not check(value):
-            raise err(where, expect, table[name])
-        values[name] = value
+        values[name] = _field_value(f, hints[name], table[name], where, err)
     return cls(**values)
+
+
+def _field_value(f: dataclasses.Field, kind: Any, raw: Any, where: str, err) -> Any:
+    """One field's value, coerced and checked against the rule its _spec carries."""
+    expect = f.metadata.get("expect", "")
+    value = _coerce(raw, kind, where, expect, err)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise err(where, expect, raw)
+    check = f.metadata.get("check")
+    if check and not check(value):
+        raise err(where, expect, raw)
+    return value
 
 
 def _error_factory(path: Path):
@@ -283,6 +300,7 @@ def parse(text: str, path: Path) -> Config:
         "site": SiteConfig,
         "deploy": DeployConfig,
         "serve": ServeConfig,
+        "sweep": None,
     }
     for key in raw:
         if key not in sections:
@@ -314,19 +332,27 @@ def parse(text: str, path: Path) -> Config:
         raise err("site.default_model", f"one of {', '.join(cfg.model_names)}", cfg.site.default_model)
     if cfg.train.train_limit and cfg.train.train_limit <= cfg.train.val_size:
         raise err("train.train_limit", "0 or more images than train.val_size", cfg.train.train_limit)
-    available = min(cfg.train.train_limit or 60000, 60000) - cfg.train.val_size
     for m in cfg.models:
-        if m.batch_size > available:
-            raise err(f"models.{m.name}.batch_size", f"at most the {available} training images", m.batch_size)
-        if m.optimizer == "adam" and m.weight_decay:
-            raise err(
-                f"models.{m.name}.weight_decay",
-                "0 with optimizer 'adam' (use 'adamw' to decay)",
-                m.weight_decay,
-            )
-        if m.warmup_steps >= m.steps and m.warmup_steps:
-            raise err(f"models.{m.name}.warmup_steps", "fewer than steps", m.warmup_steps)
-    return cfg
+        _check_model(cfg.train, m, lambda key, m=m: f"models.{m.name}.{key}", err)
+    from . import sweep_config  # here, not at the top: it builds on this module
+
+    trials = sweep_config.parse(raw.get("sweep", {}), models_table, cfg, err)
+    return dataclasses.replace(cfg, trials=trials)
+
+
+def _check_model(train: TrainConfig, m: ModelConfig, where, err) -> None:
+    """Rules that span several keys of one model; `where(key)` names the key in the file."""
+    available = min(train.train_limit or 60000, 60000) - train.val_size
+    if m.batch_size > available:
+        raise err(where("batch_size"), f"at most the {available} training images", m.batch_size)
+    if m.optimizer == "adam" and m.weight_decay:
+        raise err(where("weight_decay"), "0 with optimizer 'adam' (use 'adamw' to decay)", m.weight_decay)
+    if m.warmup_steps >= m.steps and m.warmup_steps:
+        raise err(where("warmup_steps"), "fewer than steps", m.warmup_steps)
+    if m.arch == "cnn" and 28 >> len(m.widths) < 1:
+        raise err(
+            where("widths"), "at most 4 CNN blocks (a 28x28 image halves once per block)", list(m.widths)
+        )
 
 
 def config_path() -> Path:

@@ -54,6 +54,13 @@ class CNN:
 ARCHITECTURES = {"mlp": MLP, "cnn": CNN}
 
 
+def widths(model) -> list[int]:
+    """The hidden sizes (MLP) or channels per block (CNN) a built model really has."""
+    if isinstance(model, CNN):
+        return [int(c.weight.shape[0]) for c in model.convs]
+    return [int(layer.weight.shape[0]) for layer in model.layers[:-1]]
+
+
 def build(cfg: ModelConfig):
     """A freshly initialised model for one [models.<name>] section (seed the RNG first)."""
     if cfg.arch == "cnn" and 28 >> len(cfg.widths) < 1:

@@ -33,13 +33,14 @@ import jinja2
 import jinja2.meta
 from markupsafe import Markup
 
-from . import charts, idx
+from . import charts, idx, sweep_report
 from .config import Config
 from .errors import PipelineError
 from .paths import BUILD, SITE_STAGING
+from .sweep import SweepError, load_results
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-PAGES = ("index.html", "model.html", "404.html")
+PAGES = ("index.html", "model.html", "404.html", "sweep.html")
 HASH_CHARS = 10
 ARCH_LABELS = {"mlp": "MLP", "cnn": "CNN"}
 
@@ -65,6 +66,9 @@ class Paths:
 
     def test_images(self) -> Path:
         return self.cache / "t10k-images-idx3-ubyte"
+
+    def sweep_results(self) -> Path:
+        return self.build / "sweep" / "results.json"
 
 
 def default_paths(cfg: Config) -> Paths:
@@ -124,6 +128,9 @@ def input_files(cfg: Config, paths: Paths | None = None) -> list[Path]:
         deps.append(manifest)
         if manifest.is_file():
             deps += [p.webgpu_dir(name) / f for f in _shipped_model_files(p.webgpu_dir(name))]
+    # only once it exists: listing it always would make `doit build` run the sweep
+    if p.sweep_results().is_file():
+        deps.append(p.sweep_results())
     return deps
 
 
@@ -388,6 +395,21 @@ def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
     }
 
 
+def load_sweep(p: Paths) -> list[dict[str, Any]]:
+    """The sweep report (per model: ranked trials and their scatter plot); [] before any sweep."""
+    if not p.sweep_results().is_file():
+        return []
+    try:
+        models = sweep_report.report(load_results(p.sweep_results()))
+    except (SweepError, KeyError, TypeError) as exc:
+        raise SiteError(f"{p.sweep_results()}: unusable sweep results ({exc}); rerun `doit sweep`") from None
+    for m in models:
+        points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in m["rows"]]
+        title = f"{m['model']}: validation accuracy vs training seconds"
+        m["scatter_svg"] = Markup(charts.scatter(points, title=title, best=m["best"]["trial"]))
+    return models
+
+
 # --- rendering ----------------------------------------------------------------------------
 
 
@@ -480,7 +502,9 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
     preload = module_closure("app.js", p.site_src, names)
     commit = git_commit(cfg.base_dir)
     env = _environment(p.templates, names)
+    sweep = load_sweep(p)
     common = {
+        "sweep_page": "sweep.html" if sweep else "",
         "site": cfg.site,
         "models": models,
         "default_model": default,
@@ -529,6 +553,9 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
     for m in models:
         page("model.html", m["page"], "../", page_id="model", model=m)
     page("404.html", "404.html", "", page_id="404")
+    if sweep:
+        page("sweep.html", "sweep.html", "", page_id="sweep", sweep=sweep)
+        (staging / "HYPERPARAMETERS.md").write_text(sweep_report.markdown(sweep), encoding="utf-8")
     (staging / ".nojekyll").write_bytes(b"")
     _replace_dir(staging, out_dir)
     return out_dir

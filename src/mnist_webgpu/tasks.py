@@ -6,6 +6,7 @@ is set per stage and a failure is one line and a non-zero exit.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -74,6 +75,56 @@ def train_tasks(cfg: config.Config):
         }
 
 
+def sweep_tasks(cfg: config.Config):
+    """`trial:<model>-<hash>` per [sweep] trial, then `sweep`, which merges and reports them.
+
+    A trial is up to date when its result file records the same settings and trainer
+    code: the file, not doit's database, is the record, so trials that finished before
+    a kill are kept however doit was stopped. Not part of `build`.
+    """
+    from . import sweep
+
+    code = sweep.code_hash()
+    for trial in cfg.trials:
+        target = sweep.trial_path(trial)
+        yield {
+            "basename": "trial",
+            "name": trial.id,
+            "doc": f"train sweep trial {trial.id} ({trial.where}: {_describe(trial.overrides)})",
+            "actions": [stage(cfg, "trial", trial.id)],
+            "task_dep": ["data"],
+            "targets": [str(target)],
+            "uptodate": [functools.partial(sweep.trial_done, target, sweep.settings_hash(cfg, trial), code)],
+            "verbosity": 2,
+        }
+
+    def command(write_md: bool) -> list[str]:
+        return [sys.executable, "-m", "mnist_webgpu", "sweep", *(["--write-md"] * write_md)]
+
+    yield {
+        "basename": "sweep",
+        "doc": "train every [sweep] trial (validation split only), then rank them into HYPERPARAMETERS.md",
+        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        "task_dep": [f"trial:{t.id}" for t in cfg.trials],
+        "params": [
+            {
+                "name": "write_md",
+                "long": "write-md",
+                "type": bool,
+                "default": False,
+                "help": "also write HYPERPARAMETERS.md at the project root",
+            }
+        ],
+        # cheap, and it ends by printing the best trials: it always runs
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def _describe(overrides: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the model's own settings"
+
+
 def site_task(cfg: config.Config) -> dict:
     """Render the static site into the staging directory build/site/ (verify + swap come after)."""
     from . import site
@@ -83,7 +134,8 @@ def site_task(cfg: config.Config) -> dict:
     return {
         "doc": f"render the web app and model pages into {out}",
         "actions": [stage(cfg, "site")],
-        "file_dep": [str(p) for p in site.input_files(cfg, paths)] + sources("site", "charts", "idx"),
+        "file_dep": [str(p) for p in site.input_files(cfg, paths)]
+        + sources("site", "charts", "idx", "sweep", "sweep_report"),
         "targets": [str(out / "index.html")],
         "uptodate": [config_changed(site.settings(cfg))],
         "clean": [(shutil.rmtree, [str(out)], {"ignore_errors": True})],

@@ -10,6 +10,7 @@ Import this module only after the device is chosen (`DEV` is read when tinygrad 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import math
@@ -157,6 +158,8 @@ class Trainer:
         # summed on the device every step; read back only at evaluation points
         self.loss_total = Tensor.zeros(1).contiguous().realize()
         self.train_x, self.train_y, self.n_train = train_x, train_y, n_train
+        # what the step really did, filled in while it is traced (sweeps record it)
+        self.used: dict[str, Any] = {"seed": mc.seed}
         self.step = TinyJit(self._step)
         self.predict = TinyJit(self._predict)
 
@@ -165,11 +168,17 @@ class Trainer:
             self.optimizer.lr.assign(lr)
             idx = sample_indices(self.n_train, self.mc.batch_size)
             x = pixels(self.train_x[idx])
-            if augments(self.mc.augment):
-                x = augment(x, self.mc.augment)
+            aug = self.mc.augment if augments(self.mc.augment) else Augment()  # all zero = none
+            if augments(aug):
+                x = augment(x, aug)
             logits = self.model(x)
             loss = logits.sparse_categorical_crossentropy(
                 self.train_y[idx], label_smoothing=self.mc.label_smoothing
+            )
+            self.used.update(
+                batch_size=x.shape[0],
+                augment=dataclasses.asdict(aug),
+                label_smoothing=self.mc.label_smoothing,
             )
             self.optimizer.zero_grad()
             loss.backward()
@@ -211,31 +220,44 @@ def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
-    """Train model `name` from scratch; write its three outputs; return the metrics."""
-    mc = model_config(cfg, name)
-    check_data(cfg.cache_dir())
-    device = check_device()
-    outputs = artifacts.train_outputs(cfg, name)
-    remove_outputs(outputs)
+@dataclass
+class Fitted:
+    """A finished training run, its checkpoint chosen on the validation split."""
 
+    trainer: Trainer
+    curves: dict[str, list]
+    val_accuracy: float
+    best_step: int
+    best_weights: dict[str, np.ndarray]
+    train_seconds: float
+    sizes: Split
+    device: str
+    lr_fed: list[float]  # the rate handed to the optimizer at each step
+
+    @property
+    def params(self) -> int:
+        return sum(int(v.numel()) for v in self.trainer.state.values())
+
+
+def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str) -> Fitted:
+    """Train `mc` from scratch; keep the weights of its best validation score. No test images."""
     sizes = split(cfg)
-    mnist = data.load(cfg.cache_dir())
     n_seen = sizes.n_train + sizes.n_val
     train_x = Tensor(np.ascontiguousarray(mnist.train_x[: sizes.n_train])).realize()
     train_y = Tensor(mnist.train_y[: sizes.n_train].astype(np.int32)).realize()
     val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]
-    test_x, test_y = mnist.test_x[: sizes.n_test], mnist.test_y[: sizes.n_test]
 
     trainer = Trainer(mc, train_x, train_y, sizes.n_train)
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
     best_accuracy, best_step, best_weights = -1.0, 0, None
-    progress = Progress(name, mc.steps)
+    progress = Progress(label, mc.steps)
     loss_seen, last_eval = 0.0, 0
+    lr_fed: list[float] = []
     started = time.monotonic()
     try:
         for step in range(mc.steps):
-            trainer.step(Tensor([learning_rate(mc, step)]))
+            lr_fed.append(learning_rate(mc, step))
+            trainer.step(Tensor([lr_fed[-1]]))
             done = step + 1
             progress.step(done)
             if done % mc.eval_every and done != mc.steps:
@@ -250,21 +272,93 @@ def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
             progress.report(done, train_loss, val_accuracy)
             if not math.isfinite(train_loss):
                 raise TrainError(
-                    f"models.{name}: training diverged (loss {train_loss}) at step {done}; lower lr"
+                    f"models.{mc.name}: training diverged (loss {train_loss}) at step {done}; lower lr"
                 )
             if val_accuracy > best_accuracy:
                 best_accuracy, best_step, best_weights = val_accuracy, done, trainer.snapshot()
     finally:
         progress.close()
     train_seconds = time.monotonic() - started
+    return Fitted(
+        trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device, lr_fed
+    )
 
-    trainer.restore(best_weights)
+
+def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
+    """The hyperparameters as the trainer used them, read back from the live objects.
+
+    A knob the trainer ignored shows its real value here, not the configured one: the
+    original project's sweep changed a learning rate that never reached its optimizer.
+    """
+    t = fitted.trainer
+    opt = t.optimizer
+    if isinstance(opt, nn.optim.LAMB):
+        optimizer = ("adamw" if opt.wd else "adam") if opt.adam else "lamb"
+    else:
+        optimizer = "sgd" if isinstance(opt, nn.optim.LARS) else type(opt).__name__.lower()
+    mc = t.mc
+    return {
+        "arch": type(t.model).__name__.lower(),
+        "widths": models.widths(t.model),
+        "optimizer": optimizer,
+        "lr": max(fitted.lr_fed),  # the peak rate the optimizer was given
+        "lr_first": fitted.lr_fed[0],
+        "lr_last": float(f"{opt.lr.item():.7g}"),  # read back from the optimizer (float32)
+        # learning_rate() reads these two; lr_first/lr_last show what they did
+        "lr_schedule": mc.lr_schedule,
+        "warmup_steps": mc.warmup_steps,
+        "weight_decay": float(getattr(opt, "wd", 0.0)),
+        "label_smoothing": t.used["label_smoothing"],
+        "batch_size": t.used["batch_size"],
+        "steps": len(fitted.lr_fed),
+        "eval_every": fitted.curves["step"][0] if fitted.curves["step"] else mc.eval_every,
+        "seed": t.used["seed"],
+        "augment": t.used["augment"],
+    }
+
+
+def run_trial(cfg: Config, mc: ModelConfig, label: str) -> dict[str, Any]:
+    """One sweep trial: train and score on the validation split only; the test set stays unread."""
+    check_data(cfg.cache_dir())
+    device = check_device()
+    fitted = fit(cfg, mc, label, data.load(cfg.cache_dir()), device)
+    return {
+        "val_accuracy": fitted.val_accuracy,
+        "best_step": fitted.best_step,
+        "curves": fitted.curves,
+        "hyperparameters": effective_hyperparameters(fitted),
+        "params": fitted.params,
+        "train_seconds": round(fitted.train_seconds, 3),
+        "steps_per_second": round(len(fitted.lr_fed) / fitted.train_seconds, 3),
+        "split": {"train": fitted.sizes.n_train, "val": fitted.sizes.n_val},
+        "device": fitted.device,
+        "tinygrad_version": importlib.metadata.version("tinygrad"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
+    """Train model `name` from scratch; write its three outputs; return the metrics."""
+    mc = model_config(cfg, name)
+    check_data(cfg.cache_dir())
+    device = check_device()
+    outputs = artifacts.train_outputs(cfg, name)
+    remove_outputs(outputs)
+    mnist = data.load(cfg.cache_dir())
+    fitted = fit(cfg, mc, name, mnist, device)
+    trainer, sizes = fitted.trainer, fitted.sizes
+    best_accuracy, best_step, train_seconds = fitted.val_accuracy, fitted.best_step, fitted.train_seconds
+    curves = fitted.curves
+    # the test set is read here, once, after the checkpoint is chosen
+    test_x, test_y = mnist.test_x[: sizes.n_test], mnist.test_y[: sizes.n_test]
+
+    trainer.restore(fitted.best_weights)
     predicted = trainer.predictions(test_x)
     matrix = confusion(test_y, predicted)
     per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
     wrong = np.flatnonzero(predicted != test_y)
     settings = artifacts.train_settings(cfg, name)
-    params = sum(int(v.numel()) for v in trainer.state.values())
+    params = fitted.params
     metrics = {
         "model": name,
         "arch": mc.arch,

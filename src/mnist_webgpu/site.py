@@ -33,7 +33,7 @@ import jinja2
 import jinja2.meta
 from markupsafe import Markup
 
-from . import charts, idx, sweep_report
+from . import charts, export_paths, idx, sweep_report
 from .config import Config
 from .errors import PipelineError
 from .paths import BUILD, SITE_STAGING
@@ -118,16 +118,13 @@ def source_files(site_src: Path) -> list[Path]:
 
 
 def input_files(cfg: Config, paths: Paths | None = None) -> list[Path]:
-    """Everything `render` reads (for file_dep). Weight files known now are listed; the
-    manifest changes whenever they do, so it stands for those the compile stage adds."""
+    """Everything `render` reads (for file_dep), known from the config alone so the list is
+    the same before and after the first build (a changed list would make doit rerun)."""
     p = paths or default_paths(cfg)
     deps = [*template_files(p.templates), *source_files(p.site_src), p.test_images()]
     for name in cfg.model_names:
         deps += [p.model_dir(name) / "metrics.json", p.model_dir(name) / "misclassified.json"]
-        manifest = p.webgpu_dir(name) / "manifest.json"
-        deps.append(manifest)
-        if manifest.is_file():
-            deps += [p.webgpu_dir(name) / f for f in _shipped_model_files(p.webgpu_dir(name))]
+        deps += [p.webgpu_dir(name) / f.name for f in export_paths.outputs(cfg, name)]
     # only once it exists: listing it always would make `doit build` run the sweep
     if p.sweep_results().is_file():
         deps.append(p.sweep_results())

@@ -116,7 +116,9 @@ def predict_drawn(page, image: np.ndarray) -> int | None:
     return int(last) if last else None
 
 
-def measure(site: Path, images: np.ndarray, labels: np.ndarray, models: list[str]) -> dict[str, dict]:
+def measure(
+    site: Path, images: np.ndarray, labels: np.ndarray, models: list[str], on_page=None
+) -> dict[str, dict]:
     from playwright.sync_api import sync_playwright
 
     httpd, url = serve(site)
@@ -125,6 +127,8 @@ def measure(site: Path, images: np.ndarray, labels: np.ndarray, models: list[str
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            if on_page:
+                on_page(page)
             page.goto(url)
             page.wait_for_selector("[data-ready=true]", timeout=30000)
             page.get_by_test_id("canvas").scroll_into_view_if_needed()

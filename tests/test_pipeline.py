@@ -5,6 +5,7 @@ One build on the fast config, then each kind of change, asserting which tasks ra
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from project import copy_project
 
@@ -77,6 +79,34 @@ def test_build_leaves_a_verified_dist(built):
     for rel in ("index.html", "404.html", ".nojekyll", "models/mlp.html", "models/cnn/manifest.json"):
         assert (dist / rel).is_file(), rel
     assert not (built.root / "dist.new").exists() and not (built.root / "dist.old").exists()
+
+
+def test_built_app_recognizes_drawn_test_digits_with_its_real_runtime(built, mnist):
+    """Real models, real runtime, real pointer events: drawn digits land near the model's accuracy."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import drawn_digits
+
+    rng = np.random.default_rng(1)
+    pick = rng.choice(len(mnist.test_y), 40, replace=False)
+    requests, console = [], []
+    results = drawn_digits.measure(
+        built.root / "dist",
+        mnist.test_x[pick],
+        mnist.test_y[pick],
+        ["mlp", "cnn"],
+        on_page=lambda page: (
+            page.on("request", lambda r: requests.append(r.url)),
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}")),
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}")),
+        ),
+    )
+    for name, result in results.items():
+        metrics = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())
+        print(f"{name}: drawn {result['drawn_accuracy']:.1%}, test {metrics['test_accuracy']:.1%}")
+        # a loose bound for the tiny test models on 40 digits; bench/drawn_digits.py measures the real gap
+        assert result["drawn_accuracy"] >= metrics["test_accuracy"] - 0.15
+    assert requests and all(url.startswith("http://127.0.0.1:") for url in requests)
+    assert console == []
 
 
 def test_second_build_runs_nothing_quickly(built):

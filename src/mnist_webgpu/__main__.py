@@ -7,7 +7,6 @@ before it is imported, and so a failure is one line on stderr and a non-zero exi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,9 +26,9 @@ def _train(cfg: config.Config, args: argparse.Namespace) -> None:
     if unknown:
         known = ", ".join(cfg.model_names)
         raise PipelineError(f"{cfg.path}: models.{unknown[0]}: no such model (known: {known})")
-    if cfg.train.device:
-        # tinygrad reads its device once, at import; Device.DEFAULT cannot be set later
-        os.environ["DEV"] = cfg.train.device
+    from . import speed
+
+    speed.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
     from . import train
 
     for name in names:

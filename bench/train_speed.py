@@ -104,7 +104,7 @@ class TorchTrainer:
         torch.manual_seed(mc.seed)
         self.model = torch_model(torch, mc)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=mc.lr)
-        self.x, self.y = torch.from_numpy(train_x), torch.from_numpy(train_y.astype(np.int64))
+        self.x, self.y = torch.from_numpy(train_x.copy()), torch.from_numpy(train_y.astype(np.int64))
         self.augment = augments(mc.augment)
         self.loss_total = torch.zeros(())
 
@@ -130,7 +130,7 @@ class TorchTrainer:
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         with self.torch.no_grad():
             self.model.eval()
-            logits = self.model(self.torch.from_numpy(x).float().mul(1 / 255).unsqueeze(1))
+            logits = self.model(self.torch.from_numpy(x.copy()).float().mul(1 / 255).unsqueeze(1))
             self.model.train()
         return float((logits.argmax(1).numpy() == y).mean())
 
@@ -138,14 +138,14 @@ class TorchTrainer:
 class TinyTrainer:
     """The real trainer, driven the way train.run drives it."""
 
-    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray):
+    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, winograd: bool = True):
         from tinygrad import Tensor
 
         from mnist_webgpu import train
 
         self.Tensor = Tensor
         x, y = Tensor(np.ascontiguousarray(train_x)).realize(), Tensor(train_y.astype(np.int32)).realize()
-        self.t = train.Trainer(mc, x, y, len(train_x))
+        self.t = train.Trainer(mc, x, y, len(train_x), winograd=winograd)
 
     def step(self, lr: float) -> None:
         self.t.step(self.Tensor([lr]))
@@ -196,8 +196,11 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     n_seen = sizes.n_train + sizes.n_val
     val = (mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen])
 
+    def make_tiny(*a):
+        return TinyTrainer(*a, winograd=cfg.train.winograd)
+
     start = time.perf_counter()
-    tiny = TinyTrainer(mc, train_x, train_y)
+    tiny = make_tiny(mc, train_x, train_y)
     for _ in range(3):  # TinyJit captures on the second call: the third runs the graph
         tiny.step(mc.lr)
     tiny.sync()
@@ -212,19 +215,29 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     guess = timed_block(tiny, [mc.lr] * 3)
     n = block_steps(guess, args.quick)
     rounds = args.rounds or (3 if args.quick else 6)
-    times: dict[str, list[float]] = {"tinygrad": [], "torch": []}
+    # PyTorch at one thread and at all cores: on a busy shared machine its multi-threaded
+    # kernels can collapse (threads wait on each other), so its faster setting is the reference
+    cores = speed.cpu_cores()
+    threads = sorted({1, cores})
+    times: dict[str, list[float]] = {"tinygrad": [], **{f"torch_{t}t": [] for t in threads}}
     for r in range(rounds):
-        for label, trainer in (("tinygrad", tiny), ("torch", ref)):
-            times[label].append(timed_block(trainer, [mc.lr] * n))
-        tiny_ms, torch_ms = times["tinygrad"][-1], times["torch"][-1]
-        log(f"{name}: round {r + 1}/{rounds}: tinygrad {tiny_ms:.1f} ms, torch {torch_ms:.1f} ms")
-    tiny_ms, torch_ms = statistics.median(times["tinygrad"]), statistics.median(times["torch"])
+        times["tinygrad"].append(timed_block(tiny, [mc.lr] * n))
+        for t in threads:
+            torch.set_num_threads(t)
+            times[f"torch_{t}t"].append(timed_block(ref, [mc.lr] * n))
+        log(f"{name}: round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    torch_key = min((k for k in medians if k.startswith("torch")), key=medians.get)
+    torch.set_num_threads(int(torch_key[6:-1]))
+    tiny_ms, torch_ms = medians["tinygrad"], medians[torch_key]
     result = {
         "tinygrad_ms": round(tiny_ms, 2),
         "torch_ms": round(torch_ms, 2),
         "ratio": round(tiny_ms / torch_ms, 2),
         "tinygrad_warmup_s": round(tiny_warmup, 1),
         "torch_warmup_s": round(torch_warmup, 2),
+        "torch_threads": int(torch_key[6:-1]),
+        **{f"{k}_ms": round(v, 2) for k, v in medians.items() if k != "tinygrad"},
         "steps_per_block": n,
         "rounds": rounds,
         "batch_size": mc.batch_size,
@@ -232,7 +245,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     if not args.quick or args.accuracy:
         target = TARGETS.get(mc.arch, 0.98)
         budget = 900.0
-        for label, make in (("tinygrad", TinyTrainer), ("torch", lambda *a: TorchTrainer(torch, *a))):
+        for label, make in (("tinygrad", make_tiny), ("torch", lambda *a: TorchTrainer(torch, *a))):
             seconds = time_to_accuracy(make(mc, train_x, train_y), mc, target, val, budget)
             result[f"{label}_s_to_val_{target:.0%}"] = None if seconds is None else round(seconds, 1)
             log(f"{name}: {label} reached val {target:.0%} after {seconds} s of training")
@@ -248,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: PyTorch is not installed; run `pip install -e '.[bench]'`", file=sys.stderr)
         return 1
-    torch.set_num_threads(speed.cpu_cores())
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     mnist = data.load(cfg.cache_dir())
     results = {}

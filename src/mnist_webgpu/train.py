@@ -154,8 +154,13 @@ def pixels(images: Tensor) -> Tensor:
 
 
 class Trainer:
-    def __init__(self, mc: ModelConfig, train_x: Tensor, train_y: Tensor, n_train: int):
+    def __init__(
+        self, mc: ModelConfig, train_x: Tensor, train_y: Tensor, n_train: int, winograd: bool = True
+    ):
         self.mc = mc
+        # tinygrad's Winograd 3x3 convolution: same maths, ~2.5x faster CNN steps on the CPU
+        # (its direct conv kernels run at ~2 GFLOP/s). Training only: the export is untouched.
+        self.winograd = int(winograd)
         Tensor.manual_seed(mc.seed)
         np.random.seed(mc.seed)
         self.model = models.build(mc)
@@ -168,7 +173,7 @@ class Trainer:
         self.predict = TinyJit(self._predict)
 
     def _step(self, lr: Tensor) -> Tensor:
-        with Context(TRAINING=1):
+        with Context(TRAINING=1, WINO=self.winograd):
             self.optimizer.lr.assign(lr)
             idx = sample_indices(self.n_train, self.mc.batch_size)
             x = pixels(self.train_x[idx])
@@ -185,7 +190,8 @@ class Trainer:
             )
 
     def _predict(self, images: Tensor) -> Tensor:
-        return self.model(pixels(images)).argmax(1).realize()
+        with Context(WINO=self.winograd):
+            return self.model(pixels(images)).argmax(1).realize()
 
     def predictions(self, images: np.ndarray) -> np.ndarray:
         """Predicted labels for uint8 (N, 28, 28) images, in fixed-size jitted chunks."""
@@ -234,7 +240,7 @@ def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
     val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]
     test_x, test_y = mnist.test_x[: sizes.n_test], mnist.test_y[: sizes.n_test]
 
-    trainer = Trainer(mc, train_x, train_y, sizes.n_train)
+    trainer = Trainer(mc, train_x, train_y, sizes.n_train, winograd=cfg.train.winograd)
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
     best_accuracy, best_step, best_weights = -1.0, 0, None
     progress = Progress(name, mc.steps)

@@ -272,7 +272,8 @@ def test_doit_retrains_only_the_model_whose_config_changed(tmp_path, mnist_cache
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(ROOT / "dodo.py", root / "dodo.py")
-    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("src", "templates", "site_src"):  # dodo.py's site task reads the last two at load
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     head = FAST.split("[models.mlp]")[0]
     tail = "[site]" + FAST.split("[site]")[1]
     (root / "config.toml").write_text(head + TINY_MODELS + tail)

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,44 @@ def test_doit_retrains_only_the_model_whose_config_changed(tmp_path, mnist_cache
     assert doit() == {"train:mlp": ".", "train:cnn": "--"}
     metrics = json.loads((root / "build/models/mlp/metrics.json").read_text())
     assert metrics["config"]["lr"] == 0.002
+
+
+# --- the fast path: same training, fewer seconds -------------------------------------------
+
+
+def test_winograd_convolutions_follow_the_plain_loss_curve(fast_config, mnist):
+    mc = fast_config.model("cnn")
+    x, y = Tensor(mnist.train_x[:500]).realize(), Tensor(mnist.train_y[:500].astype(np.int32)).realize()
+    curves = {}
+    for winograd in (False, True):
+        trainer = train.Trainer(mc, x, y, 500, winograd=winograd)
+        totals = []
+        for _ in range(8):
+            trainer.step(Tensor([0.003]))
+            totals.append(trainer.loss_total.item())
+        curves[winograd] = np.diff([0.0, *totals])  # the loss of each step
+    assert curves[False][-1] < curves[False][0]  # it did train
+    np.testing.assert_allclose(curves[True], curves[False], rtol=1e-3, atol=1e-4)
+
+
+def kernel_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return sum(conn.execute(f"SELECT COUNT(*) FROM '{t}'").fetchone()[0] for t in tables)
+
+
+def test_the_kernel_cache_lives_in_the_project_cache_and_is_reused(tmp_path, mnist_cache):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for f in mnist_cache.iterdir():
+        if f.is_file():
+            (cache / f.name).symlink_to(f)
+    head = FAST.split("[models.mlp]")[0]
+    root = project(tmp_path / "project", head + TINY_MODELS)
+    assert run_stage(root, "train", "mlp", cache=cache).returncode == 0
+    db = cache / "tinygrad" / "cache.db"
+    assert db.is_file()
+    compiled = kernel_rows(db)
+    assert compiled > 0
+    assert run_stage(root, "train", "mlp", cache=cache).returncode == 0
+    assert kernel_rows(db) == compiled  # the second build compiled nothing new

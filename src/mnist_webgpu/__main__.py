@@ -7,7 +7,6 @@ before it is imported, and so a failure is one line on stderr and a non-zero exi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -45,9 +44,9 @@ def _train(cfg: config.Config, args: argparse.Namespace) -> None:
     if unknown:
         known = ", ".join(cfg.model_names)
         raise PipelineError(f"{cfg.path}: models.{unknown[0]}: no such model (known: {known})")
-    if cfg.train.device:
-        # tinygrad reads its device once, at import; Device.DEFAULT cannot be set later
-        os.environ["DEV"] = cfg.train.device
+    from . import speed
+
+    speed.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
     from . import train
 
     for name in names:
@@ -62,8 +61,9 @@ def _trial(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import sweep
 
     trial = sweep.find_trial(cfg, args.trial)
-    if cfg.train.device:
-        os.environ["DEV"] = cfg.train.device  # before tinygrad loads, as for _train
+    from . import speed
+
+    speed.apply_tinygrad_env(cfg)  # as for _train: before tinygrad is imported
     from . import train
 
     result = train.run_trial(cfg, trial.config, trial.id)

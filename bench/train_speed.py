@@ -1,0 +1,283 @@
+"""Training speed: our tinygrad trainer against the same model in PyTorch, on the CPU.
+
+For each model in config.toml: the steady-state milliseconds per training step of the
+real trainer (`train.Trainer`, the code `doit build` runs, with the train stage's
+tinygrad settings) and of the same architecture, batch size, optimizer, schedule,
+augmentation and data in PyTorch. Steps run in interleaved blocks (tinygrad, torch,
+tinygrad, torch ...) in one process, so a noisy shared machine slows both alike and the
+ratio holds. Compile/warm-up time is reported separately, and (unless --quick) the
+seconds of training each framework needs to reach a validation accuracy target.
+
+    python bench/train_speed.py [--quick] [--json] [--models mlp cnn]
+
+PyTorch is a bench-only dependency: `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from mnist_webgpu import config, data, speed  # noqa: E402
+
+TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="*", help="model names from [models] (default: all)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds, no time-to-accuracy: under 5 minutes")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    p.add_argument("--rounds", type=int, help="interleaved blocks per framework")
+    p.add_argument("--accuracy", action="store_true", help="time to accuracy even with --quick")
+    return p.parse_args(argv)
+
+
+def block_steps(ms_guess: float, quick: bool) -> int:
+    """Steps per block: about 1 s (quick) or 3 s of work, at least 3."""
+    return max(3, int((1000 if quick else 3000) / ms_guess))
+
+
+# --- PyTorch twins of models.py and train.augment -----------------------------------------
+
+
+def torch_model(torch, mc):
+    nn = torch.nn
+    mean, std = 0.1307, 0.3081
+
+    class Normalize(nn.Module):
+        def forward(self, x):
+            return (x - mean) / std
+
+    if mc.arch == "mlp":
+        sizes = [784, *mc.widths, 10]
+        layers: list = [Normalize(), nn.Flatten()]
+        for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(sizes[-2], 10))
+    channels, layers = [1, *mc.widths], [Normalize()]
+    for a, b in zip(channels[:-1], channels[1:], strict=True):
+        layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+    side = 28 >> len(mc.widths)
+    head = 128
+    return nn.Sequential(
+        *layers, nn.Flatten(), nn.Linear(mc.widths[-1] * side * side, head), nn.ReLU(), nn.Linear(head, 10)
+    )
+
+
+def torch_augment(torch, x, aug):
+    """The same random affine map as train.augment, through affine_grid/grid_sample."""
+    b = x.shape[0]
+
+    def uniform(limit):
+        return (torch.rand(b) * 2 - 1) * limit
+
+    angle, scale = uniform(math.radians(aug.rotate)), 1 + uniform(aug.scale)
+    dy, dx = uniform(aug.shift), uniform(aug.shift)
+    cos, sin = angle.cos() / scale, angle.sin() / scale
+    half = 13.5  # align_corners=True: -1 and 1 are the centres of pixels 0 and 27
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, (-cos * dx + sin * dy) / half], 1),
+            torch.stack([sin, cos, (-sin * dx - cos * dy) / half], 1),
+        ],
+        1,
+    )
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=True)
+    return torch.nn.functional.grid_sample(x, grid, padding_mode="zeros", align_corners=True)
+
+
+class TorchTrainer:
+    def __init__(self, torch, mc, train_x: np.ndarray, train_y: np.ndarray):
+        from mnist_webgpu.train import augments
+
+        self.torch, self.mc = torch, mc
+        torch.manual_seed(mc.seed)
+        self.model = torch_model(torch, mc)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=mc.lr)
+        self.x, self.y = torch.from_numpy(train_x.copy()), torch.from_numpy(train_y.astype(np.int64))
+        self.augment = augments(mc.augment)
+        self.loss_total = torch.zeros(())
+
+    def step(self, lr: float) -> None:
+        torch = self.torch
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(self.x), (self.mc.batch_size,))
+        x = self.x[idx].float().mul(1 / 255).unsqueeze(1)
+        if self.augment:
+            x = torch_augment(torch, x, self.mc.augment)
+        loss = torch.nn.functional.cross_entropy(
+            self.model(x), self.y[idx], label_smoothing=self.mc.label_smoothing
+        )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.loss_total += loss.detach()
+
+    def sync(self) -> None:
+        float(self.loss_total)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        with self.torch.no_grad():
+            self.model.eval()
+            logits = self.model(self.torch.from_numpy(x.copy()).float().mul(1 / 255).unsqueeze(1))
+            self.model.train()
+        return float((logits.argmax(1).numpy() == y).mean())
+
+
+class TinyTrainer:
+    """The real trainer, driven the way train.run drives it."""
+
+    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, winograd: bool = True):
+        from tinygrad import Tensor
+
+        from mnist_webgpu import train
+
+        self.Tensor = Tensor
+        x, y = Tensor(np.ascontiguousarray(train_x)).realize(), Tensor(train_y.astype(np.int32)).realize()
+        self.t = train.Trainer(mc, x, y, len(train_x), winograd=winograd)
+
+    def step(self, lr: float) -> None:
+        self.t.step(self.Tensor([lr]))
+
+    def sync(self) -> None:
+        self.t.loss_total.item()
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.t.predictions(x) == y).mean())
+
+
+def timed_block(trainer, lrs: list[float]) -> float:
+    """Milliseconds per step over one block, synchronised at both ends."""
+    trainer.sync()
+    start = time.perf_counter()
+    for lr in lrs:
+        trainer.step(lr)
+    trainer.sync()
+    return (time.perf_counter() - start) * 1000 / len(lrs)
+
+
+def time_to_accuracy(trainer, mc, target: float, val, budget_s: float) -> float | None:
+    """Training seconds (evaluation excluded) to validation accuracy >= target, config's schedule."""
+    from mnist_webgpu.train import learning_rate
+
+    spent, every = 0.0, max(1, min(mc.eval_every, 250))
+    for step in range(mc.steps):
+        start = time.perf_counter()
+        trainer.step(learning_rate(mc, step))
+        if (step + 1) % every == 0 or step + 1 == mc.steps:
+            trainer.sync()
+            spent += time.perf_counter() - start
+            if trainer.accuracy(*val) >= target:
+                return spent
+            if spent > budget_s:
+                return None
+        else:
+            spent += time.perf_counter() - start
+    return None
+
+
+def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
+    from mnist_webgpu.train import split
+
+    mc = cfg.model(name)
+    sizes = split(cfg)
+    train_x, train_y = mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train]
+    n_seen = sizes.n_train + sizes.n_val
+    val = (mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen])
+
+    def make_tiny(*a):
+        return TinyTrainer(*a, winograd=cfg.train.winograd)
+
+    start = time.perf_counter()
+    tiny = make_tiny(mc, train_x, train_y)
+    for _ in range(3):  # TinyJit captures on the second call: the third runs the graph
+        tiny.step(mc.lr)
+    tiny.sync()
+    tiny_warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    ref = TorchTrainer(torch, mc, train_x, train_y)
+    for _ in range(3):
+        ref.step(mc.lr)
+    ref.sync()
+    torch_warmup = time.perf_counter() - start
+
+    guess = timed_block(tiny, [mc.lr] * 3)
+    n = block_steps(guess, args.quick)
+    rounds = args.rounds or (3 if args.quick else 6)
+    # PyTorch at one thread and at all cores: on a busy shared machine its multi-threaded
+    # kernels can collapse (threads wait on each other), so its faster setting is the reference
+    cores = speed.cpu_cores()
+    threads = sorted({1, cores})
+    times: dict[str, list[float]] = {"tinygrad": [], **{f"torch_{t}t": [] for t in threads}}
+    for r in range(rounds):
+        times["tinygrad"].append(timed_block(tiny, [mc.lr] * n))
+        for t in threads:
+            torch.set_num_threads(t)
+            times[f"torch_{t}t"].append(timed_block(ref, [mc.lr] * n))
+        log(f"{name}: round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    torch_key = min((k for k in medians if k.startswith("torch")), key=medians.get)
+    torch.set_num_threads(int(torch_key[6:-1]))
+    tiny_ms, torch_ms = medians["tinygrad"], medians[torch_key]
+    result = {
+        "tinygrad_ms": round(tiny_ms, 2),
+        "torch_ms": round(torch_ms, 2),
+        "ratio": round(tiny_ms / torch_ms, 2),
+        "tinygrad_warmup_s": round(tiny_warmup, 1),
+        "torch_warmup_s": round(torch_warmup, 2),
+        "torch_threads": int(torch_key[6:-1]),
+        **{f"{k}_ms": round(v, 2) for k, v in medians.items() if k != "tinygrad"},
+        "steps_per_block": n,
+        "rounds": rounds,
+        "batch_size": mc.batch_size,
+    }
+    if not args.quick or args.accuracy:
+        target = TARGETS.get(mc.arch, 0.98)
+        budget = 900.0
+        for label, make in (("tinygrad", make_tiny), ("torch", lambda *a: TorchTrainer(torch, *a))):
+            seconds = time_to_accuracy(make(mc, train_x, train_y), mc, target, val, budget)
+            result[f"{label}_s_to_val_{target:.0%}"] = None if seconds is None else round(seconds, 1)
+            log(f"{name}: {label} reached val {target:.0%} after {seconds} s of training")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = config.load()
+    speed.apply_tinygrad_env(cfg)  # exactly what the train stage sets before importing tinygrad
+    try:
+        import torch
+    except ImportError:
+        print("error: PyTorch is not installed; run `pip install -e '.[bench]'`", file=sys.stderr)
+        return 1
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
+    mnist = data.load(cfg.cache_dir())
+    results = {}
+    for name in args.models or cfg.model_names:
+        results[name] = bench_model(torch, cfg, name, mnist, args, log)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"\n{'model':<6} {'tinygrad ms':>12} {'torch ms':>9} {'ratio':>6} {'tiny warm-up s':>15}")
+    for name, r in results.items():
+        tiny, ref, warm = r["tinygrad_ms"], r["torch_ms"], r["tinygrad_warmup_s"]
+        print(f"{name:<6} {tiny:>12.1f} {ref:>9.1f} {r['ratio']:>6.2f} {warm:>15.1f}")
+        extra = {k: v for k, v in r.items() if "_s_to_val_" in k}
+        if extra:
+            print("       " + ", ".join(f"{k}: {v}" for k, v in extra.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,5 +51,9 @@ def task_deploy():
     return tasks.deploy_task(CFG)
 
 
+def task_bench():
+    return tasks.bench_task(CFG)
+
+
 def task_serve():
     return tasks.serve_task(CFG)

@@ -3,8 +3,8 @@
     python bench/browser.py [--quick] [--config config.toml] [MODEL ...]
 
 Needs build/webgpu/<name>/ and dist/ (run `doit build`), the `onnx` package (the bench
-extra) and npm: onnxruntime-web is installed on first use into build/bench/npm/ and
-served from 127.0.0.1 with everything else (no CDN).
+extra) and npm: onnxruntime-web is installed on first use into <MNIST cache>/npm/
+($MNIST_WEBGPU_BENCH_NPM overrides) and served from 127.0.0.1 with everything else (no CDN).
 
 For each model, with its default weight form (the one the site ships):
   - warm latency, our WebGPU runtime against ORT's WebGPU execution provider, and our CPU
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -44,7 +45,8 @@ from mnist_webgpu.errors import PipelineError  # noqa: E402
 
 ORT_PACKAGE = "onnxruntime-web"
 ORT_VERSION = "1.30.0"  # pinned: figures from different ORT releases are not comparable
-NPM_PREFIX = Path("build/bench/npm")
+# beside the MNIST cache, not in build/: `doit clean` and fresh project copies keep the 150 MB
+NPM_ENV = "MNIST_WEBGPU_BENCH_NPM"
 # what onnxruntime-web/webgpu and onnxruntime-web/wasm import, and the wasm binaries they load
 ORT_FILES = (
     "ort.webgpu.min.mjs",
@@ -67,7 +69,11 @@ def p95(xs) -> float:
     return float(s[min(len(s) - 1, int(0.95 * len(s)))])
 
 
-def ensure_ort(prefix: Path = NPM_PREFIX) -> Path:
+def npm_prefix(cfg: config.Config) -> Path:
+    return Path(os.environ.get(NPM_ENV) or cfg.cache_dir() / "npm")
+
+
+def ensure_ort(prefix: Path) -> Path:
     """The dist/ folder of the pinned onnxruntime-web, installed with npm into `prefix` when missing."""
     dist = prefix / "node_modules" / ORT_PACKAGE / "dist"
     package = dist.parent / "package.json"
@@ -278,7 +284,7 @@ def run(cfg: config.Config, names: list[str], quick: bool, project: Path = Path(
     dist = project / "dist"
     if not (dist / "index.html").is_file():
         raise PipelineError(f"{dist / 'index.html'}: missing (run `doit build` first)")
-    ort_dist = ensure_ort(project / NPM_PREFIX)
+    ort_dist = ensure_ort(npm_prefix(cfg))
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
         site = Path(tmp)
         info = stage(site, project, names, images, ort_dist)

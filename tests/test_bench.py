@@ -50,6 +50,7 @@ def positive(x) -> bool:
 @pytest.mark.slow
 def test_quick_doit_bench_writes_a_complete_report(tmp_path, mnist_cache):
     project = tmp_path / "project"
+    project.mkdir()
     for name in COPIED:
         src = ROOT / name
         if src.is_dir():

@@ -56,5 +56,9 @@ def task_deploy():
     return tasks.deploy_task(CFG)
 
 
+def task_bench():
+    return tasks.bench_task(CFG)
+
+
 def task_serve():
     return tasks.serve_task(CFG)

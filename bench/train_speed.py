@@ -10,7 +10,7 @@ seconds of training each framework needs to reach a validation accuracy target.
 
     python bench/train_speed.py [--quick] [--json] [--models mlp cnn]
 
-PyTorch is a bench-only dependency: `pip install -e '.[bench]'`.
+PyTorch is a bench-only dependency: `pip install -e '.[torch-bench]'`.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
     except ImportError:
-        print("error: PyTorch is not installed; run `pip install -e '.[bench]'`", file=sys.stderr)
+        print("error: PyTorch is not installed; run `pip install -e '.[torch-bench]'`", file=sys.stderr)
         return 1
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     mnist = data.load(cfg.cache_dir())

@@ -9,7 +9,7 @@ packages=(clang)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium firefox-esr git)
-  extras="[test]"
+  extras="[test,bench]"
 fi
 
 missing=()

@@ -42,7 +42,13 @@ def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) 
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript"}
+    # .mjs and .wasm for ONNX Runtime Web in the bench: wasm streaming compilation needs its MIME type
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".wasm": "application/wasm",
+    }
 
     def log_message(self, *args) -> None:
         pass

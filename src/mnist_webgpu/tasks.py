@@ -19,6 +19,7 @@ from .export_paths import inputs, outputs, weights_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
+BENCH_DIR = SRC_DIR.parent / "bench"  # the checkout's bench/ scripts: not part of the installed package
 
 
 def load_config_or_exit() -> config.Config:
@@ -189,6 +190,29 @@ def deploy_task(cfg: config.Config) -> dict:
                 "default": False,
                 "help": "publish even when the source tree has uncommitted changes",
             },
+        ],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+def bench_task(cfg: config.Config) -> dict:
+    def command(quick: bool) -> list[str]:
+        return [sys.executable, str(BENCH_DIR / "run.py"), *["--quick"] * quick]
+
+    return {
+        "doc": "measure the built site against ONNX Runtime Web, build times and payload into build/bench/",
+        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        # it measures dist/ and build/webgpu/, so they must be current; `doit build` never runs it
+        "task_dep": ["build"],
+        "params": [
+            {
+                "name": "quick",
+                "long": "quick",
+                "type": bool,
+                "default": False,
+                "help": "few repetitions of every part (what CI runs); figures not for quoting",
+            }
         ],
         "uptodate": [False],
         "verbosity": 2,

@@ -9,6 +9,8 @@ packages=(clang)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(chromium firefox-esr git)
+  # node runs the JS unit tests and installs onnxruntime-web for the bench; keep a newer one if present
+  command -v npm >/dev/null || packages+=(nodejs npm)
   extras="[test,bench]"
 fi
 

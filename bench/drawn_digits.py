@@ -11,28 +11,17 @@ same digits fed directly.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--enable-features=Vulkan",
-    "--use-vulkan=swiftshader",
-    "--use-angle=swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+
 NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
@@ -100,14 +89,6 @@ async ([segments]) => {
 """
 
 
-def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *args: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_port}/"
-
-
 def predict_drawn(page, image: np.ndarray) -> int | None:
     page.get_by_test_id("clear").click()
     page.evaluate(DRAW_JS, [strokes(image)])
@@ -121,31 +102,26 @@ def measure(
 ) -> dict[str, dict]:
     from playwright.sync_api import sync_playwright
 
-    httpd, url = serve(site)
     results = {}
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            if on_page:
-                on_page(page)
-            page.goto(url)
+    with serve(site) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        if on_page:
+            on_page(page)
+        page.goto(url)
+        page.wait_for_selector("[data-ready=true]", timeout=30000)
+        page.get_by_test_id("canvas").scroll_into_view_if_needed()
+        for model in models:
+            page.get_by_test_id("model-select").select_option(model)
             page.wait_for_selector("[data-ready=true]", timeout=30000)
-            page.get_by_test_id("canvas").scroll_into_view_if_needed()
-            for model in models:
-                page.get_by_test_id("model-select").select_option(model)
-                page.wait_for_selector("[data-ready=true]", timeout=30000)
-                predictions = [predict_drawn(page, img) for img in images]
-                correct = sum(p == int(y) for p, y in zip(predictions, labels, strict=True))
-                results[model] = {"digits": len(images), "drawn_accuracy": correct / len(images)}
-            browser.close()
-    finally:
-        httpd.shutdown()
+            predictions = [predict_drawn(page, img) for img in images]
+            correct = sum(p == int(y) for p, y in zip(predictions, labels, strict=True))
+            results[model] = {"digits": len(images), "drawn_accuracy": correct / len(images)}
+        browser.close()
     return results
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "src"))
     from mnist_webgpu import config, data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

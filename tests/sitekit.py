@@ -3,36 +3,19 @@ reference of the app's preprocessing, and the browser settings for WebGPU on Swi
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import json
 import math
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: F401  (re-exported for the tests)
 
 from mnist_webgpu import site
 from mnist_webgpu.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_RUNTIME = ROOT / "tests" / "fixtures" / "fake_runtime.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--enable-unsafe-webgpu",
-    "--enable-features=Vulkan",
-    "--use-vulkan=swiftshader",
-    "--use-angle=swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 def linear_classifier(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
@@ -171,25 +154,3 @@ def preprocess_reference(ink: np.ndarray) -> np.ndarray | None:
 def center_of_mass(img: np.ndarray) -> tuple[float, float]:
     gy, gx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
     return float((img * gy).sum() / img.sum()), float((img * gx).sum() / img.sum())
-
-
-# --- serving -------------------------------------------------------------------------------
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """Serve `directory` on 127.0.0.1 in a thread; yields the base URL ending in '/'."""
-    handler = functools.partial(_Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()

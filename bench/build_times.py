@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+from project import copy_project  # noqa: E402
 
 from mnist_webgpu import config  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
 
-COPIED = ("dodo.py", "src", "templates", "site_src")
 IDENTITY = {
     "GIT_AUTHOR_NAME": "bench",
     "GIT_AUTHOR_EMAIL": "bench@example.invalid",
@@ -40,14 +41,7 @@ IDENTITY = {
 
 class Copy:
     def __init__(self, root: Path, cfg: config.Config):
-        self.root = root
-        for name in COPIED:
-            src = ROOT / name
-            if src.is_dir():
-                shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, root / name)
-        shutil.copy(cfg.path, root / "config.toml")
+        self.root = copy_project(root, cfg.path.read_text())
         self.env = {**os.environ, config.CACHE_ENV: str(cfg.cache_dir()), **IDENTITY}
         for var in (config.CONFIG_ENV, "DEV"):
             self.env.pop(var, None)

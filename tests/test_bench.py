@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import ROOT
+from project import copy_project
 from test_browser_parity import reference_logits
 
 from mnist_webgpu import config
@@ -22,8 +23,6 @@ from mnist_webgpu import config
 sys.path.insert(0, str(ROOT / "bench"))
 
 import onnx_model  # noqa: E402
-
-COPIED = ("dodo.py", "src", "templates", "site_src", "bench")
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -49,16 +48,10 @@ def positive(x) -> bool:
 
 @pytest.mark.slow
 def test_quick_doit_bench_writes_a_complete_report(tmp_path, mnist_cache):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in COPIED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, project / name)
+    project = copy_project(tmp_path / "project")
+    shutil.copytree(ROOT / "bench", project / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "tests").mkdir()
-    for name in ("browser_env.py", "fast.toml"):
+    for name in ("browser_env.py", "fast.toml", "project.py"):
         shutil.copy(ROOT / "tests" / name, project / "tests" / name)
     shutil.copy(ROOT / "tests" / "fast.toml", project / "config.toml")
     env = {**os.environ, config.CACHE_ENV: str(mnist_cache)}

@@ -62,7 +62,7 @@ def data_task(cfg: config.Config) -> dict:
 def train_tasks(cfg: config.Config):
     """One `train:<model>` task per model: it reruns when that model's own settings change."""
     data_files = [str(p) for p in data.paths(cfg.cache_dir()).values()]
-    code = sources("models", "train", "data", "idx", "config", "artifacts", "progress", "files")
+    code = sources("models", "train", "data", "idx", "config", "artifacts", "progress", "files", "speed")
     for name in cfg.model_names:
         yield {
             "name": name,
@@ -72,6 +72,7 @@ def train_tasks(cfg: config.Config):
             # one dict per task: doit keeps a single config_changed hash for each
             "uptodate": [config_changed(artifacts.train_settings(cfg, name))],
             "targets": [str(p) for p in artifacts.train_outputs(cfg, name).values()],
+            "clean": True,
             "verbosity": 2,
         }
 

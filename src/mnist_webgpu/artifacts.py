@@ -5,17 +5,14 @@ Kept free of tinygrad so doit can plan tasks without importing it.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import Config, training_settings
 from .paths import MODELS
 
-# Not a training input: changing the accuracy bar must not retrain a model.
-NOT_TRAINING_INPUTS = ("min_test_accuracy",)
+# The modules whose code decides a trained model: editing one retrains (and reruns sweep trials).
+TRAINING_CODE = ("models", "train", "data", "idx", "config", "artifacts", "progress", "files", "speed")
 
 
 def model_dir(cfg: Config, name: str) -> Path:
@@ -33,14 +30,5 @@ def train_outputs(cfg: Config, name: str) -> dict[str, Path]:
 
 
 def train_settings(cfg: Config, name: str) -> dict[str, Any]:
-    """Everything that decides one model's trained weights: its section plus the [train] table."""
-    settings = cfg.model(name).as_dict()
-    for key in NOT_TRAINING_INPUTS:
-        settings.pop(key)
-    settings["train"] = dataclasses.asdict(cfg.train)
-    return settings
-
-
-def settings_hash(settings: dict[str, Any]) -> str:
-    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """Everything that decides one model's trained weights (hashed into metrics' config_hash)."""
+    return training_settings(cfg.train, cfg.model(name))

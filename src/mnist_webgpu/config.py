@@ -7,6 +7,8 @@ was expected, so `doit` can stop before any task runs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 import tomllib
@@ -117,6 +119,24 @@ class ModelConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# A gate on the test set, not a training input: changing the accuracy bar must not retrain.
+NOT_TRAINING_INPUTS = ("min_test_accuracy",)
+
+
+def training_settings(train: TrainConfig, model: ModelConfig) -> dict[str, Any]:
+    """Everything that decides one model's trained weights: its section plus the [train] table."""
+    settings = model.as_dict()
+    for key in NOT_TRAINING_INPUTS:
+        settings.pop(key)
+    settings["train"] = dataclasses.asdict(train)
+    return settings
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from tinygrad.nn.state import get_state_dict
 from tinygrad.renderer.wgsl import WGSLRenderer
 from tinygrad.uop.ops import Ops, UOp
 
-from . import data, files, forms, models
+from . import data, files, forms, models, train
 from .config import Config
 from .errors import PipelineError
 from .export_paths import MANIFEST, webgpu_dir, weights_path
@@ -231,15 +231,15 @@ class Splits:
 
 
 def splits(cfg: Config) -> Splits:
-    """Validation = the last val_size images of the (limited) training set; test = the first test_limit."""
+    """The images of the training stage's own validation and test splits."""
     mnist = data.load(cfg.cache_dir())
-    used = cfg.train.train_limit or len(mnist.train_x)
-    tested = cfg.train.test_limit or len(mnist.test_x)
+    s = train.split(cfg)
+    val = slice(s.n_train, s.n_train + s.n_val)
     return Splits(
-        val_x=mnist.train_x[used - cfg.train.val_size : used],
-        val_y=mnist.train_y[used - cfg.train.val_size : used],
-        test_x=mnist.test_x[:tested],
-        test_y=mnist.test_y[:tested],
+        val_x=mnist.train_x[val],
+        val_y=mnist.train_y[val],
+        test_x=mnist.test_x[: s.n_test],
+        test_y=mnist.test_y[: s.n_test],
     )
 
 

@@ -24,14 +24,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import files, paths
+from . import artifacts, config, files, paths
 from .config import Config, Trial
 from .errors import PipelineError
-from .sweep_config import settings
 
 FORMAT = 1
 # The modules whose code decides a trial's result: editing one reruns the trials.
-TRIAL_CODE = ("models", "train", "data", "idx", "config", "sweep_config", "progress", "files")
+TRIAL_CODE = (*artifacts.TRAINING_CODE, "sweep_config")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -44,8 +43,7 @@ def trial_path(trial: Trial) -> Path:
 
 
 def settings_hash(cfg: Config, trial: Trial) -> str:
-    canonical = json.dumps(settings(cfg.train, trial.config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return config.settings_hash(config.training_settings(cfg.train, trial.config))
 
 
 def code_hash() -> str:

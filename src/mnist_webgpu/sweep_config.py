@@ -14,9 +14,7 @@ same (and its doit task stays up to date) exactly as long as what it would train
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import typing
 from typing import Any
 
@@ -33,18 +31,8 @@ def sweepable() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(ModelConfig) if f.name not in NOT_SWEEPABLE}
 
 
-def settings(train: config.TrainConfig, mc: ModelConfig) -> dict[str, Any]:
-    """What decides a trial's result (the same shape as artifacts.train_settings)."""
-    s = mc.as_dict()
-    for key in NOT_SWEEPABLE[1:]:
-        s.pop(key)
-    s["train"] = dataclasses.asdict(train)
-    return s
-
-
 def trial_id(train: config.TrainConfig, mc: ModelConfig) -> str:
-    canonical = json.dumps(settings(train, mc), sort_keys=True, separators=(",", ":"))
-    return f"{mc.name}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+    return f"{mc.name}-{config.settings_hash(config.training_settings(train, mc))[:8]}"
 
 
 def _check_key(key: str, where: str, err) -> None:

@@ -62,7 +62,7 @@ def data_task(cfg: config.Config) -> dict:
 def train_tasks(cfg: config.Config):
     """One `train:<model>` task per model: it reruns when that model's own settings change."""
     data_files = [str(p) for p in data.paths(cfg.cache_dir()).values()]
-    code = sources("models", "train", "data", "idx", "config", "artifacts", "progress", "files", "speed")
+    code = sources(*artifacts.TRAINING_CODE)
     for name in cfg.model_names:
         yield {
             "name": name,
@@ -244,7 +244,7 @@ def serve_task(cfg: config.Config) -> dict:
 
 def compile_tasks(cfg: config.Config):
     """One `compile:<name>` subtask per model: trained weights -> WGSL kernels, manifest, weight forms."""
-    code = sources("export", "export_paths", "forms", "models", "data", "files", "config")
+    code = sources("export", "export_paths", "forms", "models", "train", "data", "files", "config")
     for name in cfg.model_names:
         yield {
             "name": name,

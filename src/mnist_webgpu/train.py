@@ -25,7 +25,7 @@ from tinygrad import Context, Device, Tensor, TinyJit, nn
 from tinygrad.nn.state import get_state_dict
 
 from . import artifacts, data, files, models
-from .config import Augment, Config, ModelConfig
+from .config import Augment, Config, ModelConfig, settings_hash
 from .errors import PipelineError
 from .progress import Progress
 
@@ -391,7 +391,7 @@ def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
         "device": device,
         "tinygrad_version": importlib.metadata.version("tinygrad"),
         "config": settings,
-        "config_hash": artifacts.settings_hash(settings),
+        "config_hash": settings_hash(settings),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     with files.atomic_path(outputs["weights"]) as tmp:

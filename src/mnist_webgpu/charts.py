@@ -53,6 +53,64 @@ def _fmt_tick(v: float, percent: bool) -> str:
     return f"{v:.3g}"
 
 
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 40  # plot margins, room for tick labels
+
+
+def _open(title: str, width: int, height: int, svg_class: str) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{svg_class}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label={quoteattr(title)}>',
+        f"<title>{escape(title)}</title>",
+    ]
+
+
+def _no_data(parts: list[str], width: int, height: int) -> str:
+    parts.append(
+        f'<text class="chart-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+        "no data</text></svg>"
+    )
+    return "".join(parts)
+
+
+def _axes(
+    parts: list[str],
+    xt: list[float],
+    yt: list[float],
+    *,
+    width: int,
+    height: int,
+    x_label: str,
+    percent: bool,
+):
+    """Grid, ticks, x axis and its label; returns the data -> SVG coordinate maps."""
+    pw, ph = width - LEFT - RIGHT, height - TOP - BOTTOM
+
+    def sx(x: float) -> float:
+        return LEFT + (x - xt[0]) / ((xt[-1] - xt[0]) or 1) * pw
+
+    def sy(y: float) -> float:
+        return TOP + ph - (y - yt[0]) / ((yt[-1] - yt[0]) or 1) * ph
+
+    for t in yt:
+        y = sy(t)
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{LEFT + pw}" y1="{_num(y)}" y2="{_num(y)}"/>')
+        parts.append(
+            f'<text class="tick" x="{LEFT - 6}" y="{_num(y + 4)}" text-anchor="end">'
+            f"{escape(_fmt_tick(t, percent))}</text>"
+        )
+    for t in xt:
+        parts.append(
+            f'<text class="tick" x="{_num(sx(t))}" y="{TOP + ph + 16}" text-anchor="middle">'
+            f"{escape(_fmt_tick(t, False))}</text>"
+        )
+    parts.append(f'<line class="axis" x1="{LEFT}" x2="{LEFT + pw}" y1="{TOP + ph}" y2="{TOP + ph}"/>')
+    parts.append(
+        f'<text class="axis-label" x="{LEFT + pw / 2}" y="{height - 6}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    return sx, sy
+
+
 def line_chart(
     xs: Sequence[float],
     ys: Sequence[float | None],
@@ -67,52 +125,16 @@ def line_chart(
     """One series as an SVG line chart with axes, grid and a text title (None values are gaps)."""
     pairs = zip(xs, ys, strict=False)
     points = [(float(x), float(y)) for x, y in pairs if y is not None and math.isfinite(y)]
-    left, right, top, bottom = 56, 16, 16, 40
-    pw, ph = width - left - right, height - top - bottom
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label={quoteattr(title)}>',
-        f"<title>{escape(title)}</title>",
-    ]
+    parts = _open(title, width, height, "chart")
     if not points:
-        parts.append(
-            f'<text class="chart-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
-            "no data</text></svg>"
-        )
-        return "".join(parts)
+        return _no_data(parts, width, height)
     x_lo, x_hi = min(p[0] for p in points), max(p[0] for p in points)
     y_lo, y_hi = min(p[1] for p in points), max(p[1] for p in points)
     if percent:
         y_hi = min(1.0, y_hi)
     yt = nice_ticks(y_lo, y_hi, 5)
     xt = nice_ticks(x_lo if x_lo != x_hi else 0, x_hi, 6)
-    y0, y1 = yt[0], yt[-1]
-    x0, x1 = xt[0], xt[-1]
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / ((x1 - x0) or 1) * pw
-
-    def sy(y: float) -> float:
-        return top + ph - (y - y0) / ((y1 - y0) or 1) * ph
-
-    for t in yt:
-        y = sy(t)
-        parts.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{_num(y)}" y2="{_num(y)}"/>')
-        parts.append(
-            f'<text class="tick" x="{left - 6}" y="{_num(y + 4)}" text-anchor="end">'
-            f"{escape(_fmt_tick(t, percent))}</text>"
-        )
-    for t in xt:
-        x = sx(t)
-        parts.append(
-            f'<text class="tick" x="{_num(x)}" y="{top + ph + 16}" text-anchor="middle">'
-            f"{escape(_fmt_tick(t, False))}</text>"
-        )
-    parts.append(f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/>')
-    parts.append(
-        f'<text class="axis-label" x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">'
-        f"{escape(x_label)}</text>"
-    )
+    sx, sy = _axes(parts, xt, yt, width=width, height=height, x_label=x_label, percent=percent)
     path = " ".join(f"{_num(sx(x))},{_num(sy(y))}" for x, y in points)
     parts.append(f'<polyline class="line {css_class}" fill="none" points="{path}"/>')
     if len(points) <= 40:
@@ -120,8 +142,9 @@ def line_chart(
             parts.append(f'<circle class="dot {css_class}" cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="2.5"/>')
     last_x, last_y = points[-1]
     label = _fmt_tick(last_y, percent) if not percent else f"{last_y * 100:.2f}%"
+    right_edge = width - RIGHT - 2
     parts.append(
-        f'<text class="last" x="{_num(min(sx(last_x), left + pw - 2))}" y="{_num(max(sy(last_y) - 8, 12))}" '
+        f'<text class="last" x="{_num(min(sx(last_x), right_edge))}" y="{_num(max(sy(last_y) - 8, 12))}" '
         f'text-anchor="end">{escape(label)}</text>'
     )
     parts.append("</svg>")
@@ -142,46 +165,12 @@ def scatter(
     Each dot carries a <title> with its label, so hovering names the trial.
     """
     pts = [(float(x), float(y), lbl) for x, y, lbl in points if math.isfinite(x) and math.isfinite(y)]
-    left, right, top, bottom = 56, 16, 16, 40
-    pw, ph = width - left - right, height - top - bottom
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart scatter" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label={quoteattr(title)}>',
-        f"<title>{escape(title)}</title>",
-    ]
+    parts = _open(title, width, height, "chart scatter")
     if not pts:
-        parts.append(
-            f'<text class="chart-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
-            "no data</text></svg>"
-        )
-        return "".join(parts)
+        return _no_data(parts, width, height)
     xt = nice_ticks(0, max(p[0] for p in pts), 6)  # from zero: time is compared as a ratio
     yt = nice_ticks(min(p[1] for p in pts), min(1.0, max(p[1] for p in pts)), 5)
-
-    def sx(x: float) -> float:
-        return left + (x - xt[0]) / ((xt[-1] - xt[0]) or 1) * pw
-
-    def sy(y: float) -> float:
-        return top + ph - (y - yt[0]) / ((yt[-1] - yt[0]) or 1) * ph
-
-    for t in yt:
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{_num(sy(t))}" y2="{_num(sy(t))}"/>'
-        )
-        parts.append(
-            f'<text class="tick" x="{left - 6}" y="{_num(sy(t) + 4)}" text-anchor="end">'
-            f"{escape(_fmt_tick(t, True))}</text>"
-        )
-    for t in xt:
-        parts.append(
-            f'<text class="tick" x="{_num(sx(t))}" y="{top + ph + 16}" text-anchor="middle">'
-            f"{escape(_fmt_tick(t, False))}</text>"
-        )
-    parts.append(f'<line class="axis" x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}"/>')
-    parts.append(
-        f'<text class="axis-label" x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">'
-        f"{escape(x_label)}</text>"
-    )
+    sx, sy = _axes(parts, xt, yt, width=width, height=height, x_label=x_label, percent=True)
     for x, y, lbl in sorted(pts, key=lambda p: p[2] == best):  # the best on top
         cls, r = ("dot series-b best", 6) if lbl == best else ("dot series-a", 4)
         parts.append(

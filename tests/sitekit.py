@@ -1,5 +1,5 @@
-"""Test helpers for the site: plausible build artefacts, a served site, a Python
-reference of the app's preprocessing, and the browser settings for WebGPU on SwiftShader."""
+"""Test helpers for the site: plausible build artefacts and a Python reference of the
+app's preprocessing (serving and browser settings live in browser_env.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: F401  (re-exported for the tests)
 
 from mnist_webgpu import site
 from mnist_webgpu.config import Config

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sitekit
+from browser_env import CHROMIUM, CHROMIUM_ARGS, serve
 
 from mnist_webgpu import site
 
@@ -22,19 +23,19 @@ ARTIFACTS = sitekit.ROOT / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, fast_config, mnist):
-    if not Path(sitekit.CHROMIUM).exists():
+    if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium at /usr/bin/chromium")
     tmp = tmp_path_factory.mktemp("app")
     paths = sitekit.make_inputs(tmp, fast_config, mnist)
     out = site.render(fast_config, tmp / "root" / "sub", paths)
-    with sitekit.serve(out) as base, sitekit.serve(out.parent) as sub_root:
+    with serve(out) as base, serve(out.parent) as sub_root:
         yield {"base": base, "sub": sub_root + "sub/", "out": out}
 
 
 @pytest.fixture(scope="module")
 def browser(served):
     with playwright.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=sitekit.CHROMIUM, args=sitekit.CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

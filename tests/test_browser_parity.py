@@ -78,6 +78,28 @@ def test_chromium_default_form_matches_its_expanded_weights(chromium, exported, 
     assert np.array_equal(got.argmax(1), want.argmax(1))
 
 
+@pytest.mark.parametrize("adapter_gone", [False, True], ids=["device-back", "adapter-gone"])
+def test_chromium_survives_a_lost_device(chromium, adapter_gone):
+    """A lost GPU device comes back on the next prediction, or the CPU takes over without one."""
+    result = chromium.evaluate(
+        "([m, i, gone]) => harness.deviceLoss(m, i, gone)",
+        ["../models/mlp/manifest.json", "../inputs.bin", adapter_gone],
+    )
+    assert result["reason"] == "destroyed"
+    assert result["before"]["backend"] == "webgpu"
+    want = np.array(result["before"]["logits"], np.float32)
+    got = np.array(result["after"]["logits"], np.float32)
+    assert np.abs(got - want).max() <= 1e-4
+    if adapter_gone:
+        assert result["after"]["backend"] == result["modelBackend"] == "cpu"
+        assert "no adapter" in result["fallbackReason"]
+        assert result["devicesRequested"] == 1
+    else:
+        assert result["after"]["backend"] == result["modelBackend"] == "webgpu"
+        assert result["devicesRequested"] == 2  # a new device, not the dead one
+    assert chromium.errors == []
+
+
 def test_chromium_reports_broken_weights(chromium):
     message = chromium.evaluate(
         """async () => {

@@ -50,5 +50,43 @@ window.harness = {
     const pick = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
     return { backend: model.backend, firstMs, median: pick(0.5), p95: pick(0.95) };
   },
+
+  /**
+   * Destroys the GPU device under a loaded model, as a driver reset would lose it, then
+   * predicts again. With `adapterGone`, no adapter is offered any more, so the runtime
+   * must carry on on the CPU.
+   */
+  async deviceLoss(manifestUrl, inputsUrl, adapterGone) {
+    const first = (await inputs(inputsUrl)).subarray(0, 784);
+    const devices = [];
+    const { requestDevice } = GPUAdapter.prototype;
+    const { requestAdapter } = GPU.prototype;
+    GPUAdapter.prototype.requestDevice = async function (...args) {
+      const device = await requestDevice.apply(this, args);
+      devices.push(device);
+      return device;
+    };
+    try {
+      const model = await loadModel(manifestUrl, { backend: "auto" });
+      const before = await model.predict(first);
+      const lost = devices[0].lost;
+      devices[0].destroy();
+      const { reason } = await lost;
+      if (adapterGone) GPU.prototype.requestAdapter = async () => null;
+      const after = await model.predict(first);
+      model.dispose();
+      return {
+        reason,
+        devicesRequested: devices.length,
+        before: { backend: before.backend, logits: Array.from(before.logits) },
+        after: { backend: after.backend, logits: Array.from(after.logits) },
+        modelBackend: model.backend,
+        fallbackReason: model.fallbackReason,
+      };
+    } finally {
+      GPUAdapter.prototype.requestDevice = requestDevice;
+      GPU.prototype.requestAdapter = requestAdapter;
+    }
+  },
 };
 window.harnessReady = true;

@@ -12,6 +12,7 @@ build/webgpu/<name>/weights.<form>.safetensors one file per configured weight fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -22,6 +23,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tinygrad import Context, Device, Tensor, dtypes
+from tinygrad.codegen.opt import OptOps
+from tinygrad.codegen.opt.postrange import KernelOptError, Scheduler
 from tinygrad.engine.realize import compile_linear, get_call_arg_uops
 from tinygrad.nn.state import get_state_dict
 from tinygrad.renderer.wgsl import WGSLRenderer
@@ -68,6 +71,34 @@ def _describe_dtype(dt) -> str:
     return f"{dt.name} (the runtime only binds float32 buffers)"
 
 
+@contextlib.contextmanager
+def per_thread_reductions():
+    """Keep every reduction inside one invocation: no GROUP/GROUPTOP splits across a workgroup.
+
+    tinygrad's heuristic splits a small reduction over a workgroup and sums the partial
+    results in shared memory behind a barrier. On CPU implementations of WebGPU (SwiftShader,
+    what a browser without a usable GPU runs) each barrier is a costly context switch per
+    workgroup: the MLP's first layer as 512 workgroups of 16 took 8.6 ms a dispatch, as 16
+    of 32 barrier-free invocations 2.6 ms (whole MLP 11.8 -> 5.3 ms, same run). Refused,
+    the heuristic falls through to its per-invocation loops; on a GPU these kernels are
+    microseconds either way. Compile in this process (PARALLEL=0): worker processes would
+    not see the refusal.
+    """
+    allow = Scheduler.apply_opt
+
+    def apply_opt(self, opt, append_opt=True):
+        if opt.op in (OptOps.GROUP, OptOps.GROUPTOP):
+            raise KernelOptError("export: reductions stay within one invocation")
+        return allow(self, opt, append_opt)
+
+    Scheduler.apply_opt = apply_opt
+    try:
+        with Context(PARALLEL=0):
+            yield
+    finally:
+        Scheduler.apply_opt = allow
+
+
 def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trace:
     """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`.
 
@@ -92,7 +123,8 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trac
             raise ExportError(
                 f"{label}: shapes depend on symbolic variables {sorted(var_vals)}; export needs static shapes"
             )
-        linear = compile_linear(linear)
+        with per_thread_reductions():
+            linear = compile_linear(linear)
     x_buf, out_buf = x.uop.base, out.uop.base
 
     buffers: dict[UOp, dict[str, Any]] = {}

@@ -16,6 +16,8 @@ DOIT_CONFIG = {
     "backend": "sqlite3",
     "dep_file": ".doit.db",
     "verbosity": 2,
+    # tinygrad's CPU device computes on one core: two models train side by side on two
+    "num_process": tasks.PARALLEL_TASKS,
 }
 
 CFG = tasks.load_config_or_exit()

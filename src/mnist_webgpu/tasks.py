@@ -12,14 +12,16 @@ import shutil
 import sys
 from pathlib import Path
 
+from doit.action import CmdAction
 from doit.tools import Interactive, config_changed
 
-from . import artifacts, config, data
+from . import artifacts, config, data, speed
 from .export_paths import inputs, outputs, weights_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
 BENCH_DIR = SRC_DIR.parent / "bench"  # the checkout's bench/ scripts: not part of the installed package
+PARALLEL_TASKS = speed.cpu_cores()  # doit runs this many tasks at once
 
 
 def load_config_or_exit() -> config.Config:
@@ -40,6 +42,15 @@ def stage_env(cfg: config.Config) -> dict[str, str]:
 def stage(cfg: config.Config, *args: str) -> Interactive:
     """Run one pipeline stage in a child process that inherits the terminal (progress bars)."""
     return Interactive([sys.executable, "-m", "mnist_webgpu", *args], shell=False, env=stage_env(cfg))
+
+
+def side_by_side_stage(cfg: config.Config, *args: str) -> CmdAction:
+    """A stage that may run next to another (doit runs one task per core): plain log lines.
+
+    Two progress bars redrawing one terminal line would garble each other; through doit's
+    pipe the stage sees no terminal and prints a line per evaluation, prefixed with its model.
+    """
+    return CmdAction([sys.executable, "-m", "mnist_webgpu", *args], shell=False, env=stage_env(cfg))
 
 
 def sources(*modules: str) -> list[str]:
@@ -67,7 +78,7 @@ def train_tasks(cfg: config.Config):
         yield {
             "name": name,
             "doc": f"train the {name} model into {artifacts.model_dir(cfg, name)}",
-            "actions": [stage(cfg, "train", name)],
+            "actions": [side_by_side_stage(cfg, "train", name)],
             "file_dep": data_files + code,
             # one dict per task: doit keeps a single config_changed hash for each
             "uptodate": [config_changed(artifacts.train_settings(cfg, name))],
@@ -93,7 +104,7 @@ def sweep_tasks(cfg: config.Config):
             "basename": "trial",
             "name": trial.id,
             "doc": f"train sweep trial {trial.id} ({trial.where}: {_describe(trial.overrides)})",
-            "actions": [stage(cfg, "trial", trial.id)],
+            "actions": [side_by_side_stage(cfg, "trial", trial.id)],
             "task_dep": ["data"],
             "targets": [str(target)],
             "uptodate": [functools.partial(sweep.trial_done, target, sweep.settings_hash(cfg, trial), code)],

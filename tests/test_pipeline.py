@@ -102,9 +102,16 @@ def test_built_app_recognizes_drawn_test_digits_with_its_real_runtime(built, mni
     )
     for name, result in results.items():
         metrics = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())
-        print(f"{name}: drawn {result['drawn_accuracy']:.1%}, test {metrics['test_accuracy']:.1%}")
-        # a loose bound for the tiny test models on 40 digits; bench/drawn_digits.py measures the real gap
-        assert result["drawn_accuracy"] >= metrics["test_accuracy"] - 0.15
+        # the same 40 digits fed directly, with the weights the page loaded: a paired comparison
+        pixels = mnist.test_x[pick].astype(np.float32) / 255
+        direct = drawn_digits.site_logits(built.root / "dist", name, pixels).argmax(1) == mnist.test_y[pick]
+        print(
+            f"{name}: drawn {result['drawn_accuracy']:.1%}, same digits fed directly {direct.mean():.1%}, "
+            f"test {metrics['test_accuracy']:.1%}"
+        )
+        # drawn row by row, a digit looks like itself to the tiny test models too: at most 3 of 40
+        # change their answer for the worse; bench/drawn_digits.py measures the real models on 300
+        assert result["drawn_accuracy"] >= direct.mean() - 3 / 40
     assert requests and all(url.startswith("http://127.0.0.1:") for url in requests)
     assert console == []
 

@@ -231,8 +231,13 @@ new MutationObserver(() => {
   const app = document.getElementById("app");
   if (app?.dataset.ready === "true") mark("ready");
   if (app?.dataset.state === "predicted") mark("predicted");
-}).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-ready", "data-state"] });
+  // the prediction for the finished stroke is on screen
+  if (window.__bench.inkEnd !== undefined && app?.dataset.settled === "true") mark("strokeEndPredicted");
+}).observe(document, {
+  subtree: true, attributes: true, attributeFilter: ["data-ready", "data-state", "data-settled"],
+});
 addEventListener("pointerdown", () => mark("inkStart"), true);
+addEventListener("pointerup", () => mark("inkEnd"), true);
 """
 
 
@@ -256,6 +261,7 @@ def app(browser, dist_url: str, reps: int) -> list[dict]:
             page.mouse.move(x, y + box["height"] * 0.6, steps=8)
             page.mouse.up()
             page.wait_for_selector("#app[data-state=predicted]", state="attached")
+            page.wait_for_function("window.__bench.strokeEndPredicted !== undefined")
             r = page.evaluate(
                 """() => {
                     const b = window.__bench;
@@ -265,6 +271,7 @@ def app(browser, dist_url: str, reps: int) -> list[dict]:
                         .filter((e) => e.responseEnd <= b.predicted)
                         .map((e) => ({ url: new URL(e.name).pathname, bytes: e.encodedBodySize })));
                     return { ready: b.ready, inkStart: b.inkStart, predicted: b.predicted,
+                             strokeEnd: b.strokeEndPredicted - b.inkEnd,
                              backend: document.getElementById("app").dataset.backend, fetched };
                 }"""
             )
@@ -336,6 +343,7 @@ def run(cfg: config.Config, names: list[str], quick: bool, project: Path = Path(
             "backend": last["backend"],
             "navigation_to_model_ready_ms": median([r["ready"] for r in apps]),
             "first_prediction_ms": median([r["first_prediction_ms"] for r in apps]),
+            "stroke_end_to_prediction_ms": median([r["strokeEnd"] for r in apps]),
             # what a user waits for, minus however long they take to draw
             "navigation_to_first_prediction_ms": median(
                 [r["ready"] + r["first_prediction_ms"] for r in apps]

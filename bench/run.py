@@ -133,7 +133,8 @@ def markdown(report: dict) -> str:
             "",
             f"The app (dist/index.html, default model {app['default_model']}, backend {app['backend']}): "
             f"model ready {app['navigation_to_model_ready_ms']:,.0f} ms after navigation, first prediction "
-            f"{_ms(app['first_prediction_ms'])} ms after the pen goes down, "
+            f"{_ms(app['first_prediction_ms'])} ms after the pen goes down, the stroke's final "
+            f"prediction {_ms(app['stroke_end_to_prediction_ms'])} ms after the pen lifts, "
             f"{_kb(app['bytes_before_first_prediction'])} fetched.",
             "",
         ]

@@ -100,6 +100,7 @@ def test_quick_doit_bench_writes_a_complete_report(tmp_path, mnist_cache):
     urls = {f["url"] for f in app["fetched_before_first_prediction"]}
     assert {"/index.html", "/models/mlp/manifest.json"} <= urls
     assert positive(app["navigation_to_first_prediction_ms"]) and positive(app["first_prediction_ms"])
+    assert app["stroke_end_to_prediction_ms"] >= 0
 
     build = report["build"]
     assert build["cold_build"]["tasks_run"] == sorted(

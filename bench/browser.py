@@ -44,6 +44,7 @@ from mnist_webgpu import config, data  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
 
 ORT_PACKAGE = "onnxruntime-web"
+from mnist_webgpu.site import write_runtime  # noqa: E402
 ORT_VERSION = "1.30.0"  # pinned: figures from different ORT releases are not comparable
 # beside the MNIST cache, not in build/: `doit clean` and fresh project copies keep the 150 MB
 NPM_ENV = "MNIST_WEBGPU_BENCH_NPM"
@@ -100,7 +101,7 @@ def ensure_ort(prefix: Path) -> Path:
 
 def stage(site: Path, project: Path, names: list[str], images: np.ndarray, ort_dist: Path) -> dict:
     """site/{runtime,bench,ort,models/<name>/(+model.onnx),inputs.bin}; returns {name: {form, onnx_bytes}}."""
-    shutil.copytree(ROOT / "site_src", site / "runtime")
+    write_runtime(ROOT / "site_src", site / "runtime")
     shutil.copytree(BENCH / "page", site / "bench")
     (site / "ort").mkdir()
     for name in ORT_FILES:

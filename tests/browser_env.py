@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_webgpu.site import write_runtime
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 # WebGPU on SwiftShader, headless, as root, on a closed network (see shared notes ENVIRONMENT.md)
@@ -33,8 +35,8 @@ CHROMIUM_ARGS = [
 
 
 def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) -> None:
-    """site/runtime (site_src), site/page (harness), site/models/<name>, site/inputs.bin (float32)."""
-    shutil.copytree(ROOT / "site_src", site / "runtime", dirs_exist_ok=True)
+    """site/runtime (site_src as it ships), site/page (harness), site/models/<name>, site/inputs.bin."""
+    write_runtime(ROOT / "site_src", site / "runtime")
     shutil.copytree(ROOT / "tests" / "browser", site / "page", dirs_exist_ok=True)
     for name in names:
         shutil.copytree(project / "build" / "webgpu" / name, site / "models" / name, dirs_exist_ok=True)

@@ -56,10 +56,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# what makes a page cross-origin isolated (every resource here is same-origin, so nothing breaks)
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+
+
 @contextlib.contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """An http:// base URL serving `directory` from a thread, on a free port of 127.0.0.1."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+def serve(directory: Path, headers: dict[str, str] | None = None) -> Iterator[str]:
+    """An http:// base URL serving `directory` from a thread, on a free port of 127.0.0.1,
+    every response with `headers` added."""
+
+    class Handler(_QuietHandler):
+        def end_headers(self) -> None:
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            super().end_headers()
+
+    handler = functools.partial(Handler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

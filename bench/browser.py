@@ -9,7 +9,9 @@ extra) and npm: onnxruntime-web is installed on first use into <MNIST cache>/npm
 For each model, with its default weight form (the one the site ships):
   - warm latency, our WebGPU runtime against ORT's WebGPU execution provider, and our CPU
     fallback against ORT's WASM one (one thread each), in pairs interleaved in one page;
-    the ratio is the median of the per-pair ratios ours/ORT;
+    the ratio is the median of the per-pair ratios ours/ORT. The bench pages are served
+    cross-origin isolated for one reason: Chromium's performance.now() then has 5 us steps
+    instead of 100 us, which sub-millisecond predictions need (ORT still gets one thread);
   - the argmax of both engines on every bench image (they must agree);
   - navigation to the first prediction and the bytes fetched before it, on a fresh
     browser context (empty cache) each time, for the four engine/backend combinations;
@@ -38,10 +40,11 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(BENCH)]
 
 import onnx_model  # noqa: E402
-from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+from browser_env import CHROMIUM, CHROMIUM_ARGS, ISOLATION_HEADERS, serve  # noqa: E402
 
 from mnist_webgpu import config, data  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
+from mnist_webgpu.site import write_runtime  # noqa: E402
 
 ORT_PACKAGE = "onnxruntime-web"
 ORT_VERSION = "1.30.0"  # pinned: figures from different ORT releases are not comparable
@@ -100,7 +103,7 @@ def ensure_ort(prefix: Path) -> Path:
 
 def stage(site: Path, project: Path, names: list[str], images: np.ndarray, ort_dist: Path) -> dict:
     """site/{runtime,bench,ort,models/<name>/(+model.onnx),inputs.bin}; returns {name: {form, onnx_bytes}}."""
-    shutil.copytree(ROOT / "site_src", site / "runtime")
+    write_runtime(ROOT / "site_src", site / "runtime")
     shutil.copytree(BENCH / "page", site / "bench")
     (site / "ort").mkdir()
     for name in ORT_FILES:
@@ -155,8 +158,16 @@ def environment(browser, url: str) -> dict:
                 const a = await navigator.gpu?.requestAdapter();
                 const adapter = a && { vendor: a.info.vendor, architecture: a.info.architecture,
                                        description: a.info.description, fallback: a.info.isFallbackAdapter };
+                // the smallest step performance.now() takes: what a single timing can resolve
+                let step = Infinity;
+                for (let i = 0, last = performance.now(); i < 1e6 && step > 0.001; i++) {
+                    const now = performance.now();
+                    if (now !== last) step = Math.min(step, now - last);
+                    last = now;
+                }
                 return { user_agent: navigator.userAgent, webgpu_adapter: adapter || null,
-                         hardware_concurrency: navigator.hardwareConcurrency };
+                         hardware_concurrency: navigator.hardwareConcurrency,
+                         cross_origin_isolated: crossOriginIsolated, timer_step_ms: step };
             }"""
         )
 
@@ -295,7 +306,8 @@ def run(cfg: config.Config, names: list[str], quick: bool, project: Path = Path(
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
         site = Path(tmp)
         info = stage(site, project, names, images, ort_dist)
-        with serve(site) as url, serve(dist) as dist_url, chromium() as browser:
+        # the app is measured as a user gets it: dist/ as it is served, without isolation
+        with serve(site, ISOLATION_HEADERS) as url, serve(dist) as dist_url, chromium() as browser:
             env = environment(browser, url)
             pairs = warm(browser, url, names, info, count, rounds, warmup)
             starts = cold(browser, url, names, info, reps)
@@ -334,6 +346,8 @@ def run(cfg: config.Config, names: list[str], quick: bool, project: Path = Path(
         "chromium": env["user_agent"],
         "webgpu_adapter": env["webgpu_adapter"],
         "hardware_concurrency": env["hardware_concurrency"],
+        "cross_origin_isolated": env["cross_origin_isolated"],
+        "timer_step_ms": env["timer_step_ms"],
         "images": count,
         "rounds": rounds,
         "cold_starts": reps,

@@ -65,7 +65,7 @@ def measure(cfg: config.Config, quick: bool, build_cfg: config.Config, parts: li
 
 
 def _ms(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
 def _kb(n: int) -> str:
@@ -94,7 +94,9 @@ def markdown(report: dict) -> str:
             f"{b['chromium']}; WebGPU adapter: {adapter.get('vendor', 'none')}"
             f" {adapter.get('architecture', '')}"
             f" (fallback: {adapter.get('fallback')}); {o['package']}, WASM on {o['wasm_threads']} thread.",
-            f"Medians of {b['rounds']} interleaved pairs; argmax compared on {b['images']} test images.",
+            f"Medians of {b['rounds']} interleaved pairs; argmax compared on {b['images']} test images; "
+            f"timer step {b['timer_step_ms'] * 1000:.0f} us"
+            f" (cross-origin isolated: {str(b['cross_origin_isolated']).lower()}).",
             "",
             "| model (form) | ours | median | p95 | ORT Web | median | p95 | ours/ORT | same argmax "
             "| target |",

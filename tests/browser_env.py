@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_webgpu.site import write_runtime
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 # WebGPU on SwiftShader, headless, as root, on a closed network (see shared notes ENVIRONMENT.md)
@@ -33,8 +35,8 @@ CHROMIUM_ARGS = [
 
 
 def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) -> None:
-    """site/runtime (site_src), site/page (harness), site/models/<name>, site/inputs.bin (float32)."""
-    shutil.copytree(ROOT / "site_src", site / "runtime", dirs_exist_ok=True)
+    """site/runtime (site_src as it ships), site/page (harness), site/models/<name>, site/inputs.bin."""
+    write_runtime(ROOT / "site_src", site / "runtime")
     shutil.copytree(ROOT / "tests" / "browser", site / "page", dirs_exist_ok=True)
     for name in names:
         shutil.copytree(project / "build" / "webgpu" / name, site / "models" / name, dirs_exist_ok=True)
@@ -54,10 +56,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+# what makes a page cross-origin isolated (every resource here is same-origin, so nothing breaks)
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+
+
 @contextlib.contextmanager
-def serve(directory: Path) -> Iterator[str]:
-    """An http:// base URL serving `directory` from a thread, on a free port of 127.0.0.1."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+def serve(directory: Path, headers: dict[str, str] | None = None) -> Iterator[str]:
+    """An http:// base URL serving `directory` from a thread, on a free port of 127.0.0.1,
+    every response with `headers` added."""
+
+    class Handler(_QuietHandler):
+        def end_headers(self) -> None:
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            super().end_headers()
+
+    handler = functools.partial(Handler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

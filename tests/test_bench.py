@@ -74,6 +74,8 @@ def test_quick_doit_bench_writes_a_complete_report(tmp_path, mnist_cache):
 
     browser, ort = report["browser"], report["onnxruntime_web"]
     assert browser["webgpu_adapter"]["architecture"] == "swiftshader"
+    # isolated bench pages: a timer fine enough for sub-millisecond predictions
+    assert browser["cross_origin_isolated"] is True and browser["timer_step_ms"] <= 0.02
     for name in ("mlp", "cnn"):
         for backend in ("webgpu", "cpu"):
             figures = browser["models"][name][backend]

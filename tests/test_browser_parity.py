@@ -6,6 +6,8 @@ adapter here, so "auto" must fall back to the CPU by itself.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 
@@ -18,15 +20,27 @@ from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 
 from mnist_webgpu import config, forms, models
+from mnist_webgpu.site import write_runtime
 
 IMAGES = 200
 MODELS = ["mlp", "cnn"]
+
+
+def site_csp() -> str:
+    """The Content-Security-Policy every page of the site carries."""
+    html = (ROOT / "templates" / "base.html").read_text(encoding="utf-8")
+    return re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html)[1]
 
 
 @pytest.fixture(scope="module")
 def site(exported, mnist, tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     stage_site(root, exported, MODELS, mnist.test_x[:IMAGES])
+    # the harness under the site's CSP, and under the same CSP without 'wasm-unsafe-eval'
+    harness = (root / "page" / "index.html").read_text(encoding="utf-8")
+    for name, csp in (("csp", site_csp()), ("csp-no-wasm", site_csp().replace(" 'wasm-unsafe-eval'", ""))):
+        meta = f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
+        (root / "page" / f"{name}.html").write_text(harness.replace("<title>", meta + "<title>", 1))
     with serve(root) as url:
         yield url
 
@@ -100,6 +114,29 @@ def test_chromium_survives_a_lost_device(chromium, adapter_gone):
     assert chromium.errors == []
 
 
+def test_cpu_fallback_runs_under_the_sites_csp(chromium, site, exported, mnist):
+    assert "'wasm-unsafe-eval'" in site_csp()
+    context = chromium.context.browser.new_context()
+    page = context.new_page()
+    try:
+        for name, allowed in (("csp", True), ("csp-no-wasm", False)):
+            page.goto(site + f"page/{name}.html")
+            page.wait_for_function("window.harnessReady === true", timeout=30_000)
+            result = page.evaluate(
+                """(m) => harness.logits(m, {backend: "cpu", form: "f32"}, "../inputs.bin", 8)
+                          .catch((err) => ({error: err.message}))""",
+                "../models/cnn/manifest.json",
+            )
+            if allowed:
+                assert "error" not in result, result
+                want = reference_logits(exported, "cnn", "f32", mnist.test_x[:8])
+                assert np.abs(np.array(result["logits"], np.float32) - want).max() <= 1e-4
+            else:  # the control: this page really enforces a CSP, and the failure says what failed
+                assert "cannot compile its WebAssembly SIMD kernels" in result.get("error", ""), result
+    finally:
+        context.close()
+
+
 def test_chromium_reports_broken_weights(chromium):
     message = chromium.evaluate(
         """async () => {
@@ -140,13 +177,20 @@ def test_firefox_falls_back_to_cpu_and_predicts_the_same_digits(site, exported, 
             assert np.array_equal(got.argmax(1), want.argmax(1))
 
 
-def test_safetensors_parser_in_node():
+def test_js_units_in_node(tmp_path):
+    """tests/js: the safetensors parser, and the CPU fallback's kernels against a plain forward pass."""
     if shutil.which("node") is None:
         pytest.fail("node is not installed")
+    write_runtime(ROOT / "site_src", tmp_path / "runtime")  # kernels.wat, assembled
     result = subprocess.run(
-        ["node", "--test", str(ROOT / "tests" / "js")], capture_output=True, text=True, timeout=120
+        ["node", "--test", str(ROOT / "tests" / "js")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MNIST_WEBGPU_RUNTIME": str(tmp_path / "runtime")},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "# skipped 0" in result.stdout, result.stdout
 
 
 def test_reference_weights_are_the_trained_ones(exported):

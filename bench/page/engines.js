@@ -11,8 +11,9 @@ export async function importOrt(ep) {
   if (!(ep in ORT_BUILDS)) throw new Error(`ONNX Runtime Web execution provider must be webgpu or wasm, got ${ep}`);
   const ort = await import(ORT_BUILDS[ep]);
   ort.env.wasm.wasmPaths = new URL("../ort/", import.meta.url).href;
-  // our CPU fallback is one thread of plain JS; a page without cross-origin isolation
-  // (the usual static site) gets one wasm thread too, so ask for exactly that
+  // our CPU fallback is one thread of WebAssembly; a page without cross-origin isolation
+  // (the usual static site) gets one wasm thread too, so ask for exactly that (the bench
+  // pages are isolated only for performance.now()'s finer steps)
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
   return ort;

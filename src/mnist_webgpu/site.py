@@ -8,7 +8,7 @@ plus the MNIST test images (for the misclassified digits), templates/ and site_s
 Writes `out_dir` (the staging directory build/site/), replacing it as a whole:
   index.html, 404.html, models/<name>.html      pages (Jinja2, autoescaped)
   models/<name>/manifest.json + weight files   copied from build/webgpu/<name>/
-  assets/<stem>.<hash>.<ext>                  site_src/ with content-hashed names
+  assets/<stem>.<hash>.<ext>                  site_src/ with content-hashed names (.wat assembled to .wasm)
   .nojekyll
 
 Every URL in the output is relative, so the site works at / and under /<repo>/.
@@ -117,6 +117,44 @@ def source_files(site_src: Path) -> list[Path]:
     return found
 
 
+def assemble(path: Path) -> bytes:
+    """A WebAssembly text file (.wat) as a validated binary module."""
+    import wasmtime  # only the site stage needs it
+
+    try:
+        wasm = bytes(wasmtime.wat2wasm(path.read_text(encoding="utf-8")))
+        wasmtime.Module.validate(wasmtime.Engine(), wasm)
+    except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
+        text = str(exc).strip() or type(exc).__name__
+        where = re.search(r"-->\s*\S*?:(\d+):(\d+)", text)  # wat2wasm's parse errors point at the text
+        at = f" (line {where[1]}, column {where[2]})" if where else ""
+        raise SiteError(f"{path}: not a valid WebAssembly module: {text.splitlines()[0]}{at}") from None
+    return wasm
+
+
+def runtime_files(site_src: Path) -> dict[str, bytes]:
+    """What site_src/ ships, by path relative to it: each file as is, except WebAssembly text
+    (x.wat), which ships assembled (x.wasm, the name the JS fetches)."""
+    out: dict[str, bytes] = {}
+    for p in source_files(site_src):
+        rel = p.relative_to(site_src).as_posix()
+        if rel.endswith(".wat"):
+            rel, blob = rel.removesuffix(".wat") + ".wasm", assemble(p)
+        else:
+            blob = p.read_bytes()
+        if rel in out:
+            raise SiteError(f"{site_src / rel}: both the file and its .wat source are in {site_src}")
+        out[rel] = blob
+    return out
+
+
+def write_runtime(site_src: Path, dest: Path) -> None:
+    """site_src/ as it ships, under its own names (no hashes): for the test and bench pages."""
+    for rel, blob in runtime_files(site_src).items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(blob)
+
+
 def input_files(cfg: Config, paths: Paths | None = None) -> list[Path]:
     """Everything `render` reads (for file_dep), known from the config alone so the list is
     the same before and after the first build (a changed list would make doit rerun)."""
@@ -182,14 +220,14 @@ def _resolve(importer: str, spec: str, known: dict[str, bytes]) -> str | None:
 
 
 def hashed_assets(site_src: Path) -> tuple[dict[str, str], dict[str, bytes]]:
-    """site_src files -> (source path -> 'assets/<stem>.<hash>.<ext>', output path -> bytes).
+    """site_src files -> (shipped path -> 'assets/<stem>.<hash>.<ext>', output path -> bytes).
 
     A file's hash covers its own bytes and those of every file it references, directly
     or not (import specifiers in JS, url() in CSS), so a changed module renames itself
     and everything that imports it: a redeploy never mixes old and new modules. The
     references are then rewritten to the hashed names.
     """
-    raw = {p.relative_to(site_src).as_posix(): p.read_bytes() for p in source_files(site_src)}
+    raw = runtime_files(site_src)
     for path, blob in raw.items():
         if path.endswith((".js", ".mjs")):
             for m in _JS_IMPORT.finditer(blob.decode("utf-8")):

@@ -94,8 +94,11 @@ async function selectModel(name) {
 }
 
 // --- predictions: at most one per frame, never two in flight -----------------------------
-let inFlight = false;
-let pending = false;
+let inFlight = null; // { version, model } of the prediction running now
+let shown = null; // { version, model } of the prediction on screen
+// a request made while one runs: "now" (stroke end, clear, new model) runs as soon as it
+// finishes, "frame" (live drawing) waits for the next animation frame
+let pending = null;
 let frameRequested = false;
 let idle = Promise.resolve();
 
@@ -111,14 +114,20 @@ function schedule() {
   frameRequested = true;
   requestAnimationFrame(() => {
     frameRequested = false;
-    predictNow();
+    predictNow("frame");
   });
 }
 
-async function predictNow() {
+async function predictNow(when = "now") {
   settle(false);
   if (inFlight) {
-    pending = true;
+    // the running one already answers for this drawing and model: its result is the final one
+    if (inFlight.version === pad.version && inFlight.model === currentModel) return;
+    if (pending !== "now") pending = when;
+    return;
+  }
+  if (shown?.version === pad.version && shown.model === currentModel) {
+    settle(!frameRequested); // nothing changed since the prediction on screen
     return;
   }
   const { pixels, empty } = preprocess(pad.inkData(), INK_SIZE, INK_SIZE);
@@ -132,21 +141,26 @@ async function predictNow() {
   const model = currentModel;
   if (!model) return; // selectModel predicts once the model is ready
   const version = pad.version;
-  inFlight = true;
+  inFlight = { version, model };
   let done;
   idle = new Promise((resolve) => (done = resolve));
   try {
     const result = await model.predict(pixels);
     const cleared = pad.version !== version && pad.isBlank;
-    if (model === currentModel && !cleared) showResult(result);
+    if (model === currentModel && !cleared) {
+      showResult(result);
+      shown = { version, model };
+    }
   } catch (err) {
     setStatus(`Prediction failed: ${err?.message || err}`, true);
   } finally {
-    inFlight = false;
+    inFlight = null;
     done();
     if (pending) {
-      pending = false;
-      schedule();
+      const next = pending;
+      pending = null;
+      if (next === "now") predictNow();
+      else schedule();
     } else {
       settle(pad.version === version && !frameRequested);
     }

@@ -34,9 +34,7 @@ import argparse
 import json
 import math
 import re
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+
+from mnist_webgpu import charts  # noqa: E402
 
 NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 METHODS = ("fixed", "sized", "sized-pruned", "rows")
@@ -364,16 +364,14 @@ def site_logits(site: Path, model: str, pixels: np.ndarray) -> np.ndarray:
     """tinygrad on the CPU with the weights the site's page loads (its manifest's default form)."""
     from onnx_model import expanded_weights
     from tinygrad import Tensor
-    from tinygrad.nn.state import get_state_dict
 
-    from mnist_webgpu import models
+    from mnist_webgpu import export, models
 
     model_dir = site / "models" / model
     manifest = json.loads((model_dir / "manifest.json").read_text())
     weights = expanded_weights(model_dir, manifest.get("default_form", "f32"))
     net = models.ARCHITECTURES[manifest["model"]["arch"]](tuple(manifest["model"]["widths"]))
-    for key, t in get_state_dict(net).items():
-        t.replace(Tensor(weights[key])).realize()
+    export.set_weights(net, weights)
     return np.concatenate(
         [
             net(Tensor(pixels[i : i + 500, None].astype(np.float32))).numpy()
@@ -443,7 +441,8 @@ def measure(
                 if failures and predictions[-1] != int(label):
                     seen = np.array(page.evaluate(PREVIEW_JS), np.uint8).reshape(28, 28)
                     name = f"{model}-{i:03d}-label{int(label)}-drawn{predictions[-1]}.png"
-                    write_png(failures / name, side_by_side(image, seen))
+                    failures.mkdir(parents=True, exist_ok=True)
+                    (failures / name).write_bytes(charts.png_gray(side_by_side(image, seen)))
             correct = sum(p == int(y) for p, y in zip(predictions, labels, strict=True))
             results[model] = {
                 "digits": len(images),
@@ -461,30 +460,15 @@ def side_by_side(*images: np.ndarray, zoom: int = 8) -> np.ndarray:
     return np.kron(row, np.ones((zoom, zoom), np.uint8))
 
 
-def write_png(path: Path, gray: np.ndarray) -> None:
-    """An 8-bit greyscale PNG, standard library only."""
-    h, w = gray.shape
-    raw = b"".join(b"\0" + gray[y].tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
 def offline(args, cfg, mnist, models: list[str]) -> dict[str, dict]:
     """Validation digits (the last val_size training images), drawn in Python, not in a page."""
+    from mnist_webgpu import train
+
     pen = pen_width(args.site)
-    val = slice(len(mnist.train_y) - cfg.train.val_size, None)
+    split = train.split(cfg)
+    val = slice(split.n_train, split.n_train + split.n_val)
     rng = np.random.default_rng(0)
-    pick = rng.choice(cfg.train.val_size, args.count, replace=False)
+    pick = rng.choice(split.n_val, args.count, replace=False)
     images, labels = mnist.train_x[val][pick], mnist.train_y[val][pick].astype(int)
     seen = simulate(images, args.method, pen)
     results = {}

@@ -134,13 +134,13 @@ def test_erode_disc_matches_brute_force():
     assert np.array_equal(got, want)
 
 
-def test_png_writer(tmp_path):
+def test_failure_image_pairs_the_digit_with_what_the_model_saw():
     import zlib
 
+    from mnist_webgpu import charts
+
     img = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
-    path = tmp_path / "x.png"
-    dd.write_png(path, dd.side_by_side(img, img, zoom=2))
-    blob = path.read_bytes()
+    blob = charts.png_gray(dd.side_by_side(img, img, zoom=2))
     assert blob[:8] == b"\x89PNG\r\n\x1a\n"
     idat = blob.index(b"IDAT")
     n = int.from_bytes(blob[idat - 4 : idat], "big")

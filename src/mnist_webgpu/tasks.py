@@ -39,9 +39,14 @@ def stage_env(cfg: config.Config) -> dict[str, str]:
     return env
 
 
+def stage_command(*args: str) -> list[str]:
+    """`python -m mnist_webgpu <args>` with this interpreter."""
+    return [sys.executable, "-m", "mnist_webgpu", *args]
+
+
 def stage(cfg: config.Config, *args: str) -> Interactive:
     """Run one pipeline stage in a child process that inherits the terminal (progress bars)."""
-    return Interactive([sys.executable, "-m", "mnist_webgpu", *args], shell=False, env=stage_env(cfg))
+    return Interactive(stage_command(*args), shell=False, env=stage_env(cfg))
 
 
 def side_by_side_stage(cfg: config.Config, *args: str) -> CmdAction:
@@ -50,7 +55,7 @@ def side_by_side_stage(cfg: config.Config, *args: str) -> CmdAction:
     Two progress bars redrawing one terminal line would garble each other; through doit's
     pipe the stage sees no terminal and prints a line per evaluation, prefixed with its model.
     """
-    return CmdAction([sys.executable, "-m", "mnist_webgpu", *args], shell=False, env=stage_env(cfg))
+    return CmdAction(stage_command(*args), shell=False, env=stage_env(cfg))
 
 
 def sources(*modules: str) -> list[str]:
@@ -112,7 +117,7 @@ def sweep_tasks(cfg: config.Config):
         }
 
     def command(write_md: bool) -> list[str]:
-        return [sys.executable, "-m", "mnist_webgpu", "sweep", *(["--write-md"] * write_md)]
+        return stage_command("sweep", *(["--write-md"] * write_md))
 
     yield {
         "basename": "sweep",
@@ -187,7 +192,7 @@ def build_task() -> dict:
 def deploy_task(cfg: config.Config) -> dict:
     def command(dry_run: bool, allow_dirty: bool) -> list[str]:
         flags = ["--dry-run"] * dry_run + ["--allow-dirty"] * allow_dirty
-        return [sys.executable, "-m", "mnist_webgpu", "deploy", *flags]
+        return stage_command("deploy", *flags)
 
     return {
         "doc": f"build, verify, then publish dist/ to {cfg.deploy.remote} {cfg.deploy.branch}",
@@ -233,7 +238,7 @@ def bench_task(cfg: config.Config) -> dict:
 
 def serve_task(cfg: config.Config) -> dict:
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "mnist_webgpu", "serve", "--port", str(port)]
+        return stage_command("serve", "--port", str(port))
 
     return {
         "doc": f"serve dist/ on http://127.0.0.1:{cfg.serve.port}/ for a local preview",

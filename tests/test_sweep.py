@@ -352,13 +352,17 @@ def test_a_killed_sweep_resumes_and_keeps_finished_rows(project):
     )
     try:
         deadline = time.monotonic() + 300
+        quick_result = project.root / "build/sweep/mlp" / f"{quick.id}.json"
+        endless_started = False
+        # trials run side by side on a machine with more cores: wait for both states
         for line in proc.stdout:
-            if line.startswith(f"{endless.id}: step ") or time.monotonic() > deadline:
+            endless_started = endless_started or line.startswith(f"{endless.id}: step ")
+            if (endless_started and quick_result.is_file()) or time.monotonic() > deadline:
                 break
         os.killpg(proc.pid, signal.SIGKILL)  # no chance for doit to save its database
     finally:
         proc.wait(timeout=60)
-    assert (project.root / "build/sweep/mlp" / f"{quick.id}.json").is_file()
+    assert quick_result.is_file()
     assert not (project.root / "build/sweep/mlp" / f"{endless.id}.json").exists()
     assert set(project.results()) == {earlier}  # results.json as the last finished sweep left it
 

@@ -138,14 +138,14 @@ class TorchTrainer:
 class TinyTrainer:
     """The real trainer, driven the way train.run drives it."""
 
-    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, winograd: bool = True):
+    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, im2col: bool = True):
         from tinygrad import Tensor
 
         from mnist_webgpu import train
 
         self.Tensor = Tensor
         x, y = Tensor(np.ascontiguousarray(train_x)).realize(), Tensor(train_y.astype(np.int32)).realize()
-        self.t = train.Trainer(mc, x, y, len(train_x), winograd=winograd)
+        self.t = train.Trainer(mc, x, y, len(train_x), im2col=im2col)
 
     def step(self, lr: float) -> None:
         self.t.step(self.Tensor([lr]))
@@ -197,7 +197,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     val = (mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen])
 
     def make_tiny(*a):
-        return TinyTrainer(*a, winograd=cfg.train.winograd)
+        return TinyTrainer(*a, im2col=cfg.train.im2col)
 
     start = time.perf_counter()
     tiny = make_tiny(mc, train_x, train_y)

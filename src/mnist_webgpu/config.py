@@ -78,7 +78,7 @@ class TrainConfig:
     val_size: int = _spec(5000, expect="an integer between 1 and 30000", check=lambda v: 1 <= v <= 30000)
     train_limit: int = _spec(0, expect="an integer >= 0 (0 = the whole training split)", check=_non_negative)
     test_limit: int = _spec(0, expect="an integer >= 0 (0 = the whole test set)", check=_non_negative)
-    winograd: bool = _spec(True, expect="true or false (Winograd 3x3 convolutions while training)")
+    im2col: bool = _spec(True, expect="true or false (3x3 convolutions as matrix products while training)")
     beam: int = _spec(
         0,
         expect="an integer between 0 and 8 (tinygrad's BEAM kernel search width; 0 = off)",

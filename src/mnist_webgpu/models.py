@@ -32,12 +32,31 @@ class MLP:
         return self.layers[-1](x)
 
 
+def conv3x3_im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """`conv(x)` for a 3x3, padding-1 convolution, computed as one matrix product over patches.
+
+    tinygrad's direct and Winograd convolution kernels (and their gradients) run at a few
+    GFLOP/s on the CPU; a plain matrix product gets the CPU matmul tiles of speed.py. The
+    patches are made contiguous so that tinygrad runs a real matrix product rather than
+    fusing the patch gather back into a convolution-shaped kernel.
+    """
+    b, cin, h, w = x.shape
+    cout = conv.weight.shape[0]
+    padded = x.pad((1, 1, 1, 1))
+    shifted = [padded[:, :, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]
+    # one row per output pixel, its columns in the weight's (cin, dy, dx) order
+    patches = Tensor.stack(*shifted, dim=2).permute(0, 3, 4, 1, 2).reshape(b * h * w, cin * 9).contiguous()
+    out = patches @ conv.weight.reshape(cout, cin * 9).T + conv.bias
+    return out.reshape(b, h, w, cout).permute(0, 3, 1, 2)
+
+
 class CNN:
     """Blocks of 3x3 conv -> ReLU -> 2x2 max-pool (one per width), then a small dense head."""
 
     HEAD = 128
 
     def __init__(self, widths: tuple[int, ...]):
+        self.im2col = False  # the trainer's faster formulation (im2col); export traces conv2d
         channels = [1, *widths]
         self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
         side = 28 >> len(widths)
@@ -47,7 +66,7 @@ class CNN:
     def __call__(self, x: Tensor) -> Tensor:
         x = normalize(x)
         for conv in self.convs:
-            x = conv(x).relu().max_pool2d(2)
+            x = (conv3x3_im2col(conv, x) if self.im2col else conv(x)).relu().max_pool2d(2)
         return self.fc2(self.fc1(x.flatten(1)).relu())
 
 

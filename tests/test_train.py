@@ -322,6 +322,22 @@ def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monk
     np.testing.assert_allclose(curves[True], curves[False], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("side", [14, 7])  # even: the reshape; odd: tinygrad's pooling
+def test_the_trainers_max_pool_gives_max_pool2d_values_and_gradients(side):
+    from mnist_webgpu.models import max_pool_2x2
+
+    data = np.random.default_rng(side).normal(size=(2, 3, side, side)).astype(np.float32)
+    results = []
+    for pool in (max_pool_2x2, lambda t: t.max_pool2d(2)):
+        x = Tensor(data)
+        x.requires_grad = True
+        out = pool(x)
+        (out * out).sum().backward()
+        results.append((out.numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0])
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
+
+
 def kernels_run(capsys, compute) -> list[str]:
     capsys.readouterr()
     with Context(DEBUG=2):

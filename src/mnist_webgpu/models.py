@@ -50,6 +50,18 @@ def conv3x3_im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return out.reshape(b, h, w, cout).permute(0, 3, 1, 2)
 
 
+def max_pool_2x2(x: Tensor) -> Tensor:
+    """`x.max_pool2d(2)`, as a max over a reshaped, contiguous copy when the sides are even.
+
+    tinygrad's pooling backward on the CPU is one slow windowed kernel (14-75 ms for the
+    first block); over a reshape it is an elementwise mask: the CNN step went 125 -> 103 ms.
+    """
+    b, c, h, w = x.shape
+    if h % 2 or w % 2:
+        return x.max_pool2d(2)
+    return x.contiguous().reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
 class CNN:
     """Blocks of 3x3 conv -> ReLU -> 2x2 max-pool (one per width), then a small dense head."""
 
@@ -66,8 +78,13 @@ class CNN:
     def __call__(self, x: Tensor) -> Tensor:
         x = normalize(x)
         for conv in self.convs:
-            x = (conv3x3_im2col(conv, x) if self.im2col else conv(x)).relu().max_pool2d(2)
+            x = self.block(conv, x)
         return self.fc2(self.fc1(x.flatten(1)).relu())
+
+    def block(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
+        if self.im2col:
+            return max_pool_2x2(conv3x3_im2col(conv, x).relu())
+        return conv(x).relu().max_pool2d(2)
 
 
 ARCHITECTURES = {"mlp": MLP, "cnn": CNN}

@@ -1,8 +1,9 @@
-"""tinygrad's speed settings for the train stage, applied before tinygrad is imported.
+"""tinygrad's speed settings for the train stage.
 
 tinygrad reads BEAM, CACHEDB and friends from the environment once, at import, so the
 train stage (and bench/train_speed.py, which must time the same thing) sets them here
-from config.toml; a variable the user exported wins.
+from config.toml, before tinygrad is imported; a variable the user exported wins. The
+CPU matmul tiles are applied later, around each call that may build kernels.
 """
 
 from __future__ import annotations

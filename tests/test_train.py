@@ -302,21 +302,23 @@ def test_doit_retrains_only_the_model_whose_config_changed(tmp_path, mnist_cache
 
 
 def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monkeypatch):
-    """im2col convolutions in the CPU matmul tiles against plain conv2d in tinygrad's own tiles."""
+    """The fast CPU path (im2col, matmul tiles, split kernels run on two threads, no split reduces)
+    against plain conv2d in tinygrad's own kernels, run one part after another."""
     mc = fast_config.model("cnn")
     x, y = Tensor(mnist.train_x[:500]).realize(), Tensor(mnist.train_y[:500].astype(np.int32)).realize()
     curves = {}
     for fast in (False, True):
         with monkeypatch.context() as patch:
             if not fast:
-                patch.setattr(speed, "cpu_matmul_tiles", contextlib.nullcontext)
+                patch.setattr(speed, "fast_cpu_kernels", contextlib.nullcontext)
             # tinygrad keeps each kernel it built for this process: build the fast path's afresh
             to_program_cache.clear()
             trainer = train.Trainer(mc, x, y, 500, im2col=fast)
             totals = []
-            for _ in range(8):
-                trainer.step(Tensor([0.003]))
-                totals.append(trainer.loss_total.item())
+            with Context(NUM_CPU_THREADS=2):  # the thread pool runs even on a one-core machine
+                for _ in range(8):
+                    trainer.step(Tensor([0.003]))
+                    totals.append(trainer.loss_total.item())
         curves[fast] = np.diff([0.0, *totals])  # the loss of each step
     assert curves[False][-1] < curves[False][0]  # it did train
     np.testing.assert_allclose(curves[True], curves[False], rtol=1e-3, atol=1e-4)
@@ -345,14 +347,14 @@ def kernels_run(capsys, compute) -> list[str]:
     return re.findall(r"\b([ER]_[0-9_]+)", re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out), re.I)
 
 
-def test_cpu_matmul_tiles_give_a_matrix_product_an_8x4_tile(capsys):
+def test_matmul_tiles_give_a_matrix_product_an_8x4_tile(capsys):
     a, b = Tensor.rand(64, 96).realize(), Tensor.rand(96, 32).realize()
     assert "r_16_4_8_4_96" not in kernels_run(capsys, lambda: (a @ b).realize())
     to_program_cache.clear()  # or tinygrad hands back the kernel it built above
-    with speed.cpu_matmul_tiles():
+    with speed.matmul_tiles(threads=1):
         assert "r_16_4_8_4_96" in kernels_run(capsys, lambda: (a @ b).realize())
     elementwise = kernels_run(capsys, lambda: (a * 2).realize())
-    with speed.cpu_matmul_tiles():
+    with speed.matmul_tiles(threads=1):
         assert kernels_run(capsys, lambda: (a * 3).realize()) == elementwise  # others keep tinygrad's opts
 
 

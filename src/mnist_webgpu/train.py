@@ -173,13 +173,14 @@ class Trainer:
         self.jit_step = TinyJit(self._step)
         self.jit_predict = TinyJit(self._predict)
 
-    # the tiles must be active when TinyJit builds its kernels, which is after the traced call
+    # TinyJit builds the step's kernels after the traced call returns, and runs them on every
+    # call: both must happen inside the CPU kernel settings
     def step(self, lr: Tensor) -> Tensor:
-        with speed.cpu_matmul_tiles():
+        with speed.fast_cpu_kernels():
             return self.jit_step(lr)
 
     def predict(self, images: Tensor) -> Tensor:
-        with speed.cpu_matmul_tiles():
+        with speed.fast_cpu_kernels():
             return self.jit_predict(images)
 
     def _step(self, lr: Tensor) -> Tensor:

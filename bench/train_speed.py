@@ -143,12 +143,11 @@ class TinyTrainer:
 
         from mnist_webgpu import train
 
-        self.Tensor = Tensor
         x, y = Tensor(np.ascontiguousarray(train_x)).realize(), Tensor(train_y.astype(np.int32)).realize()
         self.t = train.Trainer(mc, x, y, len(train_x), im2col=im2col)
 
     def step(self, lr: float) -> None:
-        self.t.step(self.Tensor([lr]))
+        self.t.step()  # the same schedule as learning_rate(), kept on the device
 
     def sync(self) -> None:
         self.t.loss_total.item()

@@ -113,19 +113,35 @@ def test_augment_without_transform_is_identity_and_with_it_moves_ink(mnist):
 
 
 def test_the_schedule_reaches_the_jitted_optimizer(fast_config, mnist):
-    mc = fast_config.model("mlp")
+    mc = dataclasses.replace(fast_config.model("mlp"), lr_schedule="onecycle", warmup_steps=10)
     trainer = train.Trainer(
         mc, Tensor(mnist.train_x[:500]).realize(), Tensor(mnist.train_y[:500].astype(np.int32)), 500
     )
-    for _ in range(3):  # past TinyJit's capture
-        trainer.step(Tensor([0.001]))
+    assert trainer.schedule == [train.learning_rate(mc, s) for s in range(mc.steps)]
+    rates = []
+    for _ in range(6):  # through TinyJit's capture and into replays
+        trainer.step()
+        rates.append(trainer.optimizer.lr.item())
+    np.testing.assert_allclose(rates, trainer.schedule[:6], rtol=1e-6)
+    assert len(set(rates)) == 6  # warmup: a new rate every step
+    # the jitted step reads the table on the device: zero it and the weights stand still
+    trainer.schedule_table.assign(Tensor.zeros(mc.steps)).realize()
     before = trainer.snapshot()
-    trainer.step(Tensor([0.0]))
-    after_zero = trainer.snapshot()
-    trainer.step(Tensor([0.01]))
-    after_step = trainer.snapshot()
-    assert all(np.array_equal(before[k], after_zero[k]) for k in before)
-    assert any(not np.array_equal(after_zero[k], after_step[k]) for k in before)
+    trainer.step()
+    assert all(np.array_equal(before[k], v) for k, v in trainer.snapshot().items())
+    trainer.schedule_table.assign(Tensor(trainer.schedule)).realize()
+    trainer.step()
+    assert any(not np.array_equal(before[k], v) for k, v in trainer.snapshot().items())
+
+
+def test_past_the_schedules_end_the_last_rate_holds(fast_config, mnist):
+    mc = dataclasses.replace(fast_config.model("mlp"), steps=3, warmup_steps=1)
+    trainer = train.Trainer(
+        mc, Tensor(mnist.train_x[:500]).realize(), Tensor(mnist.train_y[:500].astype(np.int32)), 500
+    )
+    for _ in range(5):
+        trainer.step()
+    assert trainer.optimizer.lr.item() == pytest.approx(trainer.schedule[-1], rel=1e-6)
 
 
 # --- the stage, through the CLI ----------------------------------------------------------
@@ -317,7 +333,7 @@ def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monk
             totals = []
             with Context(NUM_CPU_THREADS=2):  # the thread pool runs even on a one-core machine
                 for _ in range(8):
-                    trainer.step(Tensor([0.003]))
+                    trainer.step()
                     totals.append(trainer.loss_total.item())
         curves[fast] = np.diff([0.0, *totals])  # the loss of each step
     assert curves[False][-1] < curves[False][0]  # it did train

@@ -112,6 +112,19 @@ def test_augment_without_transform_is_identity_and_with_it_moves_ink(mnist):
     assert moved.min() >= 0 and moved.max() <= 1 + 1e-5
 
 
+def test_interpolate_is_linear_between_neighbours_and_zero_outside():
+    rng = np.random.default_rng(0)
+    lines = rng.random((3, 5, 28)).astype(np.float32)
+    at = rng.uniform(-2, 30, (3, 5, 40)).astype(np.float32)  # some beyond either edge
+    at[0, 0, :4] = [0.0, 27.0, -1.0, 28.0]  # exact pixels and the first points outside
+    # the definition: a tent of width one around each pixel, pixels beyond the edge are zero
+    tent = np.maximum(0, 1 - np.abs(at[..., None] - np.arange(28)))
+    expected = (tent * lines[:, :, None, :]).sum(-1)
+    got = train.interpolate(Tensor(lines), Tensor(at)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert got[0, 0, 2] == 0 and got[0, 0, 3] == 0
+
+
 def test_the_schedule_reaches_the_jitted_optimizer(fast_config, mnist):
     mc = dataclasses.replace(fast_config.model("mlp"), lr_schedule="onecycle", warmup_steps=10)
     trainer = train.Trainer(

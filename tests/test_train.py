@@ -376,15 +376,40 @@ def kernels_run(capsys, compute) -> list[str]:
     return re.findall(r"\b([ER]_[0-9_]+)", re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out), re.I)
 
 
-def test_matmul_tiles_give_a_matrix_product_an_8x4_tile(capsys):
+def test_matmul_tiles_give_a_matrix_product_the_largest_tile_that_divides(capsys):
+    # 64x96 @ 96x32 takes 16x8: 4x8 blocks of 16 columns by 8 rows, the 96 sums in a loop
     a, b = Tensor.rand(64, 96).realize(), Tensor.rand(96, 32).realize()
-    assert "r_16_4_8_4_96" not in kernels_run(capsys, lambda: (a @ b).realize())
+    assert "r_8_2_16_8_96" not in kernels_run(capsys, lambda: (a @ b).realize())
     to_program_cache.clear()  # or tinygrad hands back the kernel it built above
     with speed.matmul_tiles(threads=1):
-        assert "r_16_4_8_4_96" in kernels_run(capsys, lambda: (a @ b).realize())
+        assert "r_8_2_16_8_96" in kernels_run(capsys, lambda: (a @ b).realize())
+        c = Tensor.rand(96, 12).realize()  # 12 columns: no tile divides them, tinygrad's opts stay
+        narrow = kernels_run(capsys, lambda: (a @ c).realize())
+        assert narrow and not any(re.search(r"_(16_8|8_4)_96$", k) for k in narrow)
+        d = Tensor.rand(96, 8).realize()  # 8 columns: the 8x4 tile
+        assert "r_16_8_4_96" in kernels_run(capsys, lambda: (a @ d).realize())
     elementwise = kernels_run(capsys, lambda: (a * 2).realize())
     with speed.matmul_tiles(threads=1):
         assert kernels_run(capsys, lambda: (a * 3).realize()) == elementwise  # others keep tinygrad's opts
+
+
+def kernel_source(capsys, compute) -> str:
+    capsys.readouterr()
+    to_program_cache.clear()
+    with Context(DEBUG=4, CACHELEVEL=0):  # build afresh, so that tinygrad prints the C it compiles
+        compute()
+    return capsys.readouterr().out
+
+
+def test_wide_vector_loads_let_a_tiled_product_read_eight_floats_at_once(capsys):
+    a, b = Tensor.rand(64, 96).realize(), Tensor.rand(96, 32).realize()
+    with speed.matmul_tiles(threads=1):
+        assert "ext_vector_type(8)" not in kernel_source(capsys, lambda: (a @ b).realize())
+        with speed.wide_vector_loads():
+            products = []
+            wide = kernel_source(capsys, lambda: products.append((a @ b).numpy()))
+    assert "float8" in wide and "ext_vector_type(8)" in wide
+    np.testing.assert_allclose(products[0], a.numpy() @ b.numpy(), rtol=1e-5)
 
 
 def kernel_rows(db: Path) -> int:

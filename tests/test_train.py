@@ -393,6 +393,43 @@ def test_matmul_tiles_give_a_matrix_product_the_largest_tile_that_divides(capsys
         assert kernels_run(capsys, lambda: (a * 3).realize()) == elementwise  # others keep tinygrad's opts
 
 
+GATHER_AND_SUM = """
+import sys
+import numpy as np
+from mnist_webgpu import config, speed
+speed.apply_tinygrad_env(config.load(sys.argv[1]))  # what the train stage does first
+from tinygrad import Context, Tensor
+images = Tensor(np.arange(60000 * 16, dtype=np.int32).reshape(60000, 16)).realize()
+idx, long = Tensor([59999, 0, 123, 31000]).realize(), Tensor.rand(100352).realize()
+with Context(DEBUG=2):
+    print("== gather", flush=True)
+    rows = images[idx].numpy()
+    print("== sum", flush=True)
+    long.sum().realize()
+print("== rows", rows[:, 0].tolist(), flush=True)
+"""
+
+
+def test_the_batch_gather_stays_one_kernel_while_longer_sums_still_split(tmp_path):
+    """A gather over 60,000 rows, as train_x[idx] is, against tinygrad splitting it in two."""
+    (tmp_path / "config.toml").write_text(FAST)
+    env = {**os.environ, "MNIST_WEBGPU_CACHE": str(tmp_path / "cache")}
+    env.pop("REDUCEOP_SPLIT_THRESHOLD", None)
+    out = subprocess.run(
+        [sys.executable, "-c", GATHER_AND_SUM, str(tmp_path / "config.toml")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=ROOT,
+    ).stdout
+    sections = dict(part.split("\n", 1) for part in re.sub(r"\x1b\[[0-9;]*m", "", out).split("== ")[1:])
+    kernels = {name: re.findall(r"\*\*\* CPU +\d+ ([Er]_\w+)", text) for name, text in sections.items()}
+    assert len(kernels["gather"]) == 1
+    assert len(kernels["sum"]) == 2
+    assert "[959984, 0, 1968, 496000]" in out  # the first column of rows 59999, 0, 123, 31000
+
+
 def kernel_source(capsys, compute) -> str:
     capsys.readouterr()
     to_program_cache.clear()

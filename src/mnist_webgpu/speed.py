@@ -1,10 +1,10 @@
 """tinygrad's speed settings for the train stage.
 
-tinygrad reads BEAM, CACHEDB and friends from the environment once, at import, so the
-train stage (and bench/train_speed.py, which must time the same thing) sets them here
-from config.toml, before tinygrad is imported; a variable the user exported wins. The
-CPU kernel settings (fast_cpu_kernels) are entered later, around each call that may
-build or run kernels.
+tinygrad reads BEAM, CACHEDB, REDUCEOP_SPLIT_THRESHOLD and friends from the environment
+once, so the train stage (and bench/train_speed.py, which must time the same thing) sets
+them here from config.toml, before tinygrad is imported; a variable the user exported
+wins. The CPU kernel settings (fast_cpu_kernels) are entered later, around each call that
+may build or run kernels.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from .config import Config
 from .errors import PipelineError
 
 PART_WORK = 128 << 10  # tinygrad's heuristic: about 128K operations per part of a split kernel
+# tinygrad splits a reduction of 32,768+ elements in two kernels. The batch gather
+# `train_x[idx]` is a reduction over the training images, and split it became a 4 MB masked
+# copy and a second reduce (~9 ms of a 35 ms MLP step on the CPU). From above MNIST's 60,000
+# images on, longer sums still split, as they should: the first convolution's weight
+# gradient sums batch x 784 rows, and split it takes 1.8 ms instead of 9.9.
+SPLIT_THRESHOLD = 65536
 
 
 def kernel_cache(cfg: Config) -> Path:
@@ -34,7 +40,7 @@ def kernel_cache(cfg: Config) -> Path:
 
 
 def tinygrad_env(cfg: Config) -> dict[str, str]:
-    env = {"CACHEDB": str(kernel_cache(cfg))}
+    env = {"CACHEDB": str(kernel_cache(cfg)), "REDUCEOP_SPLIT_THRESHOLD": str(SPLIT_THRESHOLD)}
     if cfg.train.beam:
         env["BEAM"] = str(cfg.train.beam)
     return env
@@ -48,7 +54,9 @@ def apply_tinygrad_env(cfg: Config) -> dict[str, str]:
     for key, value in tinygrad_env(cfg).items():
         os.environ.setdefault(key, value)
     kernel_cache(cfg).parent.mkdir(parents=True, exist_ok=True)
-    return {k: os.environ[k] for k in ("DEV", "BEAM", "CACHEDB") if k in os.environ}
+    return {
+        k: os.environ[k] for k in ("DEV", "BEAM", "CACHEDB", "REDUCEOP_SPLIT_THRESHOLD") if k in os.environ
+    }
 
 
 def cpu_cores() -> int:
@@ -201,11 +209,9 @@ def fast_cpu_kernels() -> Iterator[None]:
     """While active, tinygrad builds and runs CPU kernels the way our training step wants them.
 
     Matrix products get large tiles (matmul_tiles) read through 8-wide loads
-    (wide_vector_loads); kernels split into parts run on every core (parts_on_all_cores);
-    and no reduction is split in two: on the CPU that split
-    turned the batch gather `train_x[idx]` into a 4 MB masked copy and a second reduce
-    (~9 ms of a 35 ms MLP step). Compile in this process (PARALLEL=0): tinygrad's worker
-    processes would not see the tiles. Nothing changes on any other device.
+    (wide_vector_loads); kernels split into parts run on every core (parts_on_all_cores).
+    Compile in this process (PARALLEL=0): tinygrad's worker processes would not see the
+    tiles. Nothing changes on any other device.
     """
     from tinygrad import Context, Device
     from tinygrad.helpers import NUM_CPU_THREADS
@@ -218,6 +224,6 @@ def fast_cpu_kernels() -> Iterator[None]:
         matmul_tiles(threads),
         wide_vector_loads(),
         parts_on_all_cores(threads),
-        Context(PARALLEL=0, SPLIT_REDUCEOP=0),
+        Context(PARALLEL=0),
     ):
         yield

@@ -272,7 +272,11 @@ class Fitted:
     train_seconds: float
     sizes: Split
     device: str
-    lr_fed: list[float]  # the rate handed to the optimizer at each step
+
+    @property
+    def lr_fed(self) -> list[float]:
+        """The rate handed to the optimizer at each step: the trainer's whole schedule."""
+        return self.trainer.schedule
 
     @property
     def params(self) -> int:
@@ -292,11 +296,9 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     best_accuracy, best_step, best_weights = -1.0, 0, None
     progress = Progress(label, mc.steps)
     loss_seen, last_eval = 0.0, 0
-    lr_fed: list[float] = []
     started = time.monotonic()
     try:
         for step in range(mc.steps):
-            lr_fed.append(trainer.schedule[step])
             trainer.step()
             done = step + 1
             progress.step(done)
@@ -319,9 +321,7 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     finally:
         progress.close()
     train_seconds = time.monotonic() - started
-    return Fitted(
-        trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device, lr_fed
-    )
+    return Fitted(trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device)
 
 
 def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from tinygrad.nn.state import get_state_dict
 from tinygrad.renderer.wgsl import WGSLRenderer
 from tinygrad.uop.ops import Ops, UOp
 
-from . import data, files, forms, models, train
+from . import data, files, forms, models, speed, train
 from .config import Config
 from .errors import PipelineError
 from .export_paths import MANIFEST, webgpu_dir, weights_path
@@ -91,12 +91,8 @@ def per_thread_reductions():
             raise KernelOptError("export: reductions stay within one invocation")
         return allow(self, opt, append_opt)
 
-    Scheduler.apply_opt = apply_opt
-    try:
-        with Context(PARALLEL=0):
-            yield
-    finally:
-        Scheduler.apply_opt = allow
+    with speed.swapped(Scheduler, "apply_opt", apply_opt), Context(PARALLEL=0):
+        yield
 
 
 def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trace:

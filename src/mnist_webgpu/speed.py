@@ -54,13 +54,22 @@ def apply_tinygrad_env(cfg: Config) -> dict[str, str]:
     for key, value in tinygrad_env(cfg).items():
         os.environ.setdefault(key, value)
     kernel_cache(cfg).parent.mkdir(parents=True, exist_ok=True)
-    return {
-        k: os.environ[k] for k in ("DEV", "BEAM", "CACHEDB", "REDUCEOP_SPLIT_THRESHOLD") if k in os.environ
-    }
+    return {k: os.environ[k] for k in ("DEV", "BEAM", *tinygrad_env(cfg)) if k in os.environ}
 
 
 def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextmanager
+def swapped(owner, name: str, value) -> Iterator[None]:
+    """`owner.name` is `value` inside the block and what it was after, however the block ends."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 POOL_SOURCE = Path(__file__).with_name("cpu_pool.c")
@@ -105,18 +114,16 @@ def parts_on_all_cores(threads: int) -> Iterator[None]:
 
     def call(self, *bufs, global_size=(1, 1, 1), vals=(), wait=False, **kwargs):
         part_slot = self.runtimevars.get("core_id")
-        args = [b.va_addr for b in bufs] + [v or 0 for v in vals]  # None: the part number's place
-        if part_slot is None or self.lvp or global_size[0] < 2 or len(args) > POOL_MAX_ARGS:
+        split = part_slot is not None and not self.lvp and global_size[0] > 1
+        if not split or len(bufs) + len(vals) > POOL_MAX_ARGS:
             return one_by_one(self, *bufs, global_size=global_size, vals=vals, wait=wait, **kwargs)
+        args = [b.va_addr for b in bufs] + [v or 0 for v in vals]  # None: the part number's place
         start = time.perf_counter()
         run(self.addr, global_size[0], part_slot, (ctypes.c_uint64 * len(args))(*args), len(args))
         return time.perf_counter() - start if wait else None
 
-    CPUProgram.__call__ = call
-    try:
+    with swapped(CPUProgram, "__call__", call):
         yield
-    finally:
-        CPUProgram.__call__ = one_by_one
 
 
 TILES = ((16, 8), (8, 4))  # (columns, rows) of a product's output tile, the first that divides
@@ -163,11 +170,8 @@ def matmul_tiles(threads: int) -> Iterator[None]:
                     break
         return t
 
-    heuristic.hand_coded_optimizations = tiled
-    try:
+    with swapped(heuristic, "hand_coded_optimizations", tiled):
         yield
-    finally:
-        heuristic.hand_coded_optimizations = tinygrads
 
 
 FOUR_WIDE = 'lengths = [8,4,2] if buf.dtype == dtypes.half and getenv("ALLOW_HALF8") else [4,2]'
@@ -196,12 +200,8 @@ def wide_vector_loads() -> Iterator[None]:
     """Group adjacent loads and stores in eights, not fours, while kernels are built."""
     import tinygrad.codegen as codegen
 
-    tinygrads = codegen.memory_coalescing
-    codegen.memory_coalescing = eight_wide_coalescing()
-    try:
+    with swapped(codegen, "memory_coalescing", eight_wide_coalescing()):
         yield
-    finally:
-        codegen.memory_coalescing = tinygrads
 
 
 @contextmanager

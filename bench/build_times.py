@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "src"))
 
-from project import copy_project  # noqa: E402
+from projectkit import copy_project, tasks_ran  # noqa: E402
 
 from mnist_webgpu import config  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
@@ -63,7 +63,7 @@ class Copy:
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise PipelineError(f"bench: doit build failed in the project copy: {last}")
-        return elapsed, re.findall(r"^\.  (\S+)", result.stdout, re.M)
+        return elapsed, tasks_ran(result.stdout)
 
     def wipe(self) -> None:
         for name in ("build", "dist"):

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
@@ -349,7 +349,7 @@ def render(strokes_: list[Stroke], pen: float, size: int = INK_SIZE, supersample
 
 def simulate(images: np.ndarray, method: str, pen: float) -> np.ndarray:
     """What the page's model would see for each digit drawn by `method` (Python stand-in)."""
-    from sitekit import preprocess_reference
+    from preprocess_ref import preprocess_reference
 
     out = np.zeros((len(images), 28, 28), np.float32)
     for i, image in enumerate(images):

@@ -88,12 +88,14 @@ def stage_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mnist_webgpu", *args]
 
 
-def run_stage(project: Path, *args: str, cache: Path | None = None, **popen) -> subprocess.CompletedProcess:
+def run_stage(
+    project: Path, *args: str, cache: Path | None = None, extra_env: dict[str, str] | None = None, **popen
+) -> subprocess.CompletedProcess:
     """One stage through the real CLI, on `project`'s config.toml, in `project`."""
     return subprocess.run(
         stage_command(*args),
         cwd=project,
-        env=stage_env(project, cache),
+        env={**stage_env(project, cache), **(extra_env or {})},
         capture_output=True,
         text=True,
         **popen,

@@ -48,10 +48,10 @@ def reference_logits(project: Path, name: str, form: str, images: np.ndarray) ->
     from tinygrad import Tensor
     from tinygrad.nn.state import get_state_dict
 
-    from mnist_webgpu import forms, models
+    from mnist_webgpu import forms, layout, models
 
     cfg = config.load(project / "config.toml")
-    blob = (project / "build" / "webgpu" / name / forms.file_name(form)).read_bytes()
+    blob = (project / "build" / "webgpu" / name / layout.form_file(form)).read_bytes()
     weights = forms.expand(load(blob))
     model = models.build(cfg.model(name))
     for key, t in get_state_dict(model).items():

@@ -334,8 +334,8 @@ def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
         "arch": type(t.model).__name__.lower(),
         "widths": models.widths(t.model),
         "optimizer": optimizer,
-        "lr": max(fitted.lr_fed),  # the peak rate the optimizer was given
-        "lr_first": fitted.lr_fed[0],
+        "lr": float(fitted.lr_fed.max()),  # the peak rate the optimizer was given
+        "lr_first": float(fitted.lr_fed[0]),
         "lr_last": float(f"{opt.lr.item():.7g}"),  # read back from the optimizer (float32)
         # learning_rate() reads these two; lr_first/lr_last show what they did
         "lr_schedule": mc.lr_schedule,

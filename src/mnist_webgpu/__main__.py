@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, lock
 from .errors import PipelineError
 
 
@@ -115,7 +115,8 @@ def _site(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import site
     from .layout import PROJECT
 
-    out = site.render(cfg, PROJECT.site_staging)
+    with lock.exclusive(PROJECT.build, wait=True, what="site"):
+        out = site.render(cfg, PROJECT.site_staging)
     print(f"site: rendered {out}")
 
 
@@ -123,8 +124,9 @@ def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import verify
     from .layout import PROJECT
 
-    verify.verify(cfg, PROJECT.site_staging, PROJECT)
-    verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
+    with lock.exclusive(PROJECT.build, wait=True, what="verify"):
+        verify.verify(cfg, PROJECT.site_staging, PROJECT)
+        verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
     print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
 
@@ -132,12 +134,17 @@ def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import deploy, verify
     from .layout import PROJECT
 
-    verify.verify(cfg, PROJECT.dist, PROJECT)
-    published = deploy.publish(
-        Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
-    )
+    with lock.exclusive(PROJECT.build, wait=False, what="deploy"):
+        verify.verify(cfg, PROJECT.dist, PROJECT)
+        published = deploy.publish(
+            Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
+        )
     where = f"{cfg.deploy.remote} {cfg.deploy.branch}"
-    if published.pushed:
+    if published.unchanged:
+        print(
+            f"already published: {where} holds these {len(published.files)} files ({published.commit[:12]})"
+        )
+    elif published.pushed:
         commit = published.commit[:12]
         print(f"published {len(published.files)} files to {where} as {commit}: {published.message}")
     else:

@@ -181,10 +181,25 @@ class SiteConfig:
     repository_url: str = spec("", expect="a URL of the source repository ('' = none)")
 
 
+def _branch_name(v: str) -> bool:
+    """git check-ref-format's rules, for the characters a config may use (deploy asks git too)."""
+    if not re.match(r"^[\w./-]+$", v) or v.startswith(("-", "/")) or v.endswith(("/", ".", ".lock")):
+        return False
+    return ".." not in v and "//" not in v and not any(part.startswith(".") for part in v.split("/"))
+
+
 @dataclass(frozen=True)
 class DeployConfig:
-    remote: str = spec("origin", expect="a git remote name or URL", check=lambda v: bool(v.strip()))
-    branch: str = spec("gh-pages", expect="a branch name", check=lambda v: bool(re.match(r"^[\w./-]+$", v)))
+    remote: str = spec(
+        "origin",
+        expect="a git remote name or URL (not starting with '-')",
+        check=lambda v: bool(v.strip()) and not v.startswith("-"),
+    )
+    branch: str = spec(
+        "gh-pages",
+        expect="a branch name git accepts (letters, digits, '.', '_', '-', '/'; no leading '-', no '..')",
+        check=lambda v: _branch_name(v),
+    )
     cname: str = spec("", expect="a domain name ('' = none)")
 
 

@@ -157,7 +157,10 @@ def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import serve
     from .layout import PROJECT
 
-    serve.serve(PROJECT.dist, args.port or cfg.serve.port)
+    port = args.port or cfg.serve.port
+    if not 1 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
+        raise PipelineError(f"serve: port {port}: expected a TCP port between 1 and 65535")
+    serve.serve(PROJECT.dist, port)
 
 
 def _deploy_args(parser: argparse.ArgumentParser) -> None:
@@ -214,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # what the machine refused (read-only or full disk, a file where a directory belongs):
+        # the path and the reason are the whole story, a traceback adds nothing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"error: {args.stage}: out of memory", file=sys.stderr)
+        return 1
     return 0
 
 

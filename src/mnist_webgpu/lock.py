@@ -69,3 +69,20 @@ def exclusive(build_dir: Path, *, wait: bool, what: str, timeout: float = WAIT_S
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def remove_if_free(build_dir: Path) -> None:
+    """Delete the lock file unless a build holds it (`doit clean`): removing a held lock would
+    let the next build take a fresh one beside the running build."""
+    path = Path(build_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

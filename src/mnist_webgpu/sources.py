@@ -13,6 +13,8 @@ import functools
 import hashlib
 from pathlib import Path
 
+from .graph import reachable
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
 
@@ -76,16 +78,8 @@ def _imported(module: str) -> set[str]:
 @functools.cache
 def closure(*modules: str) -> tuple[Path, ...]:
     """Every package file the given modules run, directly or through imports (sorted)."""
-    seen: set[str] = set()
-    todo = list(modules)
-    while todo:
-        m = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        todo.extend(_imported(m))
     found: set[Path] = set()
-    for m in seen:
+    for m in reachable(modules, _imported):
         path = _file(m)
         if path is None:
             raise ValueError(f"{PACKAGE}.{m}: no such module")

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from ..errors import SiteError
+from ..graph import reachable
 
 HASH_CHARS = 10
 
@@ -122,19 +123,10 @@ def hashed_assets(site_src: Path) -> tuple[dict[str, str], dict[str, bytes]]:
         found = pattern.finditer(text) if pattern else ()
         refs[path] = {t for m in found if (t := _resolve(path, m["spec"], raw))}
 
-    def closure(path: str) -> set[str]:
-        seen, todo = set(), [path]
-        while todo:
-            p = todo.pop()
-            if p not in seen:
-                seen.add(p)
-                todo.extend(refs[p])
-        return seen
-
     names: dict[str, str] = {}
     for path in raw:
         h = hashlib.sha256()
-        for dep in sorted(closure(path)):
+        for dep in sorted(reachable([path], refs.__getitem__)):
             h.update(dep.encode() + b"\0" + hashlib.sha256(raw[dep]).digest())
         stem, ext = posixpath.splitext(path)
         names[path] = f"assets/{stem}.{h.hexdigest()[:HASH_CHARS]}{ext}"
@@ -161,13 +153,9 @@ def hashed_assets(site_src: Path) -> tuple[dict[str, str], dict[str, bytes]]:
 def module_closure(entry: str, site_src: Path, names: dict[str, str]) -> list[str]:
     """The hashed names of the JS modules `entry` imports, directly or not (for modulepreload)."""
     raw = {p: (site_src / p).read_text(encoding="utf-8") for p in names if p.endswith(".js")}
-    seen: list[str] = []
-    todo = [entry]
-    while todo:
-        p = todo.pop(0)
-        if p in seen or p not in raw:
-            continue
-        seen.append(p)
+
+    def imports(p: str) -> list[str]:
         specs = (_resolve(p, m["spec"], raw) for m in _JS_SPEC.finditer(raw[p]))
-        todo += [t for t in specs if t and t.endswith(".js")]
-    return [names[p] for p in seen[1:]]
+        return [t for t in specs if t and t.endswith(".js")]
+
+    return [names[p] for p in reachable([entry], imports)[1:]] if entry in raw else []

@@ -12,6 +12,7 @@ import jinja2.meta
 from markupsafe import Markup
 
 from ..errors import SiteError
+from ..graph import reachable
 from ..progress import duration
 
 PAGES = ("index.html", "model.html", "404.html", "sweep.html")
@@ -20,19 +21,15 @@ PAGES = ("index.html", "model.html", "404.html", "sweep.html")
 def template_files(templates: Path) -> list[Path]:
     """The page templates and everything they extend, include or import, recursively."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)))
-    seen: set[str] = set()
-    todo = list(PAGES)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
+
+    def references(name: str) -> list[str]:
         source = (templates / name).read_text(encoding="utf-8")
-        for ref in jinja2.meta.find_referenced_templates(env.parse(source)):
-            if ref is None:
-                raise SiteError(f"{templates / name}: a template name computed at run time cannot be tracked")
-            todo.append(ref)
-    return sorted(templates / n for n in seen)
+        refs = list(jinja2.meta.find_referenced_templates(env.parse(source)))
+        if None in refs:
+            raise SiteError(f"{templates / name}: a template name computed at run time cannot be tracked")
+        return refs
+
+    return sorted(templates / n for n in reachable(PAGES, references))
 
 
 def _percent(v: Any, digits: int = 2) -> str:

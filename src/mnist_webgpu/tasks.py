@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -80,6 +81,23 @@ def trained_with(metrics: Path, settings: dict) -> bool:
     try:
         return schemas.read(schemas.Metrics, metrics).config_hash == settings_hash(settings)
     except schemas.SchemaError:
+        return False
+
+
+def compiled_from(manifest: Path, weights: Path, forms: tuple[str, ...]) -> bool:
+    """The manifest itself, not doit's database, says the compile is current: it names the
+    weights it was compiled from and the digest of every form file. An interrupt between the
+    form files and the manifest leaves a mix doit would otherwise take as up to date."""
+    try:
+        m = schemas.read(schemas.Manifest, manifest)
+        if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != m.evaluation.source_weights_sha256:
+            return False
+        if sorted(f.form for f in m.forms) != sorted(forms):
+            return False
+        return all(
+            hashlib.sha256((manifest.parent / f.file).read_bytes()).hexdigest() == f.sha256 for f in m.forms
+        )
+    except (schemas.SchemaError, OSError):
         return False
 
 
@@ -324,7 +342,15 @@ def compile_tasks(cfg: config.Config):
                 *code("export"),
             ],
             "targets": [str(p) for p in PROJECT.compile_outputs(name, cfg.export.forms)],
-            "uptodate": [config_changed(settings)],
+            "uptodate": [
+                config_changed(settings),
+                functools.partial(
+                    compiled_from,
+                    PROJECT.manifest(name),
+                    PROJECT.train_outputs(name).weights,
+                    cfg.export.forms,
+                ),
+            ],
             "clean": [(remove_outputs, [PROJECT.compile_outputs(name, cfg.export.forms)])],
             "verbosity": 2,
         }

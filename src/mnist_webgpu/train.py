@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from . import data, files, layout, models, patches, schemas
+from . import data, faults, files, layout, models, patches, schemas
 from .config import Augment, Config, ModelConfig, settings_hash, training_settings
 from .errors import PipelineError
 from .layout import Split
@@ -424,6 +424,7 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
         ),
     )
     schemas.write(outputs.metrics, metrics)  # last: its presence means the set is complete
+    faults.pause(f"train:{name}")  # tests kill here: done, but before doit records it
     log(
         f"{name}: test accuracy {metrics.test_accuracy:.2%}, "
         f"best val {best_accuracy:.2%} at step {best_step}, "

@@ -181,12 +181,15 @@ def same_tree(a: Path, b: Path) -> bool:
             else {}
         )
 
-    left, right = listing(a), listing(b)
-    return (
-        bool(left)
-        and left.keys() == right.keys()
-        and all(left[k].read_bytes() == right[k].read_bytes() for k in left)
-    )
+    try:
+        left, right = listing(a), listing(b)
+        return (
+            bool(left)
+            and left.keys() == right.keys()
+            and all(left[k].read_bytes() == right[k].read_bytes() for k in left)
+        )
+    except OSError:  # another build swapping either tree right now: not up to date, run verify
+        return False
 
 
 def publish_to_dist(site: Path, dist: Path) -> None:

@@ -4,6 +4,7 @@
 import { Pad, INK_SIZE } from "./draw.js";
 import { preprocess, SIZE } from "./preprocess.js";
 import { loadModel } from "./runtime.js";
+import { createScheduler } from "./scheduler.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("app");
@@ -59,7 +60,7 @@ function getModel(name) {
     const [oldest, old] = cache.entries().next().value;
     cache.delete(oldest);
     old.then(async (m) => {
-      await idle;
+      await scheduler.idle();
       m.dispose();
     }, () => {});
   }
@@ -93,79 +94,28 @@ async function selectModel(name) {
   predictNow(); // re-predict the current drawing with the new model at once
 }
 
-// --- predictions: at most one per frame, never two in flight -----------------------------
-let inFlight = null; // { version, model } of the prediction running now
-let shown = null; // { version, model } of the prediction on screen
-// a request made while one runs: "now" (stroke end, clear, new model) runs as soon as it
-// finishes, "frame" (live drawing) waits for the next animation frame
-let pending = null;
-let frameRequested = false;
-let idle = Promise.resolve();
-
+// --- predictions: when they run is scheduler.js's business ------------------------------
 // data-settled="true" once the shown prediction (or emptiness) belongs to the current drawing:
 // a stable hook for tests and benchmarks that draw faster than a person
-function settle(settled) {
-  root.dataset.settled = String(settled);
-}
-
-function schedule() {
-  settle(false);
-  if (frameRequested) return;
-  frameRequested = true;
-  requestAnimationFrame(() => {
-    frameRequested = false;
-    predictNow("frame");
-  });
-}
-
-async function predictNow(when = "now") {
-  settle(false);
-  if (inFlight) {
-    // the running one already answers for this drawing and model: its result is the final one
-    if (inFlight.version === pad.version && inFlight.model === currentModel) return;
-    if (pending !== "now") pending = when;
-    return;
-  }
-  if (shown?.version === pad.version && shown.model === currentModel) {
-    settle(!frameRequested); // nothing changed since the prediction on screen
-    return;
-  }
-  const { pixels, empty } = preprocess(pad.inkData(), INK_SIZE, INK_SIZE);
-  drawPreview(pixels);
-  ui.empty.hidden = !pad.isBlank;
-  if (empty) {
+const scheduler = createScheduler({
+  target: () => ({ version: pad.version, model: currentModel, blank: pad.isBlank }),
+  prepare() {
+    const { pixels, empty } = preprocess(pad.inkData(), INK_SIZE, INK_SIZE);
+    drawPreview(pixels);
+    ui.empty.hidden = !pad.isBlank;
+    if (!empty) return pixels;
     showEmpty();
-    settle(!frameRequested);
-    return;
-  }
-  const model = currentModel;
-  if (!model) return; // selectModel predicts once the model is ready
-  const version = pad.version;
-  inFlight = { version, model };
-  let done;
-  idle = new Promise((resolve) => (done = resolve));
-  try {
-    const result = await model.predict(pixels);
-    const cleared = pad.version !== version && pad.isBlank;
-    if (model === currentModel && !cleared) {
-      showResult(result);
-      shown = { version, model };
-    }
-  } catch (err) {
-    setStatus(`Prediction failed: ${err?.message || err}`, true);
-  } finally {
-    inFlight = null;
-    done();
-    if (pending) {
-      const next = pending;
-      pending = null;
-      if (next === "now") predictNow();
-      else schedule();
-    } else {
-      settle(pad.version === version && !frameRequested);
-    }
-  }
-}
+    return null;
+  },
+  predict: (model, pixels) => model.predict(pixels),
+  show: showResult,
+  fail: (err) => setStatus(`Prediction failed: ${err?.message || err}`, true),
+  requestFrame: (callback) => requestAnimationFrame(callback),
+  settle: (settled) => {
+    root.dataset.settled = String(settled);
+  },
+});
+const predictNow = () => scheduler.now();
 
 // --- output -------------------------------------------------------------------------
 // bar labels: whole percent, short enough for ten columns on a phone; aria labels: one decimal
@@ -226,7 +176,7 @@ function setStatus(text, isError = false) {
 const pad = new Pad($("pad"), {
   onChange: () => {
     ui.undo.disabled = !pad.canUndo;
-    schedule();
+    scheduler.frame();
   },
   onStrokeEnd: () => predictNow(),
 });

@@ -113,9 +113,16 @@ class Session:
         return self.el("prediction").text_content()
 
     def wait_prediction(self, present: bool = True):
-        expr = "document.querySelector('[data-testid=prediction]').textContent"
-        self.page.wait_for_function(f"{expr} {'!==' if present else '==='} ''", timeout=10000)
-        self.page.wait_for_timeout(150)  # let a pending re-prediction settle
+        """Until the screen answers for the drawing as it is now: a digit, or none.
+
+        Waits on selectors, never on a string predicate: those poll through eval, which the
+        page's Content-Security-Policy forbids."""
+        digit = ":not(:empty)" if present else ":empty"
+        self.page.wait_for_selector(
+            f'[data-testid="app"][data-settled="true"] [data-testid="prediction"]{digit}',
+            state="attached",
+            timeout=10000,
+        )
 
     def probs(self) -> list[float]:
         return [float(self.el(f"prob-{d}").get_attribute("data-value")) for d in range(10)]
@@ -244,17 +251,13 @@ def test_switching_models_repredicts_without_reload(session):
     s.wait_prediction()
     first = check_result(s)
     s.el("model-select").select_option("cnn")
-    s.page.wait_for_function(
-        f"""() => document.querySelector('[data-testid=app]').dataset.ready === 'true'
-             && document.querySelector('[data-testid=prob-0]').dataset.value !== '{first[0]}'""",
-        timeout=10000,
-    )
+    s.ready()
+    s.wait_prediction()
     second = check_result(s)
     assert second != first
     s.el("model-select").select_option("mlp")
-    s.page.wait_for_function(
-        f"() => document.querySelector('[data-testid=prob-0]').dataset.value === '{first[0]}'", timeout=10000
-    )
+    s.ready()
+    s.wait_prediction()
     assert s.probs() == first
     assert s.fake_runtime()["loads"] == ["mlp", "cnn"], "each model loads once"
     assert s.page.evaluate("() => window.__sameDocument") is True, "no page reload"

@@ -1,5 +1,6 @@
 // The app: wires the pad, the preprocessing and the models together.
-// Talks to the model runtime only through loadModel / predict / dispose.
+// Talks to the model runtime only through loadModel / predict / dispose; when predictions
+// run is scheduler.js's business.
 
 import { Pad, INK_SIZE } from "./draw.js";
 import { preprocess, SIZE } from "./preprocess.js";
@@ -17,9 +18,13 @@ const ui = {
   latency: $("latency"),
   backend: $("backend"),
   status: $("status"),
+  retry: $("retry"),
+  notice: $("notice"),
+  announce: $("announce"),
   empty: $("pad-empty"),
   preview: $("preview").getContext("2d"),
   undo: $("undo"),
+  redo: $("redo"),
   pen: $("tool-pen"),
   eraser: $("tool-eraser"),
   clear: $("clear"),
@@ -29,8 +34,41 @@ const ui = {
   }),
 };
 const BACKEND_NAMES = { webgpu: "WebGPU", cpu: "CPU" };
-const requested = new URLSearchParams(location.search).get("backend");
-const BACKEND = ["webgpu", "cpu"].includes(requested) ? requested : "auto";
+const params = new URLSearchParams(location.search);
+const BACKEND = ["webgpu", "cpu"].includes(params.get("backend")) ? params.get("backend") : "auto";
+
+// --- which model: ?model=<name>, else the last choice, else the default ----------------
+const STORE_KEY = "mnist-webgpu:model";
+const entryOf = (name) => config.models.find((m) => m.name === name);
+const labelOf = (name) => entryOf(name)?.label ?? name;
+
+function stored() {
+  try {
+    return localStorage.getItem(STORE_KEY);
+  } catch {
+    return null; // storage off (a privacy setting): the choice just does not persist
+  }
+}
+
+function remember(name) {
+  try {
+    localStorage.setItem(STORE_KEY, name);
+  } catch {
+    // as above
+  }
+  // the address says what is on screen, so a reload or a shared link opens the same model
+  params.set("model", name);
+  history.replaceState(history.state, "", `${location.pathname}?${params}${location.hash}`);
+}
+
+function initialModel() {
+  const asked = params.get("model");
+  if (asked === null) return entryOf(stored()) ? stored() : config.default;
+  if (entryOf(asked)) return asked;
+  ui.notice.textContent = `There is no model named “${asked}” here: showing the ${labelOf(config.default)} instead.`;
+  ui.notice.hidden = false;
+  return config.default;
+}
 
 // --- models: loaded once, kept in a small LRU cache ------------------------------------
 // Switching back and forth is instant and never re-downloads; the few models a site has
@@ -38,12 +76,12 @@ const BACKEND = ["webgpu", "cpu"].includes(requested) ? requested : "auto";
 // one is disposed, once no prediction is running on it.
 const MAX_MODELS = 3;
 const cache = new Map(); // name -> Promise<model>
-let currentName = select.value || config.default;
+let currentName = initialModel();
 let currentModel = null;
+let loadState = "loading"; // "loading" | "ready" | "failed": what the verdict says without a digit
 
 function manifestUrl(name) {
-  const entry = config.models.find((m) => m.name === name);
-  return new URL(entry.manifest, document.baseURI).href;
+  return new URL(entryOf(name).manifest, document.baseURI).href;
 }
 
 function getModel(name) {
@@ -55,7 +93,7 @@ function getModel(name) {
   }
   const p = loadModel(manifestUrl(name), { backend: BACKEND });
   cache.set(name, p);
-  p.catch(() => cache.delete(name)); // a failed load may be retried later
+  p.catch(() => cache.delete(name)); // a failed load is retried by the next attempt
   while (cache.size > MAX_MODELS) {
     const [oldest, old] = cache.entries().next().value;
     cache.delete(oldest);
@@ -70,33 +108,41 @@ function getModel(name) {
 async function selectModel(name) {
   currentName = name;
   currentModel = null;
+  loadState = "loading";
   root.dataset.ready = "false";
   ui.backend.textContent = "loading…";
+  ui.retry.hidden = true;
   setStatus("");
+  // the old model's answer goes at once: it must never show under the new model's name
+  scheduler.forget();
+  showEmpty();
+  predictNow(); // keeps the preview in step; nothing runs until the model is here
   let model;
   try {
     model = await getModel(name);
   } catch (err) {
     if (name === currentName) {
+      loadState = "failed";
       ui.backend.textContent = "unavailable";
-      setStatus(`Could not load the ${name} model: ${err?.message || err}`, true);
+      setStatus(`Could not load the ${labelOf(name)} model: ${err?.message || err}`, true);
+      ui.retry.hidden = false;
+      showEmpty();
     }
     return;
   }
   if (name !== currentName) return; // the user moved on while it loaded
   currentModel = model;
+  loadState = "ready";
   ui.backend.textContent = BACKEND_NAMES[model.backend] || model.backend;
   root.dataset.backend = model.backend;
   if (model.backend === "cpu" && BACKEND === "auto") {
     setStatus("WebGPU is not available in this browser: running on the CPU instead.");
   }
   root.dataset.ready = "true";
-  predictNow(); // re-predict the current drawing with the new model at once
+  predictNow(); // predict the ink already on the pad with the new model at once
 }
 
 // --- predictions: when they run is scheduler.js's business ------------------------------
-// data-settled="true" once the shown prediction (or emptiness) belongs to the current drawing:
-// a stable hook for tests and benchmarks that draw faster than a person
 const scheduler = createScheduler({
   target: () => ({ version: pad.version, model: currentModel, blank: pad.isBlank }),
   prepare() {
@@ -111,8 +157,11 @@ const scheduler = createScheduler({
   show: showResult,
   fail: (err) => setStatus(`Prediction failed: ${err?.message || err}`, true),
   requestFrame: (callback) => requestAnimationFrame(callback),
-  settle: (settled) => {
+  settle(settled) {
+    // data-settled="true" once what is shown belongs to the current drawing: a stable hook
+    // for tests and benchmarks that draw faster than a person
     root.dataset.settled = String(settled);
+    if (settled) announce();
   },
 });
 const predictNow = () => scheduler.now();
@@ -141,9 +190,15 @@ function showResult({ probs, ms, backend }) {
   root.dataset.state = "predicted";
 }
 
+// No digit on screen: say why (no ink yet, the model still downloading, or it failed).
 function showEmpty() {
+  const waiting = {
+    loading: `Loading the ${labelOf(currentName)} model…`,
+    failed: `The ${labelOf(currentName)} model did not load`,
+    ready: "Waiting for a drawing",
+  };
   ui.prediction.textContent = "";
-  ui.label.textContent = "Waiting for a drawing";
+  ui.label.textContent = waiting[loadState];
   ui.confidence.textContent = "";
   ui.latency.textContent = "–";
   ui.probs.forEach(({ li, bar, text }, d) => {
@@ -153,7 +208,18 @@ function showEmpty() {
     bar.style.transform = "scaleY(0)";
     text.textContent = "0%";
   });
-  root.dataset.state = "empty";
+  root.dataset.state = loadState === "ready" ? "empty" : loadState;
+}
+
+// The screen reader hears the answer once per finished stroke, not every live update while
+// the pen moves (the verdict itself is not a live region).
+let announced = -1;
+function announce() {
+  if (pad.current || announced === pad.version) return;
+  if (!["predicted", "declined"].includes(root.dataset.state)) return;
+  announced = pad.version;
+  const parts = [ui.label.textContent, ui.prediction.textContent, ui.confidence.textContent];
+  ui.announce.textContent = parts.filter(Boolean).join(" ");
 }
 
 const previewImage = ui.preview.createImageData(SIZE, SIZE);
@@ -173,13 +239,21 @@ function setStatus(text, isError = false) {
 }
 
 // --- tools ---------------------------------------------------------------------------
-const pad = new Pad($("pad"), {
+const canvas = $("pad");
+const pad = new Pad(canvas, {
   onChange: () => {
     ui.undo.disabled = !pad.canUndo;
+    ui.redo.disabled = !pad.canRedo;
     scheduler.frame();
   },
-  onStrokeEnd: () => predictNow(),
+  onStrokeEnd: () => {
+    if (loadState === "failed") selectModel(currentName); // a new stroke retries the download
+    else predictNow();
+  },
 });
+// the pad cancels pointerdown (no text selection, no scrolling), which also keeps focus where
+// it was: take it, so that a shortcut typed after drawing never lands in the model dropdown
+canvas.addEventListener("pointerdown", () => canvas.focus({ preventScroll: true }));
 
 function inkColor() {
   return getComputedStyle(root).getPropertyValue("--ink").trim() || "#111";
@@ -193,38 +267,79 @@ function setTool(tool) {
   ui.eraser.setAttribute("aria-pressed", String(tool === "eraser"));
 }
 
-ui.pen.addEventListener("click", () => setTool("pen"));
-ui.eraser.addEventListener("click", () => setTool("eraser"));
-ui.clear.addEventListener("click", () => {
-  pad.clear();
-  predictNow();
-});
-ui.undo.addEventListener("click", () => {
-  pad.undo();
-  predictNow();
-});
-select.addEventListener("change", () => selectModel(select.value));
+const actions = {
+  pen: () => setTool("pen"),
+  eraser: () => setTool("eraser"),
+  clear: () => pad.clear(),
+  undo: () => pad.undo(),
+  redo: () => pad.redo(),
+};
+function act(name) {
+  actions[name]();
+  if (!["pen", "eraser"].includes(name)) predictNow();
+}
 
-document.addEventListener("keydown", (e) => {
-  const t = e.target;
-  if (t instanceof HTMLElement && (t.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(t.tagName))) return;
-  if ((e.ctrlKey || e.metaKey) && !e.altKey && e.key.toLowerCase() === "z") {
-    e.preventDefault();
-    pad.undo();
-    predictNow();
-    return;
-  }
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  const key = e.key.toLowerCase();
-  if (key === "p") setTool("pen");
-  else if (key === "e") setTool("eraser");
-  else if (key === "c") {
+ui.pen.addEventListener("click", () => act("pen"));
+ui.eraser.addEventListener("click", () => act("eraser"));
+ui.clear.addEventListener("click", () => act("clear"));
+ui.undo.addEventListener("click", () => act("undo"));
+ui.redo.addEventListener("click", () => act("redo"));
+ui.retry.addEventListener("click", () => selectModel(currentName));
+select.addEventListener("change", () => {
+  remember(select.value);
+  selectModel(select.value);
+});
+
+// A few digits drawn as pen strokes (pad coordinates in [0,1]): the app works without dragging.
+const ring = (cx, cy, rx, ry, n = 28) =>
+  Array.from({ length: n + 1 }, (_, i) => [cx + rx * Math.sin((2 * Math.PI * i) / n), cy - ry * Math.cos((2 * Math.PI * i) / n)]);
+const SAMPLES = {
+  0: [ring(0.5, 0.5, 0.2, 0.33)],
+  1: [[[0.4, 0.24], [0.52, 0.14], [0.52, 0.86]]],
+  4: [[[0.6, 0.86], [0.6, 0.14], [0.26, 0.6], [0.76, 0.6]]],
+  7: [[[0.28, 0.18], [0.72, 0.18], [0.44, 0.86]]],
+};
+for (const button of document.querySelectorAll("[data-sample]")) {
+  button.addEventListener("click", () => {
     pad.clear();
-    predictNow();
-  } else return;
-  e.preventDefault();
-});
+    for (const stroke of SAMPLES[button.dataset.sample]) pad.addStroke(stroke.map(([x, y]) => [x, y]));
+  });
+}
 
+// Shortcuts work wherever focus is, except where typing letters means text.
+function typesText(t) {
+  if (!(t instanceof HTMLElement)) return false;
+  if (t.isContentEditable || t.tagName === "TEXTAREA") return true;
+  const notText = ["button", "checkbox", "radio", "range", "submit", "reset", "color", "file", "image"];
+  return t.tagName === "INPUT" && !notText.includes(t.type);
+}
+
+function shortcut(e) {
+  const key = e.key.toLowerCase();
+  if ((e.ctrlKey || e.metaKey) && !e.altKey) {
+    if (key === "z") return e.shiftKey ? "redo" : "undo";
+    if (key === "y" && !e.shiftKey) return "redo";
+    return null;
+  }
+  if (e.ctrlKey || e.metaKey || e.altKey) return null;
+  return { p: "pen", e: "eraser", c: "clear" }[key] ?? null;
+}
+
+// capture phase, before the focused control: a <select> would take P, E or C as type-to-select
+window.addEventListener(
+  "keydown",
+  (e) => {
+    if (e.isComposing || typesText(e.target)) return;
+    const name = shortcut(e);
+    if (!name) return;
+    e.preventDefault();
+    e.stopPropagation();
+    act(name);
+  },
+  { capture: true },
+);
+
+select.value = currentName;
 setTool("pen");
 showEmpty();
 drawPreview(new Float32Array(SIZE * SIZE));

@@ -17,6 +17,8 @@ const ui = {
   confidence: $("confidence"),
   latency: $("latency"),
   backend: $("backend"),
+  backendWhy: $("backend-why"),
+  backendSelect: $("backend-select"),
   status: $("status"),
   retry: $("retry"),
   notice: $("notice"),
@@ -35,7 +37,16 @@ const ui = {
 };
 const BACKEND_NAMES = { webgpu: "WebGPU", cpu: "CPU" };
 const params = new URLSearchParams(location.search);
-const BACKEND = ["webgpu", "cpu"].includes(params.get("backend")) ? params.get("backend") : "auto";
+// "fastest": the runtime picks (the CPU path over a software GPU, else a warm-up race)
+let backendChoice = ["webgpu", "cpu"].includes(params.get("backend")) ? params.get("backend") : "fastest";
+
+/** The address says what is on screen, so a reload or a shared link opens the same thing. */
+function setParam(key, value) {
+  if (value === null) params.delete(key);
+  else params.set(key, value);
+  const query = params.size ? `?${params}` : "";
+  history.replaceState(history.state, "", `${location.pathname}${query}${location.hash}`);
+}
 
 // --- which model: ?model=<name>, else the last choice, else the default ----------------
 const STORE_KEY = "mnist-webgpu:model";
@@ -56,9 +67,7 @@ function remember(name) {
   } catch {
     // as above
   }
-  // the address says what is on screen, so a reload or a shared link opens the same model
-  params.set("model", name);
-  history.replaceState(history.state, "", `${location.pathname}?${params}${location.hash}`);
+  setParam("model", name);
 }
 
 function initialModel() {
@@ -91,7 +100,7 @@ function getModel(name) {
     cache.set(name, p); // most recently used last
     return p;
   }
-  const p = loadModel(manifestUrl(name), { backend: BACKEND });
+  const p = loadModel(manifestUrl(name), { backend: backendChoice });
   cache.set(name, p);
   p.catch(() => cache.delete(name)); // a failed load is retried by the next attempt
   while (cache.size > MAX_MODELS) {
@@ -111,6 +120,7 @@ async function selectModel(name) {
   loadState = "loading";
   root.dataset.ready = "false";
   ui.backend.textContent = "loading…";
+  ui.backendWhy.textContent = "";
   ui.retry.hidden = true;
   setStatus("");
   // the old model's answer goes at once: it must never show under the new model's name
@@ -133,14 +143,32 @@ async function selectModel(name) {
   if (name !== currentName) return; // the user moved on while it loaded
   currentModel = model;
   loadState = "ready";
-  ui.backend.textContent = BACKEND_NAMES[model.backend] || model.backend;
-  root.dataset.backend = model.backend;
-  if (model.backend === "cpu" && BACKEND === "auto") {
-    setStatus("WebGPU is not available in this browser: running on the CPU instead.");
-  }
+  showBackend(model);
   root.dataset.ready = "true";
   predictNow(); // predict the ink already on the pad with the new model at once
 }
+
+function showBackend(model) {
+  const name = BACKEND_NAMES[model.backend] || model.backend;
+  ui.backend.textContent = name;
+  root.dataset.backend = model.backend;
+  ui.backendWhy.textContent = model.backendReason ? `On ${name === "CPU" ? "the CPU" : name}: ${model.backendReason}.` : "";
+}
+
+// A backend switch starts every model again on the new one (a few ms to a second each).
+ui.backendSelect.value = backendChoice;
+ui.backendSelect.addEventListener("change", () => {
+  backendChoice = ui.backendSelect.value;
+  setParam("backend", backendChoice === "fastest" ? null : backendChoice);
+  for (const p of cache.values()) {
+    p.then(async (m) => {
+      await scheduler.idle();
+      m.dispose();
+    }, () => {});
+  }
+  cache.clear();
+  selectModel(currentName);
+});
 
 // --- predictions: when they run is scheduler.js's business ------------------------------
 const scheduler = createScheduler({
@@ -178,7 +206,7 @@ function showResult({ probs, ms, backend }) {
   ui.label.textContent = probs[top] >= 0.5 ? "Looks like" : "Might be";
   ui.confidence.textContent = `${(probs[top] * 100).toFixed(1)}% sure`;
   ui.latency.textContent = `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
-  if (backend) ui.backend.textContent = BACKEND_NAMES[backend] || backend;
+  if (backend && backend !== root.dataset.backend) showBackend(currentModel); // it moved after a device loss
   ui.probs.forEach(({ li, bar, text }, d) => {
     const p = probs[d];
     li.dataset.value = String(p);

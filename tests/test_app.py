@@ -258,3 +258,18 @@ def test_screenshots(session):
         width = s.page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"{label} model page: wider than the screen ({width}px)"
         s.page.screenshot(path=str(ARTIFACTS / f"model-{label}.png"), full_page=True)
+
+
+def test_chart_text_is_readable_on_a_phone(session):
+    s = session(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).open(
+        "models/cnn.html"
+    )
+    sizes = s.page.evaluate(
+        """() => Array.from(document.querySelectorAll('svg.chart'), (svg) => {
+             const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+             return Math.min(...Array.from(svg.querySelectorAll('text'),
+                             (t) => parseFloat(getComputedStyle(t).fontSize) * scale));
+           })"""
+    )
+    assert len(sizes) >= 4 and min(sizes) >= 11, f"chart text {sizes} CSS px"
+    assert s.page.evaluate("() => document.documentElement.scrollWidth") <= 390

@@ -280,3 +280,23 @@ def test_sample_digits_work_by_keyboard_alone(session):
     assert s.prediction() == "7"
     s.page.keyboard.press("Control+z")
     s.wait_prediction(present=False)
+
+
+def test_backend_shown_with_its_reason_switchable_and_from_the_address(session):
+    s = session().open().ready()
+    assert s.fake_runtime()["backends"] == ["fastest"], "the app lets the runtime pick the faster one"
+    assert s.el("backend").text_content() == "CPU"
+    assert s.el("backend-why").text_content() == "On the CPU: the test runtime runs on the CPU."
+    s.draw(SEVEN)
+    s.wait_prediction()
+    s.el("backend-select").select_option("webgpu")
+    s.ready()
+    s.wait_prediction()  # the ink on the pad, predicted again on the new backend
+    assert s.el("backend").text_content() == "WebGPU"
+    assert s.el("backend-why").text_content() == "On WebGPU: asked for."
+    assert s.page.url.endswith("backend=webgpu")
+    assert s.fake_runtime()["backends"] == ["fastest", "webgpu"]
+    assert s.fake_runtime()["disposed"] == ["mlp"], "the model on the old backend is freed"
+    s.open("index.html?backend=cpu").ready()
+    assert s.el("backend-select").input_value() == "cpu"
+    assert s.fake_runtime()["backends"] == ["cpu"]

@@ -18,7 +18,6 @@ const ui = {
   latency: $("latency"),
   backend: $("backend"),
   backendWhy: $("backend-why"),
-  backendSelect: $("backend-select"),
   status: $("status"),
   retry: $("retry"),
   notice: $("notice"),
@@ -145,6 +144,7 @@ async function selectModel(name) {
   loadState = "ready";
   showBackend(model);
   root.dataset.ready = "true";
+  setTimeout(keepOffline, 0);
   predictNow(); // predict the ink already on the pad with the new model at once
 }
 
@@ -156,19 +156,45 @@ function showBackend(model) {
 }
 
 // A backend switch starts every model again on the new one (a few ms to a second each).
-ui.backendSelect.value = backendChoice;
-ui.backendSelect.addEventListener("change", () => {
-  backendChoice = ui.backendSelect.value;
-  setParam("backend", backendChoice === "fastest" ? null : backendChoice);
-  for (const p of cache.values()) {
-    p.then(async (m) => {
-      await scheduler.idle();
-      m.dispose();
-    }, () => {});
-  }
-  cache.clear();
-  selectModel(currentName);
-});
+const choices = Array.from(document.querySelectorAll("[data-backend-choice]"));
+function showChoice() {
+  for (const b of choices) b.setAttribute("aria-pressed", String(b.dataset.backendChoice === backendChoice));
+}
+for (const button of choices) {
+  button.addEventListener("click", () => {
+    if (button.dataset.backendChoice === backendChoice) return;
+    backendChoice = button.dataset.backendChoice;
+    showChoice();
+    setParam("backend", backendChoice === "fastest" ? null : backendChoice);
+    for (const p of cache.values()) {
+      p.then(async (m) => {
+        await scheduler.idle();
+        m.dispose();
+      }, () => {});
+    }
+    cache.clear();
+    selectModel(currentName);
+  });
+}
+showChoice();
+
+// Offline: sw.js caches the app and the default model for the next visit. Registered once a
+// model is ready, so that its downloads never hold up the first prediction.
+let offlineAsked = false;
+function keepOffline() {
+  if (offlineAsked || !("serviceWorker" in navigator)) return;
+  offlineAsked = true;
+  const scope = new URL("./", document.baseURI).href;
+  navigator.serviceWorker
+    .register(new URL("sw.js", scope).href, { scope })
+    .then(() => navigator.serviceWorker.ready)
+    .then(() => {
+      root.dataset.offline = "ready";
+    })
+    .catch(() => {
+      root.dataset.offline = "unavailable"; // private browsing, a file: URL: the app works online
+    });
+}
 
 // --- predictions: when they run is scheduler.js's business ------------------------------
 const scheduler = createScheduler({

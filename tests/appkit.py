@@ -103,14 +103,16 @@ def launch(pw):
 class Session:
     """One page with every request and console message recorded."""
 
-    def __init__(self, browser, base: str, **context_args):
+    def __init__(self, browser, base: str, route: bool = True, **context_args):
+        """route=False leaves requests alone (Playwright's routing and a cut network do not mix)."""
         self.base = base
         self.context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **context_args})
         self.requests: list[str] = []
         self.blocked: list[str] = []
         self.console: list[str] = []
         self.allowed: list[str] = []
-        self.context.route("**/*", self._route)
+        if route:
+            self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))

@@ -81,7 +81,7 @@ def test_a_page_without_the_csp_is_refused(good):  # noqa: F811
             '<div data-src="https://evil.example/d"></div>',
             "<div data-src> names https://evil.example/d on another",
         ),
-        ("<script>fetch('/x')</script>", "has an inline <script>"),
+        ("<script>fetch('/x')</script>", "has an inline <script> no hash in its CSP allows (\"fetch('/x')\""),
         ('<button onclick="go()">x</button>', "<button> has an inline event handler onclick="),
         ('<base href="https://evil.example/">', "has a <base> element"),
     ],
@@ -222,3 +222,17 @@ def test_a_safetensors_header_that_is_an_array_is_one_line(good):  # noqa: F811
     assert "weights.f16.safetensors: malformed safetensors (header is a JSON list, not an object)" in problem(
         *good
     )
+
+
+def test_an_inline_script_is_allowed_exactly_by_its_hash_in_the_pages_csp(good):  # noqa: F811
+    """As the 404 page does: it must find the site root before it can load any file."""
+    from mnist_webgpu import checks
+
+    _, site, _ = good
+    script = "\n  document.title = 'lost';\n"
+    allowed = POLICY.replace("script-src 'self'", f"script-src 'self' {checks.csp_hash(script)}")
+    page = site / "404.html"
+    page.write_text(page.read_text().replace(POLICY, allowed) + f"<script>{script}</script>")
+    verify.verify(*good)
+    page.write_text(page.read_text().replace("'lost'", "'found'"))  # one character off: not allowed
+    assert "404.html: has an inline <script> no hash in its CSP allows" in problem(*good)

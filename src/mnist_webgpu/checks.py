@@ -12,6 +12,8 @@ Each problem is one line naming the file. Free of tinygrad.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html.parser
 import json
 import re
@@ -27,6 +29,8 @@ import numpy as np
 # every directive's sources must come from here: the page's own origin, nothing else
 CSP_SOURCES = {"'self'", "'none'"}
 CSP_EXTRA = {"script-src": {"'wasm-unsafe-eval'"}, "img-src": {"data:"}}  # WASM fallback, inline charts
+# a script allowed by its digest runs only if it is exactly that script: no weakening by itself
+CSP_HASH = re.compile(r"^'sha(256|384|512)-[A-Za-z0-9+/]+=*'$")
 CSP_REQUIRED = {
     "default-src": {"'self'", "'none'"},
     "object-src": {"'none'"},
@@ -53,6 +57,8 @@ def csp_problems(policy: str) -> list[str]:
         if name in CSP_REQUIRED:
             continue
         for source in sources:
+            if name == "script-src" and CSP_HASH.match(source):
+                continue
             if source.lower() not in CSP_SOURCES | CSP_EXTRA.get(name, set()):
                 problems.append(f"{name} allows {source}")
     return problems
@@ -120,13 +126,34 @@ class Page:
     problems: list[str] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)  # CSP meta contents
     css: list[str] = field(default_factory=list)  # <style> blocks and style="" attributes
+    inline_scripts: list[str] = field(default_factory=list)  # the text of each executable inline <script>
+
+    def script_hashes(self) -> set[str]:
+        """The script-src hash sources of this page's policies ('sha256-...')."""
+        found = set()
+        for policy in self.policies:
+            for part in policy.split(";"):
+                words = part.split()
+                if words and words[0].lower() == "script-src":
+                    found |= {w for w in words[1:] if CSP_HASH.match(w)}
+        return found
+
+    def unallowed_scripts(self) -> list[str]:
+        """Inline scripts no hash in the page's CSP allows (the browser would not run them)."""
+        allowed = self.script_hashes()
+        return [text for text in self.inline_scripts if csp_hash(text) not in allowed]
+
+
+def csp_hash(script: str) -> str:
+    """The CSP source that allows exactly this inline script."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode() + "'"
 
 
 class _PageParser(html.parser.HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.page = Page()
-        self._script_inline = False
+        self._script: list[str] | None = None  # the text of the inline script being read
         self._style = False
 
     def handle_starttag(self, tag, attrs):
@@ -162,7 +189,7 @@ class _PageParser(html.parser.HTMLParser):
                 page.problems.append(f"<meta> names {values['content'].strip()} on another site")
         inert = values.get("type", "").lower() in INERT_SCRIPT_TYPES
         if tag == "script" and "src" not in values and not inert:
-            page.problems.append("has an inline <script> (the CSP blocks it; ship it as a file)")
+            self._script = []  # judged against the page's CSP hashes once the page is read
         if tag == "style":
             self._style = True
         if tag == "base":
@@ -171,17 +198,28 @@ class _PageParser(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         if tag == "style":
             self._style = False
+        if tag == "script" and self._script is not None:
+            self.page.inline_scripts.append("".join(self._script))
+            self._script = None
 
     def handle_data(self, data):
         if self._style:
             self.page.css.append(data)
+        if self._script is not None:
+            self._script.append(data)
 
 
 def scan_page(text: str) -> Page:
     parser = _PageParser()
     parser.feed(text)
     parser.close()
-    return parser.page
+    page = parser.page
+    for script in page.unallowed_scripts():
+        first = (script.strip().splitlines() or [""])[0][:60]
+        page.problems.append(
+            f"has an inline <script> no hash in its CSP allows ({first!r}...; its hash is {csp_hash(script)})"
+        )
+    return page
 
 
 def css_urls(text: str) -> list[str]:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -303,12 +304,21 @@ def bench_task(cfg: config.Config) -> dict:
 
 
 def serve_task(cfg: config.Config) -> dict:
-    def command(port: int) -> list[str]:
-        return stage_command("serve", "--port", str(port))
+    def run(port: int) -> bool:
+        # Ctrl+C reaches the server and doit alike: the server stops quietly, and doit's
+        # side says so in one line instead of a KeyboardInterrupt traceback
+        try:
+            return (
+                subprocess.run(stage_command("serve", "--port", str(port)), env=stage_env(cfg)).returncode
+                == 0
+            )
+        except KeyboardInterrupt:
+            print("serve: stopped", flush=True)
+            return True
 
     return {
         "doc": f"serve dist/ on http://127.0.0.1:{cfg.serve.port}/ for a local preview",
-        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        "actions": [(run,)],
         "params": [
             {
                 "name": "port",

@@ -196,7 +196,8 @@ class Config:
     site: SiteConfig
     deploy: DeployConfig
     serve: ServeConfig
-    trials: tuple[Trial, ...] = ()  # [sweep]: every trial of every model, in config order
+    trials: tuple[Trial, ...] = ()  # [sweep]: every grid/listed trial of every model, in config order
+    sweep: Any = None  # the whole [sweep] section as sweep_config.Plan (searches, storage, ...)
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models:
@@ -362,8 +363,8 @@ def parse(text: str, path: Path) -> Config:
         _check_model(cfg.train, m, lambda key, m=m: f"models.{m.name}.{key}", err)
     from . import sweep_config  # here, not at the top: it builds on this module
 
-    trials = sweep_config.parse(raw.get("sweep", {}), models_table, cfg, err)
-    return dataclasses.replace(cfg, trials=trials)
+    plan = sweep_config.parse(raw.get("sweep", {}), models_table, cfg, err)
+    return dataclasses.replace(cfg, trials=plan.trials, sweep=plan)
 
 
 def _check_model(train: TrainConfig, m: ModelConfig, where, err) -> None:

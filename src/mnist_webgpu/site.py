@@ -68,7 +68,8 @@ class Paths:
         return self.cache / "t10k-images-idx3-ubyte"
 
     def sweep_results(self) -> Path:
-        return self.build / "sweep" / "results.json"
+        """The committed sweep record, beside build/ in the project directory."""
+        return self.build.parent / "sweeps" / "results.json"
 
 
 def default_paths(cfg: Config) -> Paths:
@@ -163,7 +164,7 @@ def input_files(cfg: Config, paths: Paths | None = None) -> list[Path]:
     for name in cfg.model_names:
         deps += [p.model_dir(name) / "metrics.json", p.model_dir(name) / "misclassified.json"]
         deps += [p.webgpu_dir(name) / f.name for f in export_paths.outputs(cfg, name)]
-    # only once it exists: listing it always would make `doit build` run the sweep
+    # committed, so normally present; a checkout without it gets no sweep page
     if p.sweep_results().is_file():
         deps.append(p.sweep_results())
     return deps
@@ -439,7 +440,8 @@ def load_sweep(p: Paths) -> list[dict[str, Any]]:
     except (SweepError, KeyError, TypeError) as exc:
         raise SiteError(f"{p.sweep_results()}: unusable sweep results ({exc}); rerun `doit sweep`") from None
     for m in models:
-        points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in m["rows"]]
+        done = [r for r in m["rows"] if r["state"] == "complete"]  # a pruned trial's time is partial
+        points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in done]
         title = f"{m['model']}: validation accuracy vs training seconds"
         m["scatter_svg"] = Markup(charts.scatter(points, title=title, best=m["best"]["trial"]))
     return models

@@ -100,7 +100,7 @@ def open_storage(url: str, where: str, heartbeat_seconds: int) -> optuna.storage
     else:
         engine = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url,
             engine_kwargs=engine,
             heartbeat_interval=heartbeat_seconds,
@@ -112,6 +112,30 @@ def open_storage(url: str, where: str, heartbeat_seconds: int) -> optuna.storage
     except (SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise SweepError(f"{where}: cannot open {shown(url)} ({type(exc).__name__}: {first})") from None
+    if backend == "sqlite":
+        _serialise(storage.engine)
+    return storage
+
+
+def _serialise(engine) -> None:
+    """Every SQLite transaction takes the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna pops a queued trial by reading that it waits, then marking it running; on
+    PostgreSQL and MySQL the read locks the row (SELECT ... FOR UPDATE), but Python's sqlite3
+    starts no transaction for a read, so two workers could both pop one trial and train it
+    twice (seen here: "Cannot tell a COMPLETE trial"). SQLAlchemy's documented recipe.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, record) -> None:
+        dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners get them when reopened
 
 
 # --- what each study holds -----------------------------------------------------------------
@@ -152,13 +176,21 @@ def specs(cfg: Config) -> list[Spec]:
     return out
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's, minus its stop rule: that reads the grid id of the trial just finished, which a
+    listed (enqueued) trial lacks (KeyError), and the worker loop decides when to stop anyway."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 def _sampler(spec: Spec, seed: int | None) -> optuna.samplers.BaseSampler:
     if spec.mode == "search":
         startup = max(4, spec.search.n_trials // 4)
         return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True, seed=seed)
     if spec.grid:
         # one seed for every worker: GridSampler shuffles its grid by it, and grid ids must agree
-        return optuna.samplers.GridSampler(spec.grid, seed=0)
+        return GridSampler(spec.grid, seed=0)
     return optuna.samplers.RandomSampler(seed=seed)  # only enqueued trials: it never samples
 
 

@@ -462,10 +462,10 @@ def side_by_side(*images: np.ndarray, zoom: int = 8) -> np.ndarray:
 
 def offline(args, cfg, mnist, models: list[str]) -> dict[str, dict]:
     """Validation digits (the last val_size training images), drawn in Python, not in a page."""
-    from mnist_webgpu import train
+    from mnist_webgpu import layout
 
     pen = pen_width(args.site)
-    split = train.split(cfg)
+    split = layout.split(cfg.train)
     val = slice(split.n_train, split.n_train + split.n_val)
     rng = np.random.default_rng(0)
     pick = rng.choice(split.n_val, args.count, replace=False)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import sitekit
 
-from mnist_webgpu import charts, config, site, sweep, sweep_config, sweep_report, tasks
+from mnist_webgpu import charts, config, site, sweep, sweep_report, tasks
+from mnist_webgpu.config import sweep as sweep_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,6 +172,11 @@ def row(
         "number": int(trial[-1], 16) if trial[-1] in "0123456789abcdef" else 0,
         "state": state,
         "steps_done": 10 if state == "pruned" else 20,
+        "where": "sweep.mlp.grid",
+        "best_step": 20,
+        "settings_hash": "0" * 64,
+        "sampled": {},
+        "worker": "w1",
         "overrides": {"lr": used.get("lr", 0.001)},
         "hyperparameters": {**hyper, **used},
         "val_accuracy": acc,
@@ -247,12 +253,12 @@ def test_site_gets_a_sweep_page_from_the_committed_record(tmp_path, fast_config,
     paths = sitekit.make_inputs(tmp_path, fast_config, mnist)
     without = site.render(fast_config, tmp_path / "plain", paths)
     assert not (without / "sweep.html").exists() and "sweep.html" not in (without / "index.html").read_text()
-    assert paths.sweep_results() not in site.input_files(fast_config, paths)
+    assert paths.layout.sweep_results not in site.input_files(fast_config, paths)
 
     # the record sits beside build/, in the project: committed, so a fresh checkout has it
-    assert paths.sweep_results() == tmp_path / "sweeps" / "results.json"
-    paths.sweep_results().parent.mkdir(parents=True)
-    sweep.write_results(ROWS, paths.sweep_results())
+    assert paths.layout.sweep_results == tmp_path / "sweeps" / "results.json"
+    paths.layout.sweep_results.parent.mkdir(parents=True)
+    sweep.write_results(ROWS, paths.layout.sweep_results)
     out = site.render(fast_config, tmp_path / "out", paths)
     page = (out / "sweep.html").read_text()
     table = page[page.index("<tbody>") :]
@@ -265,7 +271,7 @@ def test_site_gets_a_sweep_page_from_the_committed_record(tmp_path, fast_config,
     assert 'href="sweep.html" data-testid="sweep-link"' in (out / "index.html").read_text()
     assert 'href="../sweep.html"' in (out / "models" / "mlp.html").read_text()  # the header, one level down
     assert "## mlp" in (out / "HYPERPARAMETERS.md").read_text()
-    assert paths.sweep_results() in site.input_files(fast_config, paths)
+    assert paths.layout.sweep_results in site.input_files(fast_config, paths)
     from mnist_webgpu import verify
 
     assert verify.check_references(out) == []

@@ -29,6 +29,8 @@ def _compile(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import export
 
     for name in args.models or cfg.model_names:
+        cfg.model(name)
+    for name in args.models or cfg.model_names:
         export.run(cfg, name)
 
 
@@ -40,13 +42,11 @@ def _compile_args(parser: argparse.ArgumentParser) -> None:
 
 def _train(cfg: config.Config, args: argparse.Namespace) -> None:
     names = args.models or list(cfg.model_names)
-    unknown = [n for n in names if n not in cfg.model_names]
-    if unknown:
-        known = ", ".join(cfg.model_names)
-        raise PipelineError(f"{cfg.path}: models.{unknown[0]}: no such model (known: {known})")
-    from . import speed
+    for name in names:
+        cfg.model(name)  # an unknown name stops here, before tinygrad loads
+    from . import patches
 
-    speed.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
+    patches.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
     from . import train
 
     for name in names:
@@ -81,9 +81,9 @@ def _sweep_args(parser: argparse.ArgumentParser) -> None:
 def _sweep_worker(cfg: config.Config, args: argparse.Namespace) -> None:
     import os
 
-    from . import speed
+    from . import patches
 
-    speed.apply_tinygrad_env(cfg)  # before tinygrad is imported
+    patches.apply_tinygrad_env(cfg)  # before tinygrad is imported
     if args.device:
         os.environ["DEV"] = args.device  # this worker's device wins over [train] device
     from . import study
@@ -103,25 +103,28 @@ def _sweep_worker_args(parser: argparse.ArgumentParser) -> None:
 
 def _site(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import site
+    from .layout import PROJECT
 
-    out = site.render(cfg, site.staging_dir(cfg))
+    out = site.render(cfg, PROJECT.site_staging)
     print(f"site: rendered {out}")
 
 
 def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import paths, verify
+    from . import verify
+    from .layout import PROJECT
 
-    verify.verify(cfg, paths.SITE_STAGING, paths.MODELS)
-    verify.publish_to_dist(paths.SITE_STAGING, paths.DIST)
-    print(f"verified {paths.SITE_STAGING} and published it to {paths.DIST}")
+    verify.verify(cfg, PROJECT.site_staging, PROJECT)
+    verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
+    print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
 
 def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import deploy, paths, verify
+    from . import deploy, verify
+    from .layout import PROJECT
 
-    verify.verify(cfg, paths.DIST, paths.MODELS)
+    verify.verify(cfg, PROJECT.dist, PROJECT)
     published = deploy.publish(
-        Path.cwd(), paths.DIST, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
+        Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
     )
     where = f"{cfg.deploy.remote} {cfg.deploy.branch}"
     if published.pushed:
@@ -134,9 +137,10 @@ def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
 
 
 def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import paths, serve
+    from . import serve
+    from .layout import PROJECT
 
-    serve.serve(paths.DIST, args.port or cfg.serve.port)
+    serve.serve(PROJECT.dist, args.port or cfg.serve.port)
 
 
 def _deploy_args(parser: argparse.ArgumentParser) -> None:

@@ -36,12 +36,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from . import config, paths, sweep, sweep_config, sweep_report
+from . import config, files, layout, sweep, sweep_report
 from .config import Config, ConfigError, Trial
+from .config import sweep as sweep_config
 from .errors import PipelineError
-from .sweep import SweepError, plain
+from .layout import PROJECT
+from .schemas import plain
+from .sweep import SweepError
 
-DEFAULT_DB = paths.SWEEP / "optuna.db"
 DATABASES = ("sqlite", "postgresql", "mysql")
 MAX_RETRY = 3  # a trial whose worker dies this often is left failed
 
@@ -54,7 +56,7 @@ class Surplus(Exception):
 
 
 def default_storage() -> str:
-    return f"sqlite:///{DEFAULT_DB.resolve()}"
+    return f"sqlite:///{PROJECT.sweep_db.resolve()}"
 
 
 def storage_url(cfg: Config, given: str | None) -> tuple[str, str]:
@@ -367,14 +369,14 @@ class Objective:
             "where": point.where,
             "overrides": {k: plain(v) for k, v in point.overrides.items()},
             "requested": requested(point.config),
-            "settings_hash": sweep.settings_hash(self.cfg, point),
+            "settings_hash": sweep.trial_settings_hash(self.cfg, point),
             "worker": self.worker,
         }
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         from . import train  # tinygrad loads here, after the worker chose its device
 
-        sizes = train.split(self.cfg)
+        sizes = layout.split(self.cfg.train)
         trial.set_user_attr("split", {"train": sizes.n_train, "val": sizes.n_val})
         pruning = spec.mode == "search"
 
@@ -474,15 +476,18 @@ def _relay(proc: subprocess.Popen, prefix: str) -> None:
 
 def run_workers(cfg: Config, url: str, workers: int, devices: list[str]) -> list[int]:
     """Start the workers as processes, relay their lines, return their exit codes."""
-    from . import tasks
-
+    env = dict(os.environ)  # not tasks.stage_env: a worker machine needs no doit
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
+    )
+    env[config.CONFIG_ENV] = str(cfg.path)
     slots = devices or [None] * workers
     procs = []
     for i, device in enumerate(slots):
         name = f"w{i + 1}" + (f"@{device}" if device else "")
         proc = subprocess.Popen(
             worker_command(url, name, device),
-            env=tasks.stage_env(cfg),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -500,8 +505,6 @@ def run_workers(cfg: Config, url: str, workers: int, devices: list[str]) -> list
 def export(cfg: Config, storage, record: Path, report_md: Path) -> list[dict]:
     rows = sweep.merge_rows(cfg, sweep.load_results(record) if record.exists() else [], rows_of(cfg, storage))
     sweep.write_results(rows, record)
-    from . import files
-
     files.write_text(report_md, sweep_report.markdown(sweep_report.report(rows)))
     return rows
 
@@ -539,9 +542,9 @@ def sweep_stage(cfg: Config, given_storage: str | None, workers: int, devices: l
         started = time.monotonic()
         codes = run_workers(cfg, url, workers, devices)
         log(f"sweep: workers finished in {time.monotonic() - started:.1f} s (exit codes {codes})")
-    rows = export(cfg, storage, cfg.base_dir / sweep.RECORD, cfg.base_dir / sweep.RECORD_MD)
+    rows = export(cfg, storage, PROJECT.sweep_results, PROJECT.sweep_report)
     models = sweep_report.report(rows)
-    log(f"sweep: {len(rows)} row(s) in {sweep.RECORD}; report in {sweep.RECORD_MD}")
+    log(f"sweep: {len(rows)} row(s) in {PROJECT.sweep_results}; report in {PROJECT.sweep_report}")
     for spec, study in studies:
         st = state(spec, study)
         if not st.complete:

@@ -18,18 +18,16 @@ and Optuna so the site stage can read it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from . import config, files
-from .config import Config, Trial
+from . import files, schemas
+from .config import Config, Trial, settings_hash, training_settings
 from .errors import PipelineError
+from .schemas import plain
 
 FORMAT = 2
-RECORD = Path("sweeps") / "results.json"  # relative to the project directory
-RECORD_MD = Path("HYPERPARAMETERS.md")
 # what a finished trial keeps of train.run_trial's result (its curve is the trial's intermediate values)
 RESULT_KEYS = (
     "val_accuracy",
@@ -50,15 +48,8 @@ class SweepError(PipelineError):
     """A sweep input, storage or result is missing or malformed; the message names it."""
 
 
-def settings_hash(cfg: Config, trial: Trial) -> str:
-    return config.settings_hash(config.training_settings(cfg.train, trial.config))
-
-
-def plain(value: Any) -> Any:
-    """A config value as JSON/TOML data (dataclasses become tables, tuples lists)."""
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return list(value) if isinstance(value, tuple) else value
+def trial_settings_hash(cfg: Config, trial: Trial) -> str:
+    return settings_hash(training_settings(cfg.train, trial.config))
 
 
 def row(model: str, study: str, t) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def row(model: str, study: str, t) -> dict[str, Any]:
     }
     if state == "failed":
         out["error"] = a.get("error", "")
-    return out
+    return plain(schemas.parse(schemas.TrialResult, out, f"trial #{t.number} of study {study}"))
 
 
 def _key(r: dict) -> tuple:
@@ -133,10 +124,8 @@ def write_results(rows: list[dict], target: Path) -> bool:
 
 
 def load_results(path: Path) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SweepError(f"{path}: unreadable sweep record ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("rows"), list):
+    """The rows of a record, each checked against the trial schema."""
+    results = schemas.read(schemas.SweepResults, path, "run `doit sweep`")
+    if results.format != FORMAT:
         raise SweepError(f"{path}: not a format-{FORMAT} sweep record; move it aside and run `doit sweep`")
-    return data["rows"]
+    return [plain(r) for r in results.rows]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from . import sweep_config
 from .config import Config, ConfigError, ModelConfig
-from .sweep import plain
+from .config import sweep as sweep_config
+from .schemas import plain
 
 FIRST_COLUMNS = ("lr", "batch_size", "steps", "optimizer", "lr_schedule", "widths", "augment")
 
@@ -140,7 +140,7 @@ def markdown(models: list[dict]) -> str:
                 f"{r['val_accuracy']:.2%}",
                 f"{r['train_seconds']:.1f} s",
                 f"{r['steps_per_second']:.1f}",
-                str(r["params"] or "-"),
+                str(r.get("params") or "-"),
                 r["status"] or "finished",
                 r["device"],
                 r["date"][:10],

@@ -25,8 +25,20 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from . import config
-from .config import ConfigError, ModelConfig, Trial
+from .rules import ConfigError, error_factory, field_value
+from .sections import ModelConfig, TrainConfig, check_model, settings_hash, training_settings
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a [sweep.<model>] grid or list: the model's section with some keys replaced."""
+
+    model: str  # the [models.<name>] section it starts from
+    id: str  # '<model>-<hash of its effective training settings>': stable while they are
+    overrides: dict[str, Any]  # the keys the sweep sets, validated, as the model config holds them
+    config: ModelConfig  # the effective section: what `train` is given
+    where: str  # where the trial comes from in the file, for messages
+
 
 SECTION_KEYS = ("grid", "trials", "search", "n_trials", "prune_startup_trials", "prune_warmup_steps")
 TOP_KEYS = ("storage", "heartbeat_seconds")
@@ -40,8 +52,8 @@ def sweepable() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(ModelConfig) if f.name not in NOT_SWEEPABLE}
 
 
-def trial_id(train: config.TrainConfig, mc: ModelConfig) -> str:
-    return f"{mc.name}-{config.settings_hash(config.training_settings(train, mc))[:8]}"
+def trial_id(train: TrainConfig, mc: ModelConfig) -> str:
+    return f"{mc.name}-{settings_hash(training_settings(train, mc))[:8]}"
 
 
 def _check_key(key: str, where: str, err) -> None:
@@ -58,7 +70,7 @@ def _value(key: str, raw: Any, base_table: dict, where: str, err) -> Any:
     kind = typing.get_type_hints(ModelConfig)[key]
     if dataclasses.is_dataclass(kind) and isinstance(raw, dict):
         raw = {**base_table.get(key, {}), **raw}  # merge: `augment = { shift = 0 }` keeps rotate, scale
-    return config._field_value(fields[key], kind, raw, where, err)
+    return field_value(fields[key], kind, raw, where, err)
 
 
 def _trial(model: ModelConfig, overrides: dict[str, tuple[Any, str]], where: str, cfg, err) -> Trial:
@@ -70,7 +82,7 @@ def _trial(model: ModelConfig, overrides: dict[str, tuple[Any, str]], where: str
             return overrides[key][1]
         return f"models.{model.name}.{key} (in the trial {where})"
 
-    config._check_model(cfg.train, mc, located, err)
+    check_model(cfg.train, mc, located, err)
     values = {k: v for k, (v, _) in overrides.items()}
     return Trial(model=model.name, id=trial_id(cfg.train, mc), overrides=values, config=mc, where=where)
 
@@ -260,8 +272,8 @@ def _model_search(name: str, table: dict, base_table: dict, cfg, err) -> Search:
     warmup = table.get("prune_warmup_steps", model.steps // 3)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise err(f"{prefix}.prune_warmup_steps", "a whole number of training steps >= 0", warmup)
-    base = config.training_settings(cfg.train, model)
-    key = config.settings_hash({"space": [p.spec() for p in params], "base": base})[:8]
+    base = training_settings(cfg.train, model)
+    key = settings_hash({"space": [p.spec() for p in params], "base": base})[:8]
     return Search(name, tuple(params), n_trials, startup, warmup, key)
 
 
@@ -271,7 +283,7 @@ def search_trial(cfg, name: str, values: dict[str, Any], where: str) -> Trial:
     Raises ConfigError when the draw breaks a rule that spans keys (warmup_steps >= steps).
     """
     model = cfg.model(name)
-    err = config._error_factory(cfg.path)
+    err = error_factory(cfg.path)
     raw: dict[str, Any] = {}
     for pname, value in values.items():
         key, _, sub = pname.partition(".")

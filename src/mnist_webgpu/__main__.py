@@ -84,9 +84,10 @@ def _sweep_worker(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import patches
 
     patches.apply_tinygrad_env(cfg)  # before tinygrad is imported
-    if args.device:
-        os.environ["DEV"] = args.device  # this worker's device wins over [train] device
     from . import study
+
+    if args.device:
+        os.environ.update(study.device_env(args.device))  # this worker's device wins over [train] device
 
     url, where = study.storage_url(cfg, args.storage)
     storage = study.open_storage(url, where, cfg.sweep.heartbeat_seconds if cfg.sweep else 10)

@@ -382,7 +382,8 @@ class Objective:
 
         def on_eval(step: int, val_accuracy: float, seconds: float) -> None:
             trial.report(val_accuracy, step)
-            if pruning and trial.should_prune():
+            # the last evaluation ends the trial anyway: pruning there would only hide its result
+            if pruning and step < point.config.steps and trial.should_prune():
                 trial.set_user_attr("train_seconds", round(seconds, 3))
                 trial.set_user_attr("steps_done", step)
                 trial.set_user_attr("device", train.Device.DEFAULT)
@@ -455,6 +456,24 @@ def work(cfg: Config, storage, worker: str, log=print) -> int:
 # --- the coordinator: `doit sweep` ------------------------------------------------------------
 
 
+# tinygrad's DEV names a backend (and a renderer after a colon), not a GPU: a worker pinned to
+# GPU N sees only that GPU, through the driver's own variable, as its device 0
+VISIBLE = {"CUDA": "CUDA_VISIBLE_DEVICES", "NV": "CUDA_VISIBLE_DEVICES", "AMD": "HIP_VISIBLE_DEVICES"}
+
+
+def device_env(device: str) -> dict[str, str]:
+    """The environment that pins a worker to `device`: CUDA:1 -> DEV=CUDA, CUDA_VISIBLE_DEVICES=1."""
+    backend, _, index = device.partition(":")
+    if not index.isdigit():
+        return {"DEV": device}
+    if backend.upper() not in VISIBLE:
+        known = ", ".join(f"{b}:N" for b in VISIBLE)
+        raise SweepError(
+            f"--devices: {device}: cannot pin a worker to GPU {index} of {backend} ({known} can)"
+        )
+    return {"DEV": backend, VISIBLE[backend.upper()]: index}
+
+
 def worker_command(url: str, name: str, device: str | None) -> list[str]:
     return [
         sys.executable,
@@ -482,6 +501,8 @@ def run_workers(cfg: Config, url: str, workers: int, devices: list[str]) -> list
     )
     env[config.CONFIG_ENV] = str(cfg.path)
     slots = devices or [None] * workers
+    for device in devices:
+        device_env(device)  # a bad name fails here, once, not in every worker
     procs = []
     for i, device in enumerate(slots):
         name = f"w{i + 1}" + (f"@{device}" if device else "")

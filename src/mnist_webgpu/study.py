@@ -406,7 +406,7 @@ def _line(worker: str, spec: Spec, t: optuna.trial.FrozenTrial, st: State) -> st
     what = f"{worker}: {spec.name} #{t.number} {t.user_attrs.get('trial', '?')}"
     a = t.user_attrs
     if a.get("surplus"):
-        return f"{what}: skipped ({spec.target} trials held by others)"
+        return f"{what}: skipped, not trained (another trial holds this point, or n_trials is reached)"
     if t.state == TrialState.COMPLETE:
         how = (
             "copied from an earlier study" if "reused_from" in a else f"in {a.get('train_seconds', 0):.1f} s"

@@ -165,7 +165,7 @@ def row(
     trial: str, acc: float, seconds: float, current: bool = True, state: str = "complete", **used
 ) -> dict:
     hyper = {"lr": 0.001, "batch_size": 16, "optimizer": "adam", "steps": 20, "augment": {"shift": 1.0}}
-    return {
+    out = {
         "model": "mlp",
         "trial": trial,
         "study": "mlp.grid.0123abcd",
@@ -189,6 +189,9 @@ def row(
         "date": "2025-01-02T03:04:05+00:00",
         "current": current,
     }
+    if state != "complete":
+        del out["params"]  # a trial pruned before it finished has no read-back: the record omits it
+    return out
 
 
 ROWS = [

@@ -41,8 +41,7 @@ def task_compile():
 
 
 def task_sweep():
-    """hyperparameter sweep: trial:<model>-<hash> per [sweep] trial, then sweep (not part of build)"""
-    yield from tasks.sweep_tasks(CFG)
+    return tasks.sweep_tasks(CFG)
 
 
 def task_site():

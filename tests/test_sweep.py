@@ -120,7 +120,10 @@ def test_trial_ids_follow_what_the_trial_trains():
             "grid = { augment = [{ shift = 99 }] }",
             "sweep.mlp.grid.augment[0].shift: expected a number of pixels",
         ),
-        ("grid = { widths = [[16, 0]] }", "sweep.mlp.grid.widths[0]: expected a non-empty list of positive"),
+        (
+            "grid = { widths = [[16, 0]] }",
+            "sweep.mlp.grid.widths[0]: expected a list of 1 to 8 integers between 1 and 65,536",
+        ),
     ],
 )
 def test_bad_trial_values_name_their_place(sweep_text, message):

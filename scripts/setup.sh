@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(clang)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium firefox-esr git)
+  # postgresql: the sweep tests start a throwaway server to share an Optuna study through
+  packages+=(chromium firefox-esr git postgresql)
   # node runs the JS unit tests and installs onnxruntime-web for the bench; keep a newer one if present
   command -v npm >/dev/null || packages+=(nodejs npm)
   extras="[test,bench]"
@@ -36,4 +37,8 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+if [[ "${1:-}" == "--test" ]]; then
+  # axe-core for tests/test_app_axe.py, from npm into a cache folder (the site never loads it)
+  npm install --prefix "${XDG_CACHE_HOME:-$HOME/.cache}/mnist-webgpu-node" --no-audit --no-fund --silent axe-core@4
+fi
 echo "setup: ready (.venv)"

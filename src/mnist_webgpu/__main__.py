@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, lock
 from .errors import PipelineError
 
 
@@ -57,65 +57,57 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="model names from [models] (default: all)")
 
 
-def _trial(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import sweep
-
-    trial = sweep.find_trial(cfg, args.trial)
-    from . import patches
-
-    patches.apply_tinygrad_env(cfg)  # as for _train: before tinygrad is imported
-    from . import train
-
-    result = train.run_trial(cfg, trial.config, trial.id)
-    path = sweep.write_trial(cfg, trial, result)
-    print(
-        f"{trial.id}: validation accuracy {result['val_accuracy']:.2%} in {result['train_seconds']:.1f} s "
-        f"-> {path}",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _trial_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "trial", metavar="TRIAL", help="a trial id such as mlp-3f2a1b9c (see `doit list --all`)"
-    )
-
-
 def _sweep(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import files, sweep, sweep_report
-    from .layout import PROJECT
+    from . import study
 
-    rows = sweep.merge(cfg)
-    sweep.write_results(rows)
-    models = sweep_report.report(rows)
-    text = sweep_report.markdown(models)
-    files.write_text(PROJECT.sweep_report, text)
-    print(f"sweep: {len(rows)} result row(s) in {PROJECT.sweep_results}; report in {PROJECT.sweep_report}")
-    if args.write_md:
-        files.write_text(cfg.base_dir / "HYPERPARAMETERS.md", text)
-        print(f"sweep: wrote {cfg.base_dir / 'HYPERPARAMETERS.md'}")
-    missing = [t.id for t in cfg.trials if not sweep.trial_path(t).exists()]
-    if missing:
-        print(f"sweep: {len(missing)} trial(s) not run yet: {', '.join(missing)}")
-    by_id = {t.id: t for t in cfg.trials}
-    for m in models:
-        print("\n" + sweep_report.snippet(by_id[m["best"]["trial"]].config, m["best"]), end="")
-    if models:
-        print("\n(paste a section over the one in config.toml to adopt it; config.toml was not changed)")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
+    if args.workers < 0:
+        raise PipelineError(f"--workers: expected a number of worker processes >= 0, got {args.workers}")
+    study.sweep_stage(
+        cfg, args.storage, args.workers, devices, log=lambda *a, **k: print(*a, **k, flush=True)
+    )
 
 
 def _sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--write-md", action="store_true", help="also write HYPERPARAMETERS.md at the project root"
+        "--storage", default="", help="Optuna storage URL (default: [sweep] storage or SQLite)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes here (0: export the record only)"
+    )
+    parser.add_argument("--devices", default="", help="one worker per tinygrad device, e.g. CUDA:0,CUDA:1")
+
+
+def _sweep_worker(cfg: config.Config, args: argparse.Namespace) -> None:
+    import os
+
+    from . import patches
+
+    patches.apply_tinygrad_env(cfg)  # before tinygrad is imported
+    from . import study
+
+    if args.device:
+        os.environ.update(study.device_env(args.device))  # this worker's device wins over [train] device
+
+    url, where = study.storage_url(cfg, args.storage)
+    storage = study.open_storage(url, where, cfg.sweep.heartbeat_seconds if cfg.sweep else 10)
+    name = args.name or f"{os.uname().nodename}-{os.getpid()}"
+    n = study.work(cfg, storage, name, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"{name}: done, {n} trial(s) run here", file=sys.stderr, flush=True)
+
+
+def _sweep_worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default="", help="the sweep's Optuna storage URL")
+    parser.add_argument("--device", default="", help="tinygrad device for this worker, e.g. CUDA:1")
+    parser.add_argument("--name", default="", help="how this worker names itself in the study")
 
 
 def _site(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import site
     from .layout import PROJECT
 
-    out = site.render(cfg, PROJECT.site_staging)
+    with lock.exclusive(PROJECT.build, wait=True, what="site"):
+        out = site.render(cfg, PROJECT.site_staging)
     print(f"site: rendered {out}")
 
 
@@ -123,8 +115,9 @@ def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import verify
     from .layout import PROJECT
 
-    verify.verify(cfg, PROJECT.site_staging, PROJECT)
-    verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
+    with lock.exclusive(PROJECT.build, wait=True, what="verify"):
+        verify.verify(cfg, PROJECT.site_staging, PROJECT)
+        verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
     print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
 
@@ -132,12 +125,17 @@ def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import deploy, verify
     from .layout import PROJECT
 
-    verify.verify(cfg, PROJECT.dist, PROJECT)
-    published = deploy.publish(
-        Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
-    )
+    with lock.exclusive(PROJECT.build, wait=False, what="deploy"):
+        verify.verify(cfg, PROJECT.dist, PROJECT)
+        published = deploy.publish(
+            Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
+        )
     where = f"{cfg.deploy.remote} {cfg.deploy.branch}"
-    if published.pushed:
+    if published.unchanged:
+        print(
+            f"already published: {where} holds these {len(published.files)} files ({published.commit[:12]})"
+        )
+    elif published.pushed:
         commit = published.commit[:12]
         print(f"published {len(published.files)} files to {where} as {commit}: {published.message}")
     else:
@@ -150,7 +148,10 @@ def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import serve
     from .layout import PROJECT
 
-    serve.serve(PROJECT.dist, args.port or cfg.serve.port)
+    port = args.port or cfg.serve.port
+    if not 1 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
+        raise PipelineError(f"serve: port {port}: expected a TCP port between 1 and 65535")
+    serve.serve(PROJECT.dist, port)
 
 
 def _deploy_args(parser: argparse.ArgumentParser) -> None:
@@ -174,11 +175,15 @@ STAGES = {
         "compile trained models to WGSL kernels and weight files in build/webgpu/<name>/",
         _compile_args,
     ),
-    "trial": (_trial, "train one sweep trial, scored on the validation split only", _trial_args),
     "sweep": (
         _sweep,
-        "merge sweep trial results into build/sweep/results.json, write HYPERPARAMETERS.md",
+        "run the [sweep] Optuna studies here, export sweeps/results.json and HYPERPARAMETERS.md",
         _sweep_args,
+    ),
+    "sweep-worker": (
+        _sweep_worker,
+        "join a sweep's storage (here or on another machine) and run trials until its studies are done",
+        _sweep_worker_args,
     ),
     "site": (_site, "render the web app and model pages into build/site/", None),
     "verify": (_verify, "check the staged site, then swap it into dist/", None),
@@ -207,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # what the machine refused (read-only or full disk, a file where a directory belongs):
+        # the path and the reason are the whole story, a traceback adds nothing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"error: {args.stage}: out of memory", file=sys.stderr)
+        return 1
     return 0
 
 

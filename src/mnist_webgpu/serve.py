@@ -1,10 +1,15 @@
-"""Serve dist/ on 127.0.0.1 for a local preview."""
+"""Serve dist/ on 127.0.0.1 for a local preview, answering as GitHub Pages does: a miss at
+any depth (or a folder without index.html) gets 404.html with status 404, nothing outside
+dist/ is ever served (a symlink pointing out of it is a miss), and no folder is listed."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import os
+import threading
+import time
 from pathlib import Path
 
 from .errors import PipelineError
@@ -17,7 +22,34 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         ".mjs": "text/javascript",
         ".wasm": "application/wasm",
         ".safetensors": "application/octet-stream",
+        ".webmanifest": "application/manifest+json",
     }
+
+    def send_head(self):
+        root = Path(self.directory).resolve()
+        target = Path(self.translate_path(self.path))
+        if target.is_dir():
+            if not self.path.split("?", 1)[0].endswith("/"):
+                return super().send_head()  # the redirect to "folder/"
+            target = target / "index.html"
+        real = Path(os.path.realpath(target))
+        if not real.is_file() or not real.is_relative_to(root):
+            return self._not_found(root)
+        return super().send_head()
+
+    def list_directory(self, path):
+        return self._not_found(Path(self.directory).resolve())
+
+    def _not_found(self, root: Path):
+        page = root / "404.html"
+        body = page.read_bytes() if page.is_file() else b"<!doctype html><title>404</title>Not found\n"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return None
 
 
 def make_server(site: Path, port: int) -> http.server.ThreadingHTTPServer:
@@ -31,8 +63,22 @@ def make_server(site: Path, port: int) -> http.server.ThreadingHTTPServer:
         raise PipelineError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
 
 
+def stop_with_parent(httpd: http.server.HTTPServer, every: float = 0.5) -> None:
+    """Shut the server down once the process that started it (doit) is gone: a killed doit
+    must not leave the port taken by an orphan."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        httpd.shutdown()
+
+    threading.Thread(target=watch, daemon=True, name="stop-with-parent").start()
+
+
 def serve(site: Path, port: int) -> None:
     httpd = make_server(site, port)
     print(f"Serving {site} at http://127.0.0.1:{httpd.server_port}/ (Ctrl+C stops)", flush=True)
+    stop_with_parent(httpd)
     with httpd, contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()

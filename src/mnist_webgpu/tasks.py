@@ -6,10 +6,13 @@ is set per stage and a failure is one line and a non-zero exit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,6 +85,49 @@ def trained_with(metrics: Path, settings: dict) -> bool:
         return False
 
 
+def compiled_from(manifest: Path, weights: Path, forms: tuple[str, ...]) -> bool:
+    """The manifest itself, not doit's database, says the compile is current: it names the
+    weights it was compiled from and the digest of every form file. An interrupt between the
+    form files and the manifest leaves a mix doit would otherwise take as up to date."""
+    try:
+        m = schemas.read(schemas.Manifest, manifest)
+        if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != m.evaluation.source_weights_sha256:
+            return False
+        if sorted(f.form for f in m.forms) != sorted(forms):
+            return False
+        return all(
+            hashlib.sha256((manifest.parent / f.file).read_bytes()).hexdigest() == f.sha256 for f in m.forms
+        )
+    except (schemas.SchemaError, OSError):
+        return False
+
+
+def remove_outputs(paths: list[Path], stop: Path = PROJECT.root) -> None:
+    """`doit clean` for a task's files: remove them, then each folder they leave empty, up to `stop`."""
+    stop = Path(stop).resolve()
+    for path in map(Path, paths):
+        path.unlink(missing_ok=True)
+        folder = path.resolve().parent
+        while folder != stop and folder.is_relative_to(stop):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another task's outputs), or already gone
+                break
+            folder = folder.parent
+
+
+def remove_tree(path: Path) -> None:
+    """`doit clean` for a directory output, and the build/ folders it leaves empty (the lock too,
+    unless a build holds it)."""
+    shutil.rmtree(path, ignore_errors=True)
+    from . import lock
+
+    lock.remove_if_free(PROJECT.build)
+    for folder in (PROJECT.build / "models", PROJECT.build / "webgpu", PROJECT.build):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def data_task(cfg: config.Config) -> dict:
     cache_dir = cfg.cache_dir()
     return {
@@ -109,61 +155,53 @@ def train_tasks(cfg: config.Config):
                 functools.partial(trained_with, PROJECT.train_outputs(name).metrics, settings),
             ],
             "targets": [str(p) for p in PROJECT.train_outputs(name).all()],
-            "clean": True,
+            "clean": [(remove_outputs, [PROJECT.train_outputs(name).all()])],
             "verbosity": 2,
         }
 
 
 def sweep_tasks(cfg: config.Config):
-    """`trial:<model>-<hash>` per [sweep] trial, then `sweep`, which merges and reports them.
+    """`sweep`: run the [sweep] Optuna studies with local workers, then export the record.
 
-    A trial is up to date when its result file records the same settings and trainer
-    code: the file, not doit's database, is the record, so trials that finished before
-    a kill are kept however doit was stopped. Not part of `build`.
+    The storage (not doit's database) knows which trials are done, so the task always
+    runs: a finished study costs a look at the storage and an export. Not part of `build`.
     """
-    from . import sweep
 
-    code_hash = sweep.code_hash()
-    for trial in cfg.trials:
-        target = sweep.trial_path(trial)
-        yield {
-            "basename": "trial",
-            "name": trial.id,
-            "doc": f"train sweep trial {trial.id} ({trial.where}: {_describe(trial.overrides)})",
-            "actions": [side_by_side_stage(cfg, "trial", trial.id)],
-            "task_dep": ["data"],
-            "targets": [str(target)],
-            "uptodate": [
-                functools.partial(sweep.trial_done, target, sweep.trial_settings_hash(cfg, trial), code_hash)
-            ],
-            "verbosity": 2,
-        }
+    def command(storage: str, workers: int, devices: str) -> list[str]:
+        flags = ["--workers", str(workers)] + ["--storage", storage] * bool(storage)
+        return stage_command("sweep", *flags, *["--devices", devices] * bool(devices))
 
-    def command(write_md: bool) -> list[str]:
-        return stage_command("sweep", *(["--write-md"] * write_md))
-
-    yield {
+    return {
         "basename": "sweep",
-        "doc": "train every [sweep] trial (validation split only), then rank them into HYPERPARAMETERS.md",
+        "doc": "run the [sweep] Optuna studies (validation split only); export sweeps/, HYPERPARAMETERS.md",
         "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
-        "task_dep": [f"trial:{t.id}" for t in cfg.trials],
+        "task_dep": ["data"],
         "params": [
             {
-                "name": "write_md",
-                "long": "write-md",
-                "type": bool,
-                "default": False,
-                "help": "also write HYPERPARAMETERS.md at the project root",
-            }
+                "name": "storage",
+                "long": "storage",
+                "type": str,
+                "default": "",
+                "help": "Optuna storage URL (default: [sweep] storage, else SQLite in build/sweep/)",
+            },
+            {
+                "name": "workers",
+                "long": "workers",
+                "type": int,
+                "default": 1,
+                "help": "worker processes on this machine (0: only export the record)",
+            },
+            {
+                "name": "devices",
+                "long": "devices",
+                "type": str,
+                "default": "",
+                "help": "one worker per tinygrad device, e.g. CUDA:0,CUDA:1",
+            },
         ],
-        # cheap, and it ends by printing the best trials: it always runs
         "uptodate": [False],
         "verbosity": 2,
     }
-
-
-def _describe(overrides: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the model's own settings"
 
 
 def site_task(cfg: config.Config) -> dict:
@@ -177,7 +215,7 @@ def site_task(cfg: config.Config) -> dict:
         "file_dep": [str(p) for p in site.input_files(cfg)] + code("site"),
         "targets": [str(out / "index.html")],
         "uptodate": [config_changed(site.settings(cfg))],
-        "clean": [(shutil.rmtree, [str(out)], {"ignore_errors": True})],
+        "clean": [(remove_tree, [out])],
         "verbosity": 2,
     }
 
@@ -197,7 +235,7 @@ def verify_task(cfg: config.Config) -> dict:
             lambda: verify.same_tree(PROJECT.site_staging, PROJECT.dist),
             config_changed({"gates": gates, "models": trained}),
         ],
-        "clean": [(shutil.rmtree, [str(PROJECT.dist)], {"ignore_errors": True})],
+        "clean": [(remove_tree, [PROJECT.dist])],
         "verbosity": 2,
     }
 
@@ -258,12 +296,21 @@ def bench_task(cfg: config.Config) -> dict:
 
 
 def serve_task(cfg: config.Config) -> dict:
-    def command(port: int) -> list[str]:
-        return stage_command("serve", "--port", str(port))
+    def run(port: int) -> bool:
+        # Ctrl+C reaches the server and doit alike: the server stops quietly, and doit's
+        # side says so in one line instead of a KeyboardInterrupt traceback
+        try:
+            return (
+                subprocess.run(stage_command("serve", "--port", str(port)), env=stage_env(cfg)).returncode
+                == 0
+            )
+        except KeyboardInterrupt:
+            print("serve: stopped", flush=True)
+            return True
 
     return {
         "doc": f"serve dist/ on http://127.0.0.1:{cfg.serve.port}/ for a local preview",
-        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        "actions": [(run,)],
         "params": [
             {
                 "name": "port",
@@ -297,7 +344,15 @@ def compile_tasks(cfg: config.Config):
                 *code("export"),
             ],
             "targets": [str(p) for p in PROJECT.compile_outputs(name, cfg.export.forms)],
-            "uptodate": [config_changed(settings)],
-            "clean": True,
+            "uptodate": [
+                config_changed(settings),
+                functools.partial(
+                    compiled_from,
+                    PROJECT.manifest(name),
+                    PROJECT.train_outputs(name).weights,
+                    cfg.export.forms,
+                ),
+            ],
+            "clean": [(remove_outputs, [PROJECT.compile_outputs(name, cfg.export.forms)])],
             "verbosity": 2,
         }

@@ -146,3 +146,9 @@ class Project:
             (self.root / ".gitignore").write_text("build/\ndist/\n.doit.db*\n__pycache__/\n")
         self.git("add", ".")
         self.git("commit", "--quiet", "-m", message)
+
+
+# one model of the fast config: the cheapest real build, for tests that kill or race builds
+MLP_ONLY = FAST_CONFIG.read_text().split("[models.cnn]")[0] + (
+    '[site]\ntitle = "kill test"\ndefault_model = "mlp"\nmisclassified_shown = 4\n'
+)

@@ -6,8 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
+from deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
 from modelkit import write_weights
 from projectkit import FAST_CONFIG, ROOT, Project, run_stage
+from verifykit import good  # noqa: F401  (a complete staged site that passes verify)
 
 from mnist_webgpu import config, data
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from projectkit import Project
-from test_kills import MLP_ONLY
+from projectkit import MLP_ONLY, Project
 
 from mnist_webgpu import config
 from mnist_webgpu.layout import Layout

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from projectkit import copy_project
-from test_kills import MLP_ONLY
+from projectkit import MLP_ONLY, copy_project
 
 from mnist_webgpu import config, lock
 

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_data import Server, data_cfg, tiny_arrays
+from datakit import Server, data_cfg, tiny_arrays
 
 from mnist_webgpu import data, idx
 

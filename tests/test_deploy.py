@@ -7,32 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from projectkit import GIT_IDENTITY, git
+from projectkit import git
 
 from mnist_webgpu import deploy
 from mnist_webgpu.config import DeployConfig
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    for key, value in GIT_IDENTITY.items():
-        monkeypatch.setenv(key, value)
-    remote = tmp_path / "remote.git"
-    git(tmp_path, "init", "--quiet", "--bare", str(remote))
-    repo = tmp_path / "src"
-    repo.mkdir()
-    git(repo, "init", "--quiet", "-b", "main")
-    (repo / ".gitignore").write_text("dist/\n")
-    (repo / "README.md").write_text("source\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "--quiet", "-m", "source")
-    git(repo, "remote", "add", "origin", str(remote))
-    site = repo / "dist"
-    (site / "assets").mkdir(parents=True)
-    (site / "index.html").write_text("<!doctype html><title>x</title>")
-    (site / "assets" / "app.0123abcd.js").write_text("export {};\n")
-    (site / "weights.bin").write_bytes(bytes(range(256)))
-    return repo, remote, site
 
 
 def snapshot(repo: Path) -> dict:
@@ -51,8 +29,8 @@ def snapshot(repo: Path) -> dict:
     }
 
 
-def test_first_deploy_publishes_exactly_the_site_and_leaves_the_source_alone(project):
-    repo, remote, site = project
+def test_first_deploy_publishes_exactly_the_site_and_leaves_the_source_alone(deploy_repo):
+    repo, remote, site = deploy_repo
     before = snapshot(repo)
     published = deploy.publish(repo, site, DeployConfig())
     assert snapshot(repo) == before
@@ -66,8 +44,8 @@ def test_first_deploy_publishes_exactly_the_site_and_leaves_the_source_alone(pro
     assert published.parent is None and published.pushed
 
 
-def test_second_deploy_builds_on_the_published_branch(project):
-    repo, remote, site = project
+def test_second_deploy_builds_on_the_published_branch(deploy_repo):
+    repo, remote, site = deploy_repo
     first = deploy.publish(repo, site, DeployConfig(cname="digits.example.org"))
     (site / "index.html").write_text("<!doctype html><title>v2</title>")
     second = deploy.publish(repo, site, DeployConfig())
@@ -78,8 +56,8 @@ def test_second_deploy_builds_on_the_published_branch(project):
     assert "CNAME" not in git(remote, "ls-tree", "--name-only", second.commit).splitlines()
 
 
-def test_dirty_tree_is_refused_unless_allowed(project):
-    repo, remote, site = project
+def test_dirty_tree_is_refused_unless_allowed(deploy_repo):
+    repo, remote, site = deploy_repo
     (repo / "README.md").write_text("edited\n")
     with pytest.raises(deploy.DeployError, match=r"uncommitted changes \(README.md\)"):
         deploy.publish(repo, site, DeployConfig())
@@ -88,23 +66,23 @@ def test_dirty_tree_is_refused_unless_allowed(project):
     assert published.message.endswith("(with uncommitted changes)")
 
 
-def test_dry_run_pushes_nothing(project):
-    repo, remote, site = project
+def test_dry_run_pushes_nothing(deploy_repo):
+    repo, remote, site = deploy_repo
     published = deploy.publish(repo, site, DeployConfig(), dry_run=True)
     assert not published.pushed
     assert ".nojekyll" in published.files and "index.html" in published.files
     assert git(remote, "branch", "--list") == ""
 
 
-def test_unreachable_remote_is_one_clear_line(project):
-    repo, _, site = project
+def test_unreachable_remote_is_one_clear_line(deploy_repo):
+    repo, _, site = deploy_repo
     with pytest.raises(deploy.DeployError, match="remote 'nowhere' cannot be reached") as info:
         deploy.publish(repo, site, DeployConfig(remote="nowhere"))
     assert "\n" not in str(info.value)
 
 
-def test_rejected_push_is_reported(project):
-    repo, remote, site = project
+def test_rejected_push_is_reported(deploy_repo):
+    repo, remote, site = deploy_repo
     hook = remote / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'deploys are frozen' >&2\nexit 1\n")
     hook.chmod(0o755)
@@ -113,7 +91,7 @@ def test_rejected_push_is_reported(project):
     assert git(remote, "branch", "--list") == ""
 
 
-def test_missing_site_is_refused(project):
-    repo, _, _ = project
+def test_missing_site_is_refused(deploy_repo):
+    repo, _, _ = deploy_repo
     with pytest.raises(deploy.DeployError, match="no index.html; run `doit build` first"):
         deploy.publish(repo, repo / "nothing", DeployConfig())

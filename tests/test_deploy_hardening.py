@@ -8,14 +8,14 @@ import threading
 import time
 
 import pytest
-from test_deploy import git, project  # noqa: F401  (the fixture: a source repo and a bare remote)
+from projectkit import git
 
 from mnist_webgpu import config, deploy
 from mnist_webgpu.config import DeployConfig
 
 
-def test_an_option_posing_as_the_remote_runs_nothing(project, tmp_path):  # noqa: F811
-    repo, remote, site = project
+def test_an_option_posing_as_the_remote_runs_nothing(deploy_repo, tmp_path):  # noqa: F811
+    repo, remote, site = deploy_repo
     witness = tmp_path / "ran"
     for bad in (f"--upload-pack=touch {witness}", f"--receive-pack=touch {witness}"):
         with pytest.raises(deploy.DeployError, match="looks like an option to git"):
@@ -25,8 +25,8 @@ def test_an_option_posing_as_the_remote_runs_nothing(project, tmp_path):  # noqa
 
 
 @pytest.mark.parametrize("branch", ["-f", "--force", "a..b", "x.lock", "@{-1}", "a//b", ".hidden", "a b"])
-def test_branch_names_git_refuses_are_refused(project, branch):  # noqa: F811
-    repo, remote, site = project
+def test_branch_names_git_refuses_are_refused(deploy_repo, branch):  # noqa: F811
+    repo, remote, site = deploy_repo
     with pytest.raises(deploy.DeployError, match="is not a valid branch name"):
         deploy.publish(repo, site, DeployConfig(branch=branch))
     assert git(remote, "branch", "--list") == ""
@@ -47,8 +47,8 @@ def test_config_refuses_the_same_branch_names(tmp_path, branch):
         ("/no/such/path.git", "fatal: '/no/such/path.git' does not appear to be a git repository"),
     ],
 )
-def test_a_failing_remote_shows_gits_own_reason(project, remote, reason):  # noqa: F811
-    repo, _, site = project
+def test_a_failing_remote_shows_gits_own_reason(deploy_repo, remote, reason):  # noqa: F811
+    repo, _, site = deploy_repo
     with pytest.raises(deploy.DeployError) as info:
         deploy.publish(repo, site, DeployConfig(remote=remote))
     assert str(info.value) == f"remote '{remote}' cannot be reached: git ls-remote failed: {reason}"
@@ -80,8 +80,8 @@ def silent_server():
     listener.close()
 
 
-def test_a_remote_that_never_answers_times_out(project, silent_server):  # noqa: F811
-    repo, _, site = project
+def test_a_remote_that_never_answers_times_out(deploy_repo, silent_server):  # noqa: F811
+    repo, _, site = deploy_repo
     start = time.monotonic()
     with pytest.raises(deploy.DeployError) as info:
         deploy.publish(repo, site, DeployConfig(remote=f"http://127.0.0.1:{silent_server}/x.git"), timeout=2)
@@ -90,8 +90,8 @@ def test_a_remote_that_never_answers_times_out(project, silent_server):  # noqa:
     assert str(info.value) == f"remote '{url}' cannot be reached: git ls-remote gave no answer in 2 s"
 
 
-def test_an_unchanged_redeploy_makes_no_commit(project):  # noqa: F811
-    repo, remote, site = project
+def test_an_unchanged_redeploy_makes_no_commit(deploy_repo):  # noqa: F811
+    repo, remote, site = deploy_repo
     first = deploy.publish(repo, site, DeployConfig())
     assert first.pushed and not first.unchanged
     again = deploy.publish(repo, site, DeployConfig())

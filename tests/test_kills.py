@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from projectkit import copy_project
+from projectkit import MLP_ONLY, copy_project
 
 from mnist_webgpu import config
 
@@ -26,9 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 # one small model keeps each build to the training and compile of a single MLP
-MLP_ONLY = (ROOT / "tests" / "fast.toml").read_text().split("[models.cnn]")[0] + (
-    '[site]\ntitle = "kill test"\ndefault_model = "mlp"\nmisclassified_shown = 4\n'
-)
 GOOD_LR, OTHER_LR = "lr = 0.003", "lr = 0.0005"
 
 

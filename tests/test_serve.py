@@ -12,15 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from project import copy_project
+from projectkit import copy_project, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_prints_the_url_and_serves_dist_with_module_mime_types(tmp_path):

@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 from safetensors.numpy import save
-from test_verify import good, problem  # noqa: F401  (the fixture: a complete site that passes)
+from verifykit import problem
 
 from mnist_webgpu import schemas, verify
 

@@ -1,0 +1,144 @@
+"""A complete staged site that passes verify (the `good` fixture), and the one-line problem it reports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import pytest
+
+from mnist_webgpu import config, schemas, verify
+from mnist_webgpu.layout import Layout
+
+CSP = (
+    '<!doctype html><meta http-equiv="Content-Security-Policy" content="default-src \'self\'; '
+    "script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'\">"
+)
+
+
+CONFIG = """
+[models.mlp]
+arch = "mlp"
+min_test_accuracy = 0.9
+"""
+
+
+def safetensors_bytes(tensors: dict[str, int]) -> bytes:
+    header, offset = {}, 0
+    for name, size in tensors.items():
+        header[name] = {"dtype": "F32", "shape": [size // 4], "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + bytes(offset)
+
+
+def metrics(cfg: config.Config, name: str, test_accuracy: float) -> schemas.Metrics:
+    """What the train stage records, with the settings the config holds."""
+    settings = config.training_settings(cfg.train, cfg.model(name))
+    return schemas.Metrics(
+        model=name,
+        arch="mlp",
+        test_accuracy=test_accuracy,
+        val_accuracy=test_accuracy,
+        best_step=1,
+        per_class_accuracy=[test_accuracy] * 10,
+        confusion_matrix=[[0] * 10] * 10,
+        curves=schemas.Curves(step=[1], train_loss=[1.0], val_accuracy=[test_accuracy]),
+        params=4,
+        weight_bytes=16,
+        train_seconds=1.0,
+        steps_per_second=1.0,
+        steps=1,
+        split=schemas.SplitSizes(train=55000, val=5000, test=10000),
+        device="CPU",
+        tinygrad_version="0.14.0",
+        config=schemas.plain(settings),
+        config_hash=config.settings_hash(settings),
+        created="2026-01-01T00:00:00+00:00",
+    )
+
+
+def manifest(weights: bytes, trained: bytes) -> schemas.Manifest:
+    binding = schemas.Binding(
+        binding=1,
+        buffer="weight:layers.0.weight",
+        kind="weight",
+        bytes=16,
+        access="read",
+        name="layers.0.weight",
+    )
+    kernel = schemas.Kernel(
+        name="k", entry_point="k", dispatch=[1, 1, 1], workgroup_size=[1, 1, 1], bindings=[binding], source=""
+    )
+    form = schemas.Form(
+        form="f32",
+        file="weights.f32.safetensors",
+        bytes=len(weights),
+        sha256=hashlib.sha256(weights).hexdigest(),
+        validation_accuracy=0.95,
+        test_accuracy=0.95,
+        max_abs_weight_error=0.0,
+    )
+    spec = schemas.TensorSpec(shape=[1, 10], dtype="float32", buffer="output")
+    return schemas.Manifest(
+        format=1,
+        name="mlp",
+        model=schemas.ModelInfo(arch="mlp", widths=[], normalize=schemas.Normalize(0.0, 1.0)),
+        input=spec,
+        output=spec,
+        buffers=[],
+        kernels=[kernel],
+        weights={},
+        skipped_state=[],
+        forms=[form],
+        default_form="f32",
+        evaluation=schemas.Evaluation(
+            validation_images=5000,
+            test_images=10000,
+            tolerance_points=0.05,
+            source_weights_sha256=hashlib.sha256(trained).hexdigest(),
+        ),
+    )
+
+
+@pytest.fixture
+def good(tmp_path):
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(CONFIG)
+    cfg = config.load(cfg_path)
+    build = Layout(tmp_path)
+    site = tmp_path / "site"
+    (site / "assets").mkdir(parents=True)
+    (site / "models" / "mlp").mkdir(parents=True)
+    (site / "index.html").write_text(
+        CSP + '<link rel="stylesheet" href="assets/style.1.css"><link rel="icon" href="favicon.svg">'
+        '<script type="module" src="assets/app.1.js"></script><a href="models/mlp.html">mlp</a>'
+        '<a href="https://github.com/example/repo">source</a><img src="data:image/png;base64,AA==">'
+    )
+    (site / "404.html").write_text(CSP + '<a href="./">home</a>')
+    (site / ".nojekyll").write_text("")
+    (site / "favicon.svg").write_text("<svg/>")
+    (site / "models" / "mlp.html").write_text(CSP + '<a href="../index.html#top">back</a>')
+    (site / "assets" / "style.1.css").write_text("body { background: url('../favicon.svg') }")
+    (site / "assets" / "app.1.js").write_text(
+        'import { loadModel } from "./runtime.1.js";\n'
+        'const m = new URL("../models/mlp/manifest.json", import.meta.url);\n'
+    )
+    (site / "assets" / "runtime.1.js").write_text("export const loadModel = 1;\n")
+    weights = safetensors_bytes({"layers.0.weight": 16})
+    (site / "models" / "mlp" / "weights.f32.safetensors").write_bytes(weights)
+    trained = build.train_outputs("mlp")
+    trained.weights.parent.mkdir(parents=True)
+    trained.weights.write_bytes(b"trained weights")
+    schemas.write(site / "models" / "mlp" / "manifest.json", manifest(weights, b"trained weights"))
+    schemas.write(trained.metrics, metrics(cfg, "mlp", 0.95))
+    return cfg, site, build
+
+
+def problem(cfg, site, models) -> str:
+    with pytest.raises(verify.VerifyError) as info:
+        verify.verify(cfg, site, models)
+    assert "\n" not in str(info.value)
+    return str(info.value)

@@ -1,8 +1,8 @@
 // The app: wires the pad, the preprocessing and the models together.
 // Talks to the model runtime only through loadModel / predict / dispose.
 
-import { Pad, INK_SIZE } from "./draw.js";
-import { preprocess, SIZE } from "./preprocess.js";
+import { Pad } from "./draw.js";
+import { preprocessStrokes, SIZE } from "./preprocess.js";
 import { loadModel } from "./runtime.js";
 
 const $ = (id) => document.getElementById(id);
@@ -130,7 +130,7 @@ async function predictNow(when = "now") {
     settle(!frameRequested); // nothing changed since the prediction on screen
     return;
   }
-  const { pixels, empty } = preprocess(pad.inkData(), INK_SIZE, INK_SIZE);
+  const { pixels, empty } = preprocessStrokes(pad.visibleStrokes());
   drawPreview(pixels);
   ui.empty.hidden = !pad.isBlank;
   if (empty) {

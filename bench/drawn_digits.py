@@ -24,7 +24,7 @@ develop on validation, draw test digits once for the figures to report.
 
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
 saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
-the page's preprocessing (mnist_webgpu.pen.render_strokes, the reference of the page's
+the page's preprocessing (mnist_webgpu.strokes.render_strokes, the reference of the page's
 vector rendering; `--preprocess raster` the pad's ink canvas shrunk as the page did before)
 and tinygrad on the site's weights.
 """
@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
-from mnist_webgpu import charts, pen  # noqa: E402
+from mnist_webgpu import charts, pen, strokes  # noqa: E402
 
 NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 CONDITIONS = ("centred", "anywhere", "small", "pen")
@@ -272,7 +272,7 @@ def render(strokes_: list[Stroke], pen: float, size: int = INK_SIZE, supersample
 def simulate(drawn: list[tuple[list[Stroke], float]], preprocess: str = "vector") -> np.ndarray:
     """What the page's model would see for each drawing (Python stand-in of pad and page).
 
-    vector: the page's rendering of the pointer paths (pen.render_strokes); raster: the
+    vector: the page's rendering of the pointer paths (strokes.render_strokes); raster: the
     pad's ink canvas cropped and shrunk (the page's preprocessing before the vector one).
     """
     from sitekit import preprocess_reference
@@ -280,7 +280,7 @@ def simulate(drawn: list[tuple[list[Stroke], float]], preprocess: str = "vector"
     out = np.zeros((len(drawn), 28, 28), np.float32)
     for i, (strokes_, width) in enumerate(drawn):
         if preprocess == "vector":
-            got = pen.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+            got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
             seen = None if got is None else got[0]
         else:
             seen = preprocess_reference(render(strokes_, width))

@@ -1,7 +1,7 @@
 """bench/drawn_digits.py without a browser: how a digit becomes pen strokes, in each condition.
 
 The page itself is exercised by the slow quick-mode run at the end; here the pad and the
-page's preprocessing are the Python stand-ins (mnist_webgpu.pen.render_strokes).
+page's preprocessing are the Python stand-ins (mnist_webgpu.strokes.render_strokes).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from mnist_webgpu import pen
+from mnist_webgpu import strokes as vector
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -75,7 +75,7 @@ def test_drawn_centre_lines_read_like_the_digit(mnist):
     """The pen redraw of a digit's centre line, normalized by the page, overlaps its own ink."""
     for image in mnist.train_x[100:110]:
         ((strokes, width),) = dd.drawings(image[None], "centred", PEN)
-        seen = pen.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes])[0]
+        seen = vector.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes])[0]
         ink = image / 255
         overlap = (seen * ink).sum() / np.sqrt((seen**2).sum() * (ink**2).sum())
         assert overlap >= 0.6, overlap

@@ -1,4 +1,4 @@
-"""mnist_webgpu.pen: skeletons, pen redraws for training, and the page's vector rendering.
+"""mnist_webgpu.pen (skeletons, pen redraws for training) and .strokes (the page's vector rendering).
 
 site_src/preprocess.js's preprocessStrokes runs in node here, against the Python reference
 on the same strokes; bench/drawn_digits.py supplies real digits' centre lines as strokes.
@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT
 from sitekit import preprocess_reference
 
-from mnist_webgpu import pen
+from mnist_webgpu import pen, strokes
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -56,8 +56,8 @@ def as_pen(strokes: list, width: float = 0.1) -> list[dict]:
 
 def digit_strokes(image: np.ndarray, size: float, centre=(0.5, 0.5)) -> list[dict]:
     where = {"size": size, "tilt": 0.0, "anywhere": False, "u": np.zeros(2), "pen": 0.1}
-    strokes = dd.drawn_strokes(image, where)
-    return as_pen([[[x + centre[0] - 0.5, y + centre[1] - 0.5] for x, y in s] for s in strokes])
+    drawn = dd.drawn_strokes(image, where)
+    return as_pen([[[x + centre[0] - 0.5, y + centre[1] - 0.5] for x, y in s] for s in drawn])
 
 
 def test_page_matches_python_reference(tmp_path, mnist):
@@ -75,16 +75,16 @@ def test_page_matches_python_reference(tmp_path, mnist):
     cases.append([{"tool": "eraser", "width": 0.22, "points": [[0.5, 0.5]]}])
     got = run_js(tmp_path, cases)
     for k, (case, js) in enumerate(zip(cases, got, strict=True)):
-        ref = pen.render_strokes(case)
+        ref = strokes.render_strokes(case)
         if ref is None:
             assert js["empty"], k
             continue
         assert not js["empty"], k
         assert np.abs(np.array(js["pixels"]).reshape(28, 28) - ref[0]).max() <= 1e-5, k
         assert js["extent"] == pytest.approx(ref[1]), k
-    erased = pen.render_strokes(cases[-3])
+    erased = strokes.render_strokes(cases[-3])
     assert erased[1] == pytest.approx(0.8 - 0.1 * 2 - 0.0, abs=0.07), "the rubbed-out end leaves the box"
-    cut = pen.render_strokes(cases[-2])[0]
+    cut = strokes.render_strokes(cases[-2])[0]
     assert cut[:, 12:16].sum(1).min() == 0, "the eraser's cut goes through the bar"
 
 
@@ -94,12 +94,12 @@ def test_same_strokes_at_any_size_give_the_same_image(mnist):
         seen = []
         old = []
         for size in (0.2, 0.5, 0.9):
-            strokes = digit_strokes(image, size)
+            drawn = digit_strokes(image, size)
             # pointer positions come in whole pixels of a 280 px pad
             quantized = [
-                {**s, "points": (np.round(np.array(s["points"]) * 280) / 280).tolist()} for s in strokes
+                {**s, "points": (np.round(np.array(s["points"]) * 280) / 280).tolist()} for s in drawn
             ]
-            seen.append(pen.render_strokes(quantized)[0])
+            seen.append(strokes.render_strokes(quantized)[0])
             old.append(preprocess_reference(dd.render([s["points"] for s in quantized], 0.1)))
         for other in seen[1:]:
             assert np.abs(other - seen[2]).mean() <= 0.02, np.abs(other - seen[2]).mean()
@@ -111,16 +111,18 @@ def test_same_strokes_at_any_size_give_the_same_image(mnist):
 def test_stroke_width_is_the_mnist_like_width_whatever_the_pen():
     bar = [[[0.5, 0.2], [0.5, 0.8]]]
     for width in (0.025, 0.1, 0.2):
-        img = pen.render_strokes(as_pen(bar, width))[0]
+        img = strokes.render_strokes(as_pen(bar, width))[0]
         rows = img[6:22]
-        assert rows.sum(1).mean() == pytest.approx(pen.STROKE, abs=0.05)
+        assert rows.sum(1).mean() == pytest.approx(strokes.STROKE, abs=0.05)
         ys = np.nonzero(img.sum(1) > 0.05)[0]
-        assert ys[-1] - ys[0] + 1 == pytest.approx(pen.BOX, abs=1), "the ink's long side fills the 20 px box"
+        assert ys[-1] - ys[0] + 1 == pytest.approx(strokes.BOX, abs=1), (
+            "the ink's long side fills the 20 px box"
+        )
 
 
 def test_centre_of_mass_is_at_the_centre(mnist):
     for image in mnist.train_x[20:25]:
-        img = pen.render_strokes(digit_strokes(image, 0.6, centre=(0.3, 0.6)))[0]
+        img = strokes.render_strokes(digit_strokes(image, 0.6, centre=(0.3, 0.6)))[0]
         gy, gx = np.mgrid[0:28, 0:28]
         assert (img * gy).sum() / img.sum() == pytest.approx(14, abs=0.1)
         assert (img * gx).sum() / img.sum() == pytest.approx(14, abs=0.1)
@@ -169,3 +171,20 @@ def test_pen_copies_are_deterministic(mnist):
     assert len(a) == 200 and np.array_equal(a_pick, b_pick) and np.array_equal(a, b)
     assert not np.array_equal(a_pick, c_pick)
     assert len(set(a_pick.tolist())) == 200 and a_pick.max() < 500
+
+
+def test_the_training_pool_gets_pen_copies_from_the_config(tmp_path, mnist):
+    from mnist_webgpu import config
+
+    text = '[models.m]\narch = "mlp"\naugment = { pen = 0.25 }\n'
+    mc = config.parse(text, tmp_path / "config.toml").model("m")
+    images, labels = mnist.train_x[:400], mnist.train_y[:400]
+    pool_x, pool_y = pen.with_pen_copies(images, labels, mc)
+    assert pool_x.shape == (500, 28, 28) and pool_y.shape == (500,)
+    assert np.array_equal(pool_x[:400], images) and np.array_equal(pool_y[:400], labels)
+    pick, copies = pen.pen_copies(images, 0.25, seed=mc.seed)
+    assert np.array_equal(pool_x[400:], copies) and np.array_equal(pool_y[400:], labels[pick])
+    none = config.parse('[models.m]\narch = "mlp"\n', tmp_path / "config.toml").model("m")
+    assert pen.with_pen_copies(images, labels, none)[0] is images
+    with pytest.raises(config.ConfigError, match=r"augment\.pen.*between 0 and 1"):
+        config.parse('[models.m]\narch = "mlp"\naugment = { pen = 1.5 }\n', tmp_path / "config.toml")

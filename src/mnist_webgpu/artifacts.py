@@ -12,7 +12,7 @@ from .config import Config, training_settings
 from .paths import MODELS
 
 # The modules whose code decides a trained model: editing one retrains (and reruns sweep trials).
-TRAINING_CODE = ("models", "train", "data", "idx", "config", "artifacts", "progress", "files", "speed")
+TRAINING_CODE = ("models", "train", "data", "idx", "config", "artifacts", "progress", "files", "speed", "pen")
 
 
 def model_dir(cfg: Config, name: str) -> Path:

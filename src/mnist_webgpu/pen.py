@@ -1,16 +1,14 @@
-"""Digits as a pen draws them: skeletons, pen redraws for training, and the page's stroke rendering.
+"""Digits as a pen draws them, for training: skeletons and pen redraws.
 
 A person draws a digit as one pen line along its centre, of one width; MNIST's ink is a
-scanned stroke of varying width. Three pieces bridge the two:
+scanned stroke of varying width. Two pieces show a model the former:
 
 - `skeletons`: Zhang-Suen thinning of a batch of digits to one-pixel centre lines,
   vectorized over the batch (the training set is thinned in seconds);
 - `redraw`: those centre lines drawn again with a round pen of a random width each,
-  deterministic for a seed: the training augmentation that shows a model pen strokes;
-- `render_strokes`: the Python reference of site_src/preprocess.js's `preprocessStrokes`,
-  which renders the pad's recorded pointer paths as vectors straight into MNIST's 20 px box
-  at one MNIST-like width, so the strokes the model sees do not depend on how large the
-  digit was drawn or how wide the pad's pen is. tests/test_pen.py holds the two to agree.
+  deterministic for a seed: the training augmentation (`[models.*] augment.pen`).
+
+How the page itself renders strokes for the model is mnist_webgpu.strokes.
 """
 
 from __future__ import annotations
@@ -20,20 +18,13 @@ import math
 import numpy as np
 
 INK_THRESHOLD = 100  # MNIST pixels at or above this are ink for the skeleton
-# --- the page's vector rendering (keep equal to site_src/preprocess.js) ---
-SIZE, BOX = 28, 20
-STROKE = 2.5  # the pen's width in the 28x28 image, in pixels (chosen on validation drawn digits)
-SUPERSAMPLE = 4  # coverage samples per pixel, per axis
-MIN_EXTENT = 0.04  # a drawing smaller than this (pad fractions) is scaled as if it were this big
-BOX_STEP = 0.005  # pad fractions between the points whose box is the drawing's box
-CENTRE = 14  # the centre of mass goes to pixel index 14, as in preprocess()
 
 
 def skeletons(images: np.ndarray, threshold: int = INK_THRESHOLD) -> np.ndarray:
     """(N, H, W) uint8 -> (N, H, W) bool one-pixel-wide centre lines (Zhang-Suen thinning).
 
     Each phase removes, all at once, the ink pixels that its rule marks on the state before
-    the phase, exactly as the per-pixel loop in bench/drawn_digits.py does.
+    the phase, as Zhang and Suen's parallel algorithm does.
     """
     ink = np.pad(np.asarray(images) >= threshold, ((0, 0), (1, 1), (1, 1)))
     h, w = ink.shape[1] - 2, ink.shape[2] - 2
@@ -105,94 +96,9 @@ def pen_copies(images: np.ndarray, fraction: float, seed: int, widths=(1.5, 3.5)
     return pick, redraw(images[pick], rng.uniform(*widths, count))
 
 
-# --- the page's vector preprocessing, in Python (site_src/preprocess.js: preprocessStrokes) ---
-
-
-def _segment_distance2(px, py, a, b):
-    d = b - a
-    dd = float(d @ d)
-    t = 0.0 if dd == 0 else np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / dd, 0, 1)
-    return (px - a[0] - t * d[0]) ** 2 + (py - a[1] - t * d[1]) ** 2
-
-
-def _dense(pts: np.ndarray) -> np.ndarray:
-    """The polyline's points with ones every BOX_STEP at most between them: a box of visible
-    points must not lose a long straight segment whose end was rubbed out."""
-    out = [pts[:1]]
-    for a, b in zip(pts, pts[1:], strict=False):
-        d = b - a
-        n = max(1, math.ceil(math.sqrt(d[0] * d[0] + d[1] * d[1]) / BOX_STEP))
-        out.append(a + (np.arange(1, n + 1)[:, None] / n) * d)
-    return np.concatenate(out)
-
-
-def _visible_points(strokes: list[dict]) -> np.ndarray:
-    """Points along pen strokes that no later eraser stroke covers."""
-    kept = []
-    for k, s in enumerate(strokes):
-        if s.get("tool", "pen") != "pen":
-            continue
-        pts = _dense(np.asarray(s["points"], np.float64))
-        alive = np.ones(len(pts), bool)
-        for e in strokes[k + 1 :]:
-            if e.get("tool") != "eraser":
-                continue
-            ep = np.asarray(e["points"], np.float64)
-            r2 = (e["width"] / 2) ** 2
-            for a, b in zip(ep, ep[1:], strict=False) if len(ep) > 1 else [(ep[0], ep[0])]:
-                alive &= _segment_distance2(pts[:, 0], pts[:, 1], a, b) > r2
-        kept.append(pts[alive])
-    return np.concatenate(kept) if kept else np.zeros((0, 2))
-
-
-def _raster(strokes: list[dict], scale: float, ox: float, oy: float, stroke: float) -> np.ndarray:
-    """Coverage of a 28x28 image: pad point p lands at (p - o) * scale (pixel units)."""
-    n = SIZE * SUPERSAMPLE
-    centres = (np.arange(n) + 0.5) / SUPERSAMPLE
-    ink = np.zeros((n, n), bool)
-    for s in strokes:
-        pts = (np.asarray(s["points"], np.float64) - [ox, oy]) * scale
-        pen = s.get("tool", "pen") == "pen"
-        r = stroke / 2 if pen else s["width"] * scale / 2
-        for a, b in zip(pts, pts[1:], strict=False) if len(pts) > 1 else [(pts[0], pts[0])]:
-            lo = np.floor((np.minimum(a, b) - r) * SUPERSAMPLE).astype(int).clip(0, n)
-            hi = np.ceil((np.maximum(a, b) + r) * SUPERSAMPLE).astype(int).clip(0, n)
-            if lo[0] >= hi[0] or lo[1] >= hi[1]:
-                continue
-            inside = (
-                _segment_distance2(centres[None, lo[0] : hi[0]], centres[lo[1] : hi[1], None], a, b) <= r * r
-            )
-            if pen:
-                ink[lo[1] : hi[1], lo[0] : hi[0]] |= inside
-            else:
-                ink[lo[1] : hi[1], lo[0] : hi[0]] &= ~inside
-    return ink.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
-
-
-def render_strokes(strokes: list[dict], stroke: float = STROKE) -> tuple[np.ndarray, float] | None:
-    """The 28x28 image the page's model sees for pad strokes, and the drawing's extent.
-
-    `strokes`: dicts of tool ("pen" | "eraser"), width (pad fraction) and points ([x, y] pad
-    fractions), in drawing order. The visible pen centre lines' bounding box, widened by the
-    stroke, is scaled to 20 px on its long side; the strokes are rendered there `stroke` px
-    wide (erasers at their own pad width, scaled alike); then the whole drawing is moved so
-    its centre of mass is at pixel (14, 14), exactly (a second rendering), not rounded.
-    None when no pen ink is visible.
-    """
-    pts = _visible_points(strokes)
-    if not len(pts):
-        return None
-    lo, hi = pts.min(0), pts.max(0)
-    extent = float(max(hi - lo))
-    scale = (BOX - stroke) / max(extent, MIN_EXTENT)
-    mid = (lo + hi) / 2
-    # first the box's centre at the image's centre, then the centre of mass at (14, 14)
-    ox, oy = mid[0] - SIZE / 2 / scale, mid[1] - SIZE / 2 / scale
-    first = _raster(strokes, scale, ox, oy, stroke)
-    mass = first.sum()
-    if mass <= 0:
-        return None
-    gy, gx = np.mgrid[0:SIZE, 0:SIZE]
-    cx, cy = (first * gx).sum() / mass, (first * gy).sum() / mass
-    ox, oy = ox + (cx - CENTRE) / scale, oy + (cy - CENTRE) / scale
-    return _raster(strokes, scale, ox, oy, stroke), extent
+def with_pen_copies(images: np.ndarray, labels: np.ndarray, mc) -> tuple[np.ndarray, np.ndarray]:
+    """The training pool: the images plus pen redraws of `mc.augment.pen` of them (seeded by mc.seed)."""
+    if mc.augment.pen <= 0:
+        return images, labels
+    pick, copies = pen_copies(images, mc.augment.pen, seed=mc.seed)
+    return np.concatenate([images, copies]), np.concatenate([labels, labels[pick]])

@@ -4,6 +4,7 @@
 import { Pad } from "./draw.js";
 import { preprocessStrokes, SIZE } from "./preprocess.js";
 import { loadModel } from "./runtime.js";
+import { judge, showVerdict } from "./verdict.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("app");
@@ -130,7 +131,7 @@ async function predictNow(when = "now") {
     settle(!frameRequested); // nothing changed since the prediction on screen
     return;
   }
-  const { pixels, empty } = preprocessStrokes(pad.visibleStrokes());
+  const { pixels, empty, extent } = preprocessStrokes(pad.visibleStrokes());
   drawPreview(pixels);
   ui.empty.hidden = !pad.isBlank;
   if (empty) {
@@ -149,6 +150,7 @@ async function predictNow(when = "now") {
     const cleared = pad.version !== version && pad.isBlank;
     if (model === currentModel && !cleared) {
       showResult(result);
+      showVerdict(ui, root, judge({ extent }));
       shown = { version, model };
     }
   } catch (err) {
@@ -204,6 +206,7 @@ function showEmpty() {
     text.textContent = "0%";
   });
   root.dataset.state = "empty";
+  root.dataset.declined = "false";
 }
 
 const previewImage = ui.preview.createImageData(SIZE, SIZE);

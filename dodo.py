@@ -16,7 +16,8 @@ DOIT_CONFIG = {
     "backend": "sqlite3",
     "dep_file": ".doit.db",
     "verbosity": 2,
-    # tinygrad's CPU device computes on one core: two models train side by side on two
+    # a task per core: the two models train side by side (each trainer's large kernels also
+    # spread over every core, so they share the machine) and the compiles overlap
     "num_process": tasks.PARALLEL_TASKS,
 }
 

@@ -100,9 +100,7 @@ def figure(runs: list[tuple[float, list[str]]]) -> dict:
 
 
 def run(cfg: config.Config, runs: int, model: str | None = None, log=print) -> dict:
-    model = model or cfg.model_names[0]
-    if model not in cfg.model_names:
-        raise PipelineError(f"{cfg.path}: models.{model}: no such model")
+    model = cfg.model(model or cfg.model_names[0]).name
     with tempfile.TemporaryDirectory(prefix="mnist-bench-build-") as tmp:
         copy = Copy(Path(tmp), cfg)
         out = {"config": str(cfg.path), "runs": runs, "changed_model": model}

@@ -391,13 +391,13 @@ def measure(
 
 def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """`count` digits, a fixed seeded pick: validation digits unless `test`."""
-    from mnist_webgpu import train
+    from mnist_webgpu import layout
 
     rng = np.random.default_rng(seed)
     if test:
         pick = rng.choice(len(mnist.test_y), count, replace=False)
         return mnist.test_x[pick], mnist.test_y[pick].astype(int), "test"
-    split = train.split(cfg)
+    split = layout.split(cfg.train)
     pick = split.n_train + rng.choice(split.n_val, count, replace=False)
     return mnist.train_x[pick], mnist.train_y[pick].astype(int), "validation"
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mnist_webgpu import config, data, speed  # noqa: E402
+from mnist_webgpu import config, data, patches, tasks  # noqa: E402
 
 TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
 
@@ -216,7 +216,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     rounds = args.rounds or (3 if args.quick else 6)
     # PyTorch at one thread and at all cores: on a busy shared machine its multi-threaded
     # kernels can collapse (threads wait on each other), so its faster setting is the reference
-    cores = speed.cpu_cores()
+    cores = tasks.cpu_cores()
     threads = sorted({1, cores})
     times: dict[str, list[float]] = {"tinygrad": [], **{f"torch_{t}t": [] for t in threads}}
     for r in range(rounds):
@@ -254,7 +254,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config.load()
-    speed.apply_tinygrad_env(cfg)  # exactly what the train stage sets before importing tinygrad
+    patches.apply_tinygrad_env(cfg)  # exactly what the train stage sets before importing tinygrad
     try:
         import torch
     except ImportError:

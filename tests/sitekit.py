@@ -3,15 +3,16 @@ app's preprocessing (serving and browser settings live in browser_env.py)."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from mnist_webgpu import site
+from mnist_webgpu import config, schemas, site
 from mnist_webgpu.config import Config
+from mnist_webgpu.layout import Layout
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_RUNTIME = ROOT / "tests" / "fixtures" / "fake_runtime.js"
@@ -31,7 +32,7 @@ def predict(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> site.Paths:
     """build/ artefacts for every model of `cfg`, a site_src overlay with the fake runtime."""
-    build = tmp / "build"
+    lay = Layout(tmp)
     for k, m in enumerate(cfg.models):
         lo = k * 3000
         part = slice(lo, lo + train_count)
@@ -42,61 +43,89 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
         np.add.at(conf, (truth, pred), 1)
         per_class = (conf.diagonal() / conf.sum(1)).tolist()
         test_acc = float((pred == truth).mean())
-        steps = list(range(0, m.steps + 1, m.eval_every))
+        steps = list(range(m.eval_every, m.steps + 1, m.eval_every))
         loss = [2.3 * math.exp(-s / (m.steps / 4)) + 0.25 for s in steps]
-        val = [None if s == 0 else min(0.99, test_acc - 0.15 * math.exp(-s / (m.steps / 5))) for s in steps]
-        mdir = build / "models" / m.name
-        mdir.mkdir(parents=True)
-        metrics = {
-            "test_accuracy": test_acc,
-            "val_accuracy": test_acc + 0.004,
-            "per_class_accuracy": per_class,
-            "confusion_matrix": conf.tolist(),
-            "curves": {"step": steps, "train_loss": loss, "val_accuracy": val},
-            "params": int(w.size + b.size),
-            "weight_bytes": int((w.size + b.size) * 4),
-            "train_seconds": 12.5 + 60 * k,
-            "steps_per_second": m.steps / (12.5 + 60 * k),
-            "steps": m.steps,
-            "device": "CPU",
-            "tinygrad_version": "0.14.0",
-            "config": m.as_dict(),
-            "config_hash": "0123456789abcdef" * 4,
-            "created": "2025-01-02T03:04:05+00:00",
-        }
-        (mdir / "metrics.json").write_text(json.dumps(metrics))
+        val = [min(0.99, test_acc - 0.15 * math.exp(-s / (m.steps / 5))) for s in steps]
+        outputs = lay.train_outputs(m.name)
+        settings = config.training_settings(cfg.train, m)
+        metrics = schemas.Metrics(
+            model=m.name,
+            arch=m.arch,
+            test_accuracy=test_acc,
+            val_accuracy=test_acc + 0.004,
+            best_step=steps[-1],
+            per_class_accuracy=per_class,
+            confusion_matrix=conf.tolist(),
+            curves=schemas.Curves(step=steps, train_loss=loss, val_accuracy=val),
+            params=int(w.size + b.size),
+            weight_bytes=int((w.size + b.size) * 4),
+            train_seconds=12.5 + 60 * k,
+            steps_per_second=m.steps / (12.5 + 60 * k),
+            steps=m.steps,
+            split=schemas.SplitSizes(train=4000, val=1000, test=len(truth)),
+            device="CPU",
+            tinygrad_version="0.14.0",
+            config=schemas.plain(settings),
+            config_hash=config.settings_hash(settings),
+            created="2025-01-02T03:04:05+00:00",
+        )
+        schemas.write(outputs.metrics, metrics)
         wrong = np.nonzero(pred != truth)[0]
-        mis = {
-            "indices": wrong.tolist(),
-            "labels": truth[wrong].tolist(),
-            "predictions": pred[wrong].tolist(),
-        }
-        (mdir / "misclassified.json").write_text(json.dumps(mis))
-        wdir = build / "webgpu" / m.name
-        wdir.mkdir(parents=True)
+        mis = schemas.Misclassified(
+            indices=wrong.tolist(), labels=truth[wrong].tolist(), predictions=pred[wrong].tolist()
+        )
+        schemas.write(outputs.misclassified, mis)
+        # the fake runtime's weights: raw float32 W (784 x 10) then b (10), not safetensors
         blob = np.concatenate([w.ravel(), b]).astype("<f4").tobytes()
-        (wdir / "weights.f32.bin").write_bytes(blob)
-        (wdir / "weights.f16.bin").write_bytes(np.frombuffer(blob, "<f4").astype("<f2").tobytes())
-        (wdir / "weights.int8.bin").write_bytes(bytes(len(blob) // 4))
-        acc = {"validation_accuracy": test_acc, "test_accuracy": test_acc}
-        forms = [
-            {"form": "f32", "file": "weights.f32.bin", "bytes": len(blob), **acc},
-            {"form": "f16", "file": "weights.f16.bin", "bytes": len(blob) // 2, **acc},
-            {
-                "form": "int8",
-                "file": "weights.int8.bin",
-                "bytes": len(blob) // 4,
-                "validation_accuracy": 0.1,
-                "test_accuracy": 0.1,
-            },
-        ]
-        manifest = {"name": m.name, "arch": m.arch, "forms": forms, "default_form": "f32", "kernels": []}
-        (wdir / "manifest.json").write_text(json.dumps(manifest))
+        blobs = {
+            "f32": blob,
+            "f16": np.frombuffer(blob, "<f4").astype("<f2").tobytes(),
+            "int8": bytes(len(blob) // 4),
+        }
+        wdir = lay.webgpu_dir(m.name)
+        forms = []
+        for form, data in blobs.items():
+            (wdir / f"weights.{form}.bin").parent.mkdir(parents=True, exist_ok=True)
+            (wdir / f"weights.{form}.bin").write_bytes(data)
+            accuracy = 0.1 if form == "int8" else test_acc
+            forms.append(
+                schemas.Form(
+                    form=form,
+                    file=f"weights.{form}.bin",
+                    bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    validation_accuracy=accuracy,
+                    test_accuracy=accuracy,
+                    max_abs_weight_error=0.0,
+                )
+            )
+        manifest = schemas.Manifest(
+            format=1,
+            name=m.name,
+            model=schemas.ModelInfo(
+                arch=m.arch, widths=list(m.widths), normalize=schemas.Normalize(0.0, 1.0)
+            ),
+            input=schemas.TensorSpec(shape=[1, 1, 28, 28], dtype="float32", buffer="input"),
+            output=schemas.TensorSpec(shape=[1, 10], dtype="float32", buffer="output"),
+            buffers=[],
+            kernels=[],
+            weights={},
+            skipped_state=[],
+            forms=forms,
+            default_form="f32",
+            evaluation=schemas.Evaluation(
+                validation_images=1000,
+                test_images=len(truth),
+                tolerance_points=0.05,
+                source_weights_sha256="",
+            ),
+        )
+        schemas.write(lay.manifest(m.name), manifest)
 
     site_src = tmp / "site_src"
     shutil.copytree(ROOT / "site_src", site_src)
     shutil.copyfile(FAKE_RUNTIME, site_src / "runtime.js")
-    return site.Paths(build=build, templates=ROOT / "templates", site_src=site_src, cache=cfg.cache_dir())
+    return site.Paths(layout=lay, templates=ROOT / "templates", site_src=site_src, cache=cfg.cache_dir())
 
 
 # --- the preprocessing, in Python (must match site_src/preprocess.js) -----------------------

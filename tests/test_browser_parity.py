@@ -19,7 +19,7 @@ from safetensors.numpy import load, load_file
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 
-from mnist_webgpu import config, forms, models
+from mnist_webgpu import config, forms, layout, models
 from mnist_webgpu.site import write_runtime
 
 IMAGES = 200
@@ -54,7 +54,7 @@ def chromium(site):
 def reference_logits(project, name: str, form: str, images: np.ndarray) -> np.ndarray:
     """tinygrad on the CPU with the exact float32 weights the browser expands from `form`."""
     cfg = config.load(project / "config.toml")
-    blob = (project / "build" / "webgpu" / name / forms.file_name(form)).read_bytes()
+    blob = (project / "build" / "webgpu" / name / layout.form_file(form)).read_bytes()
     weights = forms.expand(load(blob))
     model = models.build(cfg.model(name))
     for key, t in get_state_dict(model).items():

@@ -10,7 +10,8 @@ from tinygrad import Context, Tensor
 from tinygrad.codegen import to_program_cache
 from tinygrad.runtime.ops_cpu import CPUProgram
 
-from mnist_webgpu import speed
+from mnist_webgpu import patches
+from mnist_webgpu.patches import cpu as cpu_patches
 
 TINYGRADS_CALL = CPUProgram.__call__
 
@@ -58,7 +59,7 @@ def run(pool, fn, parts: int, *buffers: np.ndarray) -> None:
 
 
 def test_the_parts_of_a_kernel_run_at_the_same_time_on_different_threads(tmp_path):
-    lib, pool = kernels(tmp_path), speed.cpu_pool(1)
+    lib, pool = kernels(tmp_path), cpu_patches.cpu_pool(1)
     threads = np.zeros(2, np.uint64)
     run(pool, lib.meet, 2, threads, np.array([2], np.uint64))
     # a part that waited in vain for the other records nothing
@@ -67,7 +68,7 @@ def test_the_parts_of_a_kernel_run_at_the_same_time_on_different_threads(tmp_pat
 
 
 def test_every_part_runs_once_when_parts_outnumber_threads(tmp_path):
-    lib, pool = kernels(tmp_path), speed.cpu_pool(2)
+    lib, pool = kernels(tmp_path), cpu_patches.cpu_pool(2)
     for parts in (1, 2, 7, 64):
         runs = np.zeros(64, np.uint64)
         for _ in range(50):  # back to back, as a training step's kernels come
@@ -81,7 +82,7 @@ def test_a_split_tinygrad_kernel_gives_the_same_numbers_on_all_cores():
     b = Tensor(np.random.default_rng(1).normal(size=(512, 256)).astype(np.float32)).realize()
     expected = a.numpy() @ b.numpy()
     to_program_cache.clear()  # build the product under the settings below, not reuse an earlier one
-    with Context(NUM_CPU_THREADS=2), speed.fast_cpu_kernels():
+    with Context(NUM_CPU_THREADS=2), patches.fast_cpu_kernels():
         assert CPUProgram.__call__ is not TINYGRADS_CALL
         got = (a @ b).numpy()
     assert CPUProgram.__call__ is TINYGRADS_CALL  # tinygrad's own call is back

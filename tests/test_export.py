@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from conftest import ROOT, run_stage
 from safetensors.numpy import load, load_file
 
-from mnist_webgpu import config, export_paths, forms, models, tasks
+from mnist_webgpu import config, forms, layout, models, schemas, tasks
 
 
 def manifest(project: Path, name: str) -> dict:
@@ -68,9 +69,9 @@ def test_missing_weights_is_one_line_error(tmp_path, mnist_cache):
 
 def test_unknown_model_is_one_line_error(exported):
     result = run_stage(exported, "compile", "nosuch")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a config mistake, as `train nosuch` is: the one "no such model" rule
     assert result.stderr.strip() == (
-        f"error: compile: no model named 'nosuch' in {exported / 'config.toml'} (known: mlp, cnn)"
+        f"error: {exported / 'config.toml'}: models.nosuch: no such model (known: mlp, cnn)"
     )
 
 
@@ -144,7 +145,7 @@ def test_form_round_trip_error_bounds():
 
 def test_choose_default_is_smallest_within_tolerance():
     def form(name, size, val):
-        return {"form": name, "bytes": size, "validation_accuracy": val}
+        return schemas.Form(name, f"{name}.safetensors", size, "", val, val, 0.0)
 
     measured = [form("f32", 400, 0.9800), form("f16", 200, 0.9796), form("int8", 100, 0.9794)]
     assert forms.choose_default(measured, 0.05) == "f16"  # int8 loses 0.06 points
@@ -193,18 +194,20 @@ def test_forms_files_and_accuracy_bookkeeping(exported, mnist, fast_config):
         assert abs(test - f["test_accuracy"]) <= 1 / len(test_y) + 1e-12
     assert sizes["int8"] < sizes["f16"] < sizes["f32"]
     assert m["forms"][0]["validation_accuracy"] > 0.8  # the briefly trained MLP really learned
-    assert m["default_form"] == forms.choose_default(m["forms"], fast_config.export.tolerance_points)
+    records = [schemas.parse(schemas.Form, f, "manifest") for f in m["forms"]]
+    assert m["default_form"] == forms.choose_default(records, fast_config.export.tolerance_points)
+    assert all(hashlib.sha256((out / f.file).read_bytes()).hexdigest() == f.sha256 for f in records)
 
 
 def test_compile_tasks_declare_inputs_and_outputs(fast_config):
     found = {t["name"]: t for t in tasks.compile_tasks(fast_config)}
     assert set(found) == {"mlp", "cnn"}
     task = found["cnn"]
-    assert str(export_paths.weights_path(fast_config, "cnn")) in task["file_dep"]
+    assert str(layout.PROJECT.train_outputs("cnn").weights) in task["file_dep"]
     assert any(p.endswith("t10k-images-idx3-ubyte") for p in task["file_dep"])
     assert any(p.endswith("export.py") for p in task["file_dep"])
-    assert task["targets"][0].endswith("build/webgpu/cnn/manifest.json")
-    assert sorted(Path(p).name for p in task["targets"][1:]) == [
+    assert task["targets"][-1].endswith("build/webgpu/cnn/manifest.json")  # written last
+    assert sorted(Path(p).name for p in task["targets"][:-1]) == [
         "weights.f16.safetensors",
         "weights.f32.safetensors",
         "weights.int8.safetensors",

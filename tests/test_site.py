@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import sitekit
 
-from mnist_webgpu import charts, site, tasks
+from mnist_webgpu import charts, layout, schemas, site, tasks
 
 CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
@@ -147,7 +147,7 @@ def test_app_hooks(built):
 def test_model_page_content(built, mnist):
     cfg, paths, out = built
     html = (out / "models" / "mlp.html").read_text()
-    metrics = json.loads((paths.model_dir("mlp") / "metrics.json").read_text())
+    metrics = json.loads((paths.layout.model_dir("mlp") / "metrics.json").read_text())
     assert f"{metrics['test_accuracy'] * 100:.2f}%" in html
     assert f"{metrics['val_accuracy'] * 100:.2f}%" in html
     assert "7\u202f850" in html  # parameters
@@ -159,7 +159,7 @@ def test_model_page_content(built, mnist):
         ET.fromstring(svg)  # well-formed XML
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(imgs) == cfg.site.misclassified_shown
-    mis = json.loads((paths.model_dir("mlp") / "misclassified.json").read_text())
+    mis = json.loads((paths.layout.model_dir("mlp") / "misclassified.json").read_text())
     first = decode_png(base64.b64decode(imgs[0]))
     assert np.array_equal(first, mnist.test_x[mis["indices"][0]])
     assert site.git_commit(cfg.base_dir)[:10] in html or "unknown" in html
@@ -284,16 +284,32 @@ def test_import_cycles_and_subdirectories(tmp_path):
 
 def test_missing_artefact_is_one_clear_error(tmp_path, fast_config, mnist):
     paths = sitekit.make_inputs(tmp_path, fast_config, mnist)
-    (paths.model_dir("cnn") / "metrics.json").unlink()
+    (paths.layout.model_dir("cnn") / "metrics.json").unlink()
+    with pytest.raises(schemas.SchemaError, match=r"cnn/metrics.json: missing \(run `doit train:cnn`\)"):
+        site.render(fast_config, tmp_path / "out", paths)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_artefact_off_its_schema_is_one_line_naming_file_and_key(tmp_path, fast_config, mnist):
+    paths = sitekit.make_inputs(tmp_path, fast_config, mnist)
+    manifest = paths.layout.manifest("mlp")
+    data = json.loads(manifest.read_text())
+    data["model"]["widths"] = "wide"
+    manifest.write_text(json.dumps(data))
     with pytest.raises(
-        site.SiteError, match=r"cnn/metrics.json: missing training metrics \(run `doit train:cnn`\)"
+        schemas.SchemaError, match=r"mlp/manifest.json: model.widths: expected a list of an integer"
     ):
+        site.render(fast_config, tmp_path / "out", paths)
+    del data["model"]
+    data["arch"] = "mlp"  # the shape the site used to guess at
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(schemas.SchemaError, match=r"mlp/manifest.json: arch: unknown key"):
         site.render(fast_config, tmp_path / "out", paths)
     assert not (tmp_path / "out").exists()
 
 
 def test_json_block_cannot_close_the_script():
-    assert "</script>" not in site._json_script({"x": "</script><script>alert(1)</script>"})
+    assert "</script>" not in site.pages.json_script({"x": "</script><script>alert(1)</script>"})
 
 
 def test_template_files_follow_includes():
@@ -313,11 +329,12 @@ def test_site_task(fast_config):
     assert set(site.source_files(paths.site_src)) <= deps
     assert paths.test_images() in deps
     for name in fast_config.model_names:
-        assert paths.model_dir(name) / "metrics.json" in deps
-        assert paths.model_dir(name) / "misclassified.json" in deps
-        assert paths.webgpu_dir(name) / "manifest.json" in deps
+        assert paths.layout.train_outputs(name).metrics in deps
+        assert paths.layout.train_outputs(name).misclassified in deps
+        assert paths.layout.manifest(name) in deps
     assert Path(site.__file__) in deps
-    assert task["targets"] == [str(site.staging_dir(fast_config) / "index.html")]
+    assert Path(site.pages.__file__) in deps  # computed from the imports, not listed
+    assert task["targets"] == [str(layout.PROJECT.site_staging / "index.html")]
     assert len(task["uptodate"]) == 1
 
 

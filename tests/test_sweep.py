@@ -167,6 +167,10 @@ def row(trial: str, acc: float, seconds: float, current: bool = True, **used) ->
     return {
         "model": "mlp",
         "trial": trial,
+        "where": "sweep.mlp.grid",
+        "best_step": 20,
+        "settings_hash": "0" * 64,
+        "code_hash": "1" * 64,
         "overrides": {"lr": used.get("lr", 0.001)},
         "hyperparameters": {**hyper, **used},
         "val_accuracy": acc,
@@ -233,10 +237,10 @@ def test_site_gets_a_sweep_page_only_with_results(tmp_path, fast_config, mnist):
     paths = sitekit.make_inputs(tmp_path, fast_config, mnist)
     without = site.render(fast_config, tmp_path / "plain", paths)
     assert not (without / "sweep.html").exists() and "sweep.html" not in (without / "index.html").read_text()
-    assert paths.sweep_results() not in site.input_files(fast_config, paths)
+    assert paths.layout.sweep_results not in site.input_files(fast_config, paths)
 
-    paths.sweep_results().parent.mkdir(parents=True)
-    sweep.write_results(ROWS, paths.sweep_results())
+    paths.layout.sweep_results.parent.mkdir(parents=True)
+    sweep.write_results(ROWS, paths.layout.sweep_results)
     out = site.render(fast_config, tmp_path / "out", paths)
     page = (out / "sweep.html").read_text()
     table = page[page.index("<tbody>") :]
@@ -247,7 +251,7 @@ def test_site_gets_a_sweep_page_only_with_results(tmp_path, fast_config, mnist):
     assert 'href="sweep.html" data-testid="sweep-link"' in (out / "index.html").read_text()
     assert 'href="../sweep.html"' in (out / "models" / "mlp.html").read_text()  # the header, one level down
     assert "## mlp" in (out / "HYPERPARAMETERS.md").read_text()
-    assert paths.sweep_results() in site.input_files(fast_config, paths)
+    assert paths.layout.sweep_results in site.input_files(fast_config, paths)
     from mnist_webgpu import verify
 
     assert verify.check_references(out) == []

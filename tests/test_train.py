@@ -22,8 +22,9 @@ from tinygrad import Context, Tensor
 from tinygrad.codegen import to_program_cache
 from tinygrad.nn.state import get_state_dict, safe_load
 
-from mnist_webgpu import artifacts, config, speed, train
+from mnist_webgpu import config, layout, patches, train
 from mnist_webgpu.config import Augment
+from mnist_webgpu.patches import cpu as cpu_patches
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = (ROOT / "tests" / "fast.toml").read_text()
@@ -69,14 +70,14 @@ def trained_mlp(tmp_path_factory, mnist_cache) -> Path:
 
 
 def test_split_keeps_validation_and_test_out_of_training(fast_config):
-    sizes = train.split(fast_config)
+    sizes = layout.split(fast_config.train)
     assert (sizes.n_train, sizes.n_val, sizes.n_test) == (5000, 1000, 2000)
     full = dataclasses.replace(fast_config, train=config.TrainConfig())
-    assert train.split(full) == train.Split(55000, 5000, 10000)
+    assert layout.split(full.train) == layout.Split(55000, 5000, 10000)
 
 
 def test_sampler_draws_only_training_indices(fast_config):
-    n_train = train.split(fast_config).n_train
+    n_train = layout.split(fast_config.train).n_train
     drawn = np.concatenate([train.sample_indices(n_train, 4096).numpy() for _ in range(5)])
     assert drawn.min() >= 0 and drawn.max() < n_train
     # and it does reach the top of the range: the split, not the sampler, is the limit
@@ -185,7 +186,8 @@ def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
         metrics["params"] == 784 * 64 + 64 + 64 * 10 + 10 and metrics["weight_bytes"] == 4 * metrics["params"]
     )
     assert metrics["steps"] == 150 and metrics["device"] == "CPU" and metrics["tinygrad_version"] == "0.14.0"
-    settings = artifacts.train_settings(config.load(trained_mlp / "config.toml"), "mlp")
+    cfg = config.load(trained_mlp / "config.toml")
+    settings = config.training_settings(cfg.train, cfg.model("mlp"))
     assert metrics["config"] == json.loads(json.dumps(settings))
     assert metrics["config_hash"] == config.settings_hash(settings)
 
@@ -339,7 +341,7 @@ def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monk
     for fast in (False, True):
         with monkeypatch.context() as patch:
             if not fast:
-                patch.setattr(speed, "fast_cpu_kernels", contextlib.nullcontext)
+                patch.setattr(patches, "fast_cpu_kernels", contextlib.nullcontext)
             # tinygrad keeps each kernel it built for this process: build the fast path's afresh
             to_program_cache.clear()
             trainer = train.Trainer(mc, x, y, 500, im2col=fast)
@@ -381,7 +383,7 @@ def test_matmul_tiles_give_a_matrix_product_the_largest_tile_that_divides(capsys
     a, b = Tensor.rand(64, 96).realize(), Tensor.rand(96, 32).realize()
     assert "r_8_2_16_8_96" not in kernels_run(capsys, lambda: (a @ b).realize())
     to_program_cache.clear()  # or tinygrad hands back the kernel it built above
-    with speed.matmul_tiles(threads=1):
+    with cpu_patches.matmul_tiles(threads=1):
         assert "r_8_2_16_8_96" in kernels_run(capsys, lambda: (a @ b).realize())
         c = Tensor.rand(96, 12).realize()  # 12 columns: no tile divides them, tinygrad's opts stay
         narrow = kernels_run(capsys, lambda: (a @ c).realize())
@@ -389,15 +391,15 @@ def test_matmul_tiles_give_a_matrix_product_the_largest_tile_that_divides(capsys
         d = Tensor.rand(96, 8).realize()  # 8 columns: the 8x4 tile
         assert "r_16_8_4_96" in kernels_run(capsys, lambda: (a @ d).realize())
     elementwise = kernels_run(capsys, lambda: (a * 2).realize())
-    with speed.matmul_tiles(threads=1):
+    with cpu_patches.matmul_tiles(threads=1):
         assert kernels_run(capsys, lambda: (a * 3).realize()) == elementwise  # others keep tinygrad's opts
 
 
 GATHER_AND_SUM = """
 import sys
 import numpy as np
-from mnist_webgpu import config, speed
-speed.apply_tinygrad_env(config.load(sys.argv[1]))  # what the train stage does first
+from mnist_webgpu import config, patches
+patches.apply_tinygrad_env(config.load(sys.argv[1]))  # what the train stage does first
 from tinygrad import Context, Tensor
 images = Tensor(np.arange(60000 * 16, dtype=np.int32).reshape(60000, 16)).realize()
 idx, long = Tensor([59999, 0, 123, 31000]).realize(), Tensor.rand(100352).realize()
@@ -440,9 +442,9 @@ def kernel_source(capsys, compute) -> str:
 
 def test_wide_vector_loads_let_a_tiled_product_read_eight_floats_at_once(capsys):
     a, b = Tensor.rand(64, 96).realize(), Tensor.rand(96, 32).realize()
-    with speed.matmul_tiles(threads=1):
+    with cpu_patches.matmul_tiles(threads=1):
         assert "ext_vector_type(8)" not in kernel_source(capsys, lambda: (a @ b).realize())
-        with speed.wide_vector_loads():
+        with cpu_patches.wide_vector_loads():
             products = []
             wide = kernel_source(capsys, lambda: products.append((a @ b).numpy()))
     assert "float8" in wide and "ext_vector_type(8)" in wide

@@ -29,6 +29,8 @@ def _compile(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import export
 
     for name in args.models or cfg.model_names:
+        cfg.model(name)
+    for name in args.models or cfg.model_names:
         export.run(cfg, name)
 
 
@@ -40,13 +42,11 @@ def _compile_args(parser: argparse.ArgumentParser) -> None:
 
 def _train(cfg: config.Config, args: argparse.Namespace) -> None:
     names = args.models or list(cfg.model_names)
-    unknown = [n for n in names if n not in cfg.model_names]
-    if unknown:
-        known = ", ".join(cfg.model_names)
-        raise PipelineError(f"{cfg.path}: models.{unknown[0]}: no such model (known: {known})")
-    from . import speed
+    for name in names:
+        cfg.model(name)  # an unknown name stops here, before tinygrad loads
+    from . import patches
 
-    speed.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
+    patches.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
     from . import train
 
     for name in names:
@@ -61,9 +61,9 @@ def _trial(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import sweep
 
     trial = sweep.find_trial(cfg, args.trial)
-    from . import speed
+    from . import patches
 
-    speed.apply_tinygrad_env(cfg)  # as for _train: before tinygrad is imported
+    patches.apply_tinygrad_env(cfg)  # as for _train: before tinygrad is imported
     from . import train
 
     result = train.run_trial(cfg, trial.config, trial.id)
@@ -83,14 +83,15 @@ def _trial_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _sweep(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import files, paths, sweep, sweep_report
+    from . import files, sweep, sweep_report
+    from .layout import PROJECT
 
     rows = sweep.merge(cfg)
     sweep.write_results(rows)
     models = sweep_report.report(rows)
     text = sweep_report.markdown(models)
-    files.write_text(paths.SWEEP_REPORT, text)
-    print(f"sweep: {len(rows)} result row(s) in {paths.SWEEP_RESULTS}; report in {paths.SWEEP_REPORT}")
+    files.write_text(PROJECT.sweep_report, text)
+    print(f"sweep: {len(rows)} result row(s) in {PROJECT.sweep_results}; report in {PROJECT.sweep_report}")
     if args.write_md:
         files.write_text(cfg.base_dir / "HYPERPARAMETERS.md", text)
         print(f"sweep: wrote {cfg.base_dir / 'HYPERPARAMETERS.md'}")
@@ -112,25 +113,28 @@ def _sweep_args(parser: argparse.ArgumentParser) -> None:
 
 def _site(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import site
+    from .layout import PROJECT
 
-    out = site.render(cfg, site.staging_dir(cfg))
+    out = site.render(cfg, PROJECT.site_staging)
     print(f"site: rendered {out}")
 
 
 def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import paths, verify
+    from . import verify
+    from .layout import PROJECT
 
-    verify.verify(cfg, paths.SITE_STAGING, paths.MODELS)
-    verify.publish_to_dist(paths.SITE_STAGING, paths.DIST)
-    print(f"verified {paths.SITE_STAGING} and published it to {paths.DIST}")
+    verify.verify(cfg, PROJECT.site_staging, PROJECT)
+    verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
+    print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
 
 def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import deploy, paths, verify
+    from . import deploy, verify
+    from .layout import PROJECT
 
-    verify.verify(cfg, paths.DIST, paths.MODELS)
+    verify.verify(cfg, PROJECT.dist, PROJECT)
     published = deploy.publish(
-        Path.cwd(), paths.DIST, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
+        Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
     )
     where = f"{cfg.deploy.remote} {cfg.deploy.branch}"
     if published.pushed:
@@ -143,9 +147,10 @@ def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
 
 
 def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import paths, serve
+    from . import serve
+    from .layout import PROJECT
 
-    serve.serve(paths.DIST, args.port or cfg.serve.port)
+    serve.serve(PROJECT.dist, args.port or cfg.serve.port)
 
 
 def _deploy_args(parser: argparse.ArgumentParser) -> None:

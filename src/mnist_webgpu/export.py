@@ -12,7 +12,6 @@ build/webgpu/<name>/weights.<form>.safetensors one file per configured weight fo
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -23,17 +22,14 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tinygrad import Context, Device, Tensor, dtypes
-from tinygrad.codegen.opt import OptOps
-from tinygrad.codegen.opt.postrange import KernelOptError, Scheduler
 from tinygrad.engine.realize import compile_linear, get_call_arg_uops
 from tinygrad.nn.state import get_state_dict
 from tinygrad.renderer.wgsl import WGSLRenderer
 from tinygrad.uop.ops import Ops, UOp
 
-from . import data, files, forms, models, speed, train
+from . import data, files, forms, layout, models, patches, schemas
 from .config import Config
 from .errors import PipelineError
-from .export_paths import MANIFEST, webgpu_dir, weights_path
 
 MANIFEST_FORMAT = 1
 INPUT_SHAPE, OUTPUT_SHAPE = (1, 1, 28, 28), (1, 10)
@@ -52,8 +48,8 @@ class ExportError(PipelineError):
 
 @dataclasses.dataclass
 class Trace:
-    kernels: list[dict[str, Any]]
-    buffers: list[dict[str, Any]]
+    kernels: list[schemas.Kernel]
+    buffers: list[schemas.Buffer]
     bound_weights: set[str]
 
 
@@ -69,30 +65,6 @@ def _describe_dtype(dt) -> str:
     if dt in WIDE_DTYPES:
         return f"{WIDE_DTYPES[dt]} (WGSL has no 64-bit types)"
     return f"{dt.name} (the runtime only binds float32 buffers)"
-
-
-@contextlib.contextmanager
-def per_thread_reductions():
-    """Keep every reduction inside one invocation: no GROUP/GROUPTOP splits across a workgroup.
-
-    tinygrad's heuristic splits a small reduction over a workgroup and sums the partial
-    results in shared memory behind a barrier. On CPU implementations of WebGPU (SwiftShader,
-    what a browser without a usable GPU runs) each barrier is a costly context switch per
-    workgroup: the MLP's first layer as 512 workgroups of 16 took 8.6 ms a dispatch, as 16
-    of 32 barrier-free invocations 2.6 ms (whole MLP 11.8 -> 5.3 ms, same run). Refused,
-    the heuristic falls through to its per-invocation loops; on a GPU these kernels are
-    microseconds either way. Compile in this process (PARALLEL=0): worker processes would
-    not see the refusal.
-    """
-    allow = Scheduler.apply_opt
-
-    def apply_opt(self, opt, append_opt=True):
-        if opt.op in (OptOps.GROUP, OptOps.GROUPTOP):
-            raise KernelOptError("export: reductions stay within one invocation")
-        return allow(self, opt, append_opt)
-
-    with speed.swapped(Scheduler, "apply_opt", apply_opt), Context(PARALLEL=0):
-        yield
 
 
 def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trace:
@@ -119,7 +91,7 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trac
             raise ExportError(
                 f"{label}: shapes depend on symbolic variables {sorted(var_vals)}; export needs static shapes"
             )
-        with per_thread_reductions():
+        with patches.per_thread_reductions():
             linear = compile_linear(linear)
     x_buf, out_buf = x.uop.base, out.uop.base
 
@@ -178,23 +150,29 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trac
             if buf["dtype"] != dtypes.float32:
                 what = f"weight {buf['name']!r}" if buf["kind"] == "weight" else f"{buf['kind']} {buf['id']}"
                 raise ExportError(f"{where}: binds {what} as {_describe_dtype(buf['dtype'])}")
-            binding = {"binding": slot, "buffer": buf["id"], "kind": buf["kind"], "bytes": buf["bytes"]}
-            binding["access"] = "write" if written else "read"
-            if buf["kind"] == "weight":
-                binding["name"] = buf["name"]
-            bindings.append(binding)
+            bindings.append(
+                schemas.Binding(
+                    binding=slot,
+                    buffer=buf["id"],
+                    kind=buf["kind"],
+                    bytes=buf["bytes"],
+                    access="write" if written else "read",
+                    name=buf.get("name"),
+                )
+            )
         kernels.append(
-            {
-                "name": info.function_name,
-                "entry_point": info.function_name,
-                "dispatch": dispatch,
-                "workgroup_size": workgroup,
-                "bindings": bindings,
-                "source": source,
-            }
+            schemas.Kernel(
+                name=info.function_name,
+                entry_point=info.function_name,
+                dispatch=dispatch,
+                workgroup_size=workgroup,
+                bindings=bindings,
+                source=source,
+            )
         )
-    listed = [{k: v for k, v in b.items() if k != "dtype"} for b in buffers.values()]
-    bound_weights = {b["name"] for b in listed if b["kind"] == "weight"}
+    patches.check_exported([k.source for k in kernels])
+    listed = [schemas.Buffer(**{k: v for k, v in b.items() if k != "dtype"}) for b in buffers.values()]
+    bound_weights = {b.name for b in listed if b.kind == "weight"}
     return Trace(kernels=kernels, buffers=listed, bound_weights=bound_weights)
 
 
@@ -261,17 +239,18 @@ class Splits:
 def splits(cfg: Config) -> Splits:
     """The images of the training stage's own validation and test splits."""
     mnist = data.load(cfg.cache_dir())
-    s = train.split(cfg)
-    val = slice(s.n_train, s.n_train + s.n_val)
+    s = layout.split(cfg.train)
     return Splits(
-        val_x=mnist.train_x[val],
-        val_y=mnist.train_y[val],
+        val_x=mnist.train_x[s.val],
+        val_y=mnist.train_y[s.val],
         test_x=mnist.test_x[: s.n_test],
         test_y=mnist.test_y[: s.n_test],
     )
 
 
-def measure_forms(cfg: Config, name: str, weights: dict[str, np.ndarray], s: Splits) -> list[dict[str, Any]]:
+def measure_forms(
+    cfg: Config, name: str, weights: dict[str, np.ndarray], s: Splits
+) -> list[tuple[schemas.Form, bytes]]:
     """Encode each configured form, expand it back and score those exact weights."""
     model = models.build(cfg.model(name))
     measured = []
@@ -283,17 +262,16 @@ def measure_forms(cfg: Config, name: str, weights: dict[str, np.ndarray], s: Spl
         val = float(np.mean(predict(model, s.val_x) == s.val_y))
         test = float(np.mean(predict(model, s.test_x) == s.test_y))
         error = max(float(np.abs(expanded[k] - weights[k].astype(np.float32)).max()) for k in weights)
-        measured.append(
-            {
-                "form": form,
-                "file": forms.file_name(form),
-                "bytes": len(blob),
-                "validation_accuracy": val,
-                "test_accuracy": test,
-                "max_abs_weight_error": error,
-                "_blob": blob,
-            }
+        record = schemas.Form(
+            form=form,
+            file=layout.form_file(form),
+            bytes=len(blob),
+            sha256=hashlib.sha256(blob).hexdigest(),
+            validation_accuracy=val,
+            test_accuracy=test,
+            max_abs_weight_error=error,
         )
+        measured.append((record, blob))
         print(
             f"compile {name}: {form}: {len(blob):,} bytes, validation {val:.4f}, test {test:.4f}", flush=True
         )
@@ -303,15 +281,11 @@ def measure_forms(cfg: Config, name: str, weights: dict[str, np.ndarray], s: Spl
 # --- the stage --------------------------------------------------------------------------
 
 
-def run(cfg: Config, name: str) -> dict[str, Any]:
-    """Write build/webgpu/<name>/; returns the manifest."""
-    if name not in cfg.model_names:
-        raise ExportError(
-            f"compile: no model named {name!r} in {cfg.path} (known: {', '.join(cfg.model_names)})"
-        )
+def run(cfg: Config, name: str) -> schemas.Manifest:
+    """Write build/webgpu/<name>/ (weight files, then the manifest naming them); returns the manifest."""
     m = cfg.model(name)
     label = f"model {name!r}"
-    path = weights_path(cfg, name)
+    path = layout.PROJECT.train_outputs(name).weights
     weights = load_weights(path, models.build(m), label)
     trainable = {k: v for k, v in weights.items() if v.dtype != np.int64 or not k.endswith(SKIPPABLE_SUFFIX)}
     for k, v in trainable.items():
@@ -327,35 +301,36 @@ def run(cfg: Config, name: str) -> dict[str, Any]:
 
     evaluated_on = splits(cfg)
     measured = measure_forms(cfg, name, shipped, evaluated_on)
-    default = forms.choose_default(measured, cfg.export.tolerance_points)
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "name": name,
-        "model": {
-            "arch": m.arch,
-            "widths": list(m.widths),
-            "normalize": {"mean": models.MNIST_MEAN, "std": models.MNIST_STD},
-        },
-        "input": {"shape": list(INPUT_SHAPE), "dtype": "float32", "buffer": "input"},
-        "output": {"shape": list(OUTPUT_SHAPE), "dtype": "float32", "buffer": "output"},
-        "buffers": traced.buffers,
-        "kernels": traced.kernels,
-        "weights": {k: {"shape": list(v.shape), "dtype": "float32"} for k, v in shipped.items()},
-        "skipped_state": skipped,
-        "forms": [{k: v for k, v in f.items() if k != "_blob"} for f in measured],
-        "default_form": default,
-        "evaluation": {
-            "validation_images": len(evaluated_on.val_x),
-            "test_images": len(evaluated_on.test_x),
-            "tolerance_points": cfg.export.tolerance_points,
-            "source_weights_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        },
-    }
-    out = webgpu_dir(cfg, name)
-    for f in measured:
-        files.write_bytes(out / f["file"], f["_blob"])
-    files.write_json(out / MANIFEST, manifest)
-    sizes = ", ".join(f"{f['form']} {f['bytes']:,} B" for f in measured)
+    records = [record for record, _ in measured]
+    default = forms.choose_default(records, cfg.export.tolerance_points)
+    manifest = schemas.Manifest(
+        format=MANIFEST_FORMAT,
+        name=name,
+        model=schemas.ModelInfo(
+            arch=m.arch,
+            widths=list(m.widths),
+            normalize=schemas.Normalize(mean=models.MNIST_MEAN, std=models.MNIST_STD),
+        ),
+        input=schemas.TensorSpec(shape=list(INPUT_SHAPE), dtype="float32", buffer="input"),
+        output=schemas.TensorSpec(shape=list(OUTPUT_SHAPE), dtype="float32", buffer="output"),
+        buffers=traced.buffers,
+        kernels=traced.kernels,
+        weights={k: schemas.WeightSpec(shape=list(v.shape), dtype="float32") for k, v in shipped.items()},
+        skipped_state=skipped,
+        forms=records,
+        default_form=default,
+        evaluation=schemas.Evaluation(
+            validation_images=len(evaluated_on.val_x),
+            test_images=len(evaluated_on.test_x),
+            tolerance_points=cfg.export.tolerance_points,
+            source_weights_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        ),
+    )
+    out = layout.PROJECT.webgpu_dir(name)
+    for record, blob in measured:
+        files.write_bytes(out / record.file, blob)
+    schemas.write(layout.PROJECT.manifest(name), manifest)  # last: it names the files above
+    sizes = ", ".join(f"{r.form} {r.bytes:,} B" for r in records)
     print(
         f"compile {name}: {len(traced.kernels)} kernels, default form {default} ({sizes}) -> {out}",
         flush=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +50,25 @@ def write_text(target: Path, text: str) -> None:
 
 def write_json(target: Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the complete directory `new` at `target`, replacing what was there.
+
+    Two renames with the old tree parked beside it: a reader sees the old tree or the new
+    one, and a kill in between leaves `target` missing (never half-written) until the next run.
+    """
+    target = Path(target)
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    try:
+        if target.exists():
+            os.replace(target, old / target.name)
+        os.replace(new, target)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh, uniquely named directory beside `target` to build its next version in."""
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{Path(target).name}.new.", dir=Path(target).parent))

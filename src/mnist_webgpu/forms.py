@@ -9,17 +9,13 @@ accuracy measured here is the accuracy of the weights the page actually uses.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from safetensors.numpy import save
 
+from .schemas import Form
+
 FORMS = ("f32", "f16", "int8")
 SCALE_SUFFIX = ".scale"
-
-
-def file_name(form: str) -> str:
-    return f"weights.{form}.safetensors"
 
 
 def _int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +64,9 @@ def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = N
     return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
 
 
-def choose_default(measured: list[dict[str, Any]], tolerance_points: float) -> str:
+def choose_default(measured: list[Form], tolerance_points: float) -> str:
     """The smallest form whose validation accuracy is within the tolerance of f32's."""
-    f32 = next(m for m in measured if m["form"] == "f32")
-    floor = f32["validation_accuracy"] - tolerance_points / 100 - 1e-12
-    ok = [m for m in measured if m["validation_accuracy"] >= floor]
-    return min(ok, key=lambda m: m["bytes"])["form"]
+    f32 = next(m for m in measured if m.form == "f32")
+    floor = f32.validation_accuracy - tolerance_points / 100 - 1e-12
+    ok = [m for m in measured if m.validation_accuracy >= floor]
+    return min(ok, key=lambda m: m.bytes).form

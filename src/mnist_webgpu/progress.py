@@ -14,11 +14,16 @@ WIDTH = 24
 REDRAW_SECONDS = 0.2
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+def duration(seconds: float | None) -> str:
+    """A span of time as people read it: '42.0 s', '3 min 07 s', '1 h 05 min' (the one formatter)."""
+    if seconds is None:
+        return "n/a"
+    s = max(float(seconds), 0.0)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
 class Progress:
@@ -36,7 +41,7 @@ class Progress:
         rate = self._rate()
         loss = f"loss {self.loss:.4f}" if self.loss is not None else "loss -"
         val = f"val {self.val_accuracy:.2%}" if self.val_accuracy is not None else "val -"
-        eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
+        eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
         return f"{self.done}/{self.total}  {loss}  {val}  {rate:.2f} steps/s  ETA {eta}"
 
     def step(self, done: int) -> None:

@@ -18,20 +18,16 @@ one data split and so compare fairly. Kept free of tinygrad so doit can plan wit
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, config, files, paths
-from .config import Config, Trial
+from . import files, schemas, sources
+from .config import Config, Trial, settings_hash, training_settings
 from .errors import PipelineError
+from .layout import PROJECT
 
 FORMAT = 1
-# The modules whose code decides a trial's result: editing one reruns the trials.
-TRIAL_CODE = (*artifacts.TRAINING_CODE, "sweep_config")
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class SweepError(PipelineError):
@@ -39,25 +35,16 @@ class SweepError(PipelineError):
 
 
 def trial_path(trial: Trial) -> Path:
-    return paths.SWEEP / trial.model / f"{trial.id}.json"
+    return PROJECT.trial_result(trial.model, trial.id)
 
 
-def settings_hash(cfg: Config, trial: Trial) -> str:
-    return config.settings_hash(config.training_settings(cfg.train, trial.config))
+def trial_settings_hash(cfg: Config, trial: Trial) -> str:
+    return settings_hash(training_settings(cfg.train, trial.config))
 
 
 def code_hash() -> str:
-    h = hashlib.sha256()
-    for m in TRIAL_CODE:
-        h.update(m.encode() + b"\0" + (PACKAGE_DIR / f"{m}.py").read_bytes())
-    return h.hexdigest()
-
-
-def plain(value: Any) -> Any:
-    """A config value as JSON/TOML data (dataclasses become tables, tuples lists)."""
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return list(value) if isinstance(value, tuple) else value
+    """The trainer's code and everything it imports (and the [sweep] rules): editing any reruns trials."""
+    return sources.digest("train", "config")
 
 
 def find_trial(cfg: Config, trial_id: str) -> Trial:
@@ -90,27 +77,24 @@ def write_trial(cfg: Config, trial: Trial, result: dict[str, Any]) -> Path:
         "model": trial.model,
         "trial": trial.id,
         "where": trial.where,
-        "overrides": {k: plain(v) for k, v in trial.overrides.items()},
+        "overrides": {k: schemas.plain(v) for k, v in trial.overrides.items()},
         **result,
-        "settings_hash": settings_hash(cfg, trial),
+        "settings_hash": trial_settings_hash(cfg, trial),
         "code_hash": code_hash(),
     }
     path = trial_path(trial)
-    files.write_json(path, row)
+    schemas.write(path, schemas.parse(schemas.TrialResult, row, str(path)))
     return path
 
 
-def merge(cfg: Config, sweep_dir: Path = paths.SWEEP) -> list[dict[str, Any]]:
+def merge(cfg: Config, sweep_dir: Path = PROJECT.sweep_dir) -> list[dict[str, Any]]:
     """Rows of the previous results file, updated by every trial file on disk."""
     results = sweep_dir / "results.json"
     rows: dict[str, dict] = {}
     if results.exists():
-        old = _read(results)
-        if old.get("format") != FORMAT or not isinstance(old.get("rows"), list):
-            raise SweepError(f"{results}: not a format-{FORMAT} results file; move it aside to rebuild it")
-        rows = {r["trial"]: r for r in old["rows"]}
+        rows = {r["trial"]: r for r in load_results(results)}
     for path in sorted(sweep_dir.glob("*/*.json")):
-        row = _read(path)
+        row = schemas.plain(schemas.parse(schemas.TrialResult, _read(path), str(path)))
         row.pop("curves", None)  # the trial file keeps them; the summary does not need them
         rows[row["trial"]] = row
     current = {t.id for t in cfg.trials}
@@ -121,7 +105,7 @@ def merge(cfg: Config, sweep_dir: Path = paths.SWEEP) -> list[dict[str, Any]]:
     )
 
 
-def write_results(rows: list[dict], target: Path = paths.SWEEP_RESULTS) -> bool:
+def write_results(rows: list[dict], target: Path = PROJECT.sweep_results) -> bool:
     """Write atomically, and only when something changed (the site depends on this file)."""
     text = json.dumps({"format": FORMAT, "rows": rows}, indent=1) + "\n"
     if target.exists() and target.read_text(encoding="utf-8") == text:
@@ -130,8 +114,9 @@ def write_results(rows: list[dict], target: Path = paths.SWEEP_RESULTS) -> bool:
     return True
 
 
-def load_results(path: Path = paths.SWEEP_RESULTS) -> list[dict[str, Any]]:
-    data = _read(path)
-    if data.get("format") != FORMAT or not isinstance(data.get("rows"), list):
-        raise SweepError(f"{path}: not a format-{FORMAT} results file")
-    return data["rows"]
+def load_results(path: Path = PROJECT.sweep_results) -> list[dict[str, Any]]:
+    """The rows of a results file, each checked against the trial schema."""
+    results = schemas.read(schemas.SweepResults, path)
+    if results.format != FORMAT:
+        raise SweepError(f"{path}: not a format-{FORMAT} results file; move it aside to rebuild it")
+    return [schemas.plain(r) for r in results.rows]

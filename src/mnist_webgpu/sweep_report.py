@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from .config import ModelConfig
-from .sweep import plain
+from .schemas import plain
 
 FIRST_COLUMNS = ("lr", "batch_size", "steps", "optimizer", "lr_schedule", "widths", "augment")
 

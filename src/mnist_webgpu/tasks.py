@@ -6,6 +6,7 @@ is set per stage and a failure is one line and a non-zero exit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -15,13 +16,20 @@ from pathlib import Path
 from doit.action import CmdAction
 from doit.tools import Interactive, config_changed
 
-from . import artifacts, config, data, speed
-from .export_paths import inputs, outputs, weights_path
+from . import config, data, schemas, sources
+from .config import settings_hash, training_settings
+from .layout import PROJECT
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
 BENCH_DIR = SRC_DIR.parent / "bench"  # the checkout's bench/ scripts: not part of the installed package
-PARALLEL_TASKS = speed.cpu_cores()  # doit runs this many tasks at once
+
+
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+PARALLEL_TASKS = cpu_cores()  # doit runs this many tasks at once
 
 
 def load_config_or_exit() -> config.Config:
@@ -58,9 +66,20 @@ def side_by_side_stage(cfg: config.Config, *args: str) -> CmdAction:
     return CmdAction(stage_command(*args), shell=False, env=stage_env(cfg))
 
 
-def sources(*modules: str) -> list[str]:
-    """The source files of the modules an action runs, so editing them reruns it."""
-    return [str(PACKAGE_DIR / f"{m}.py") for m in modules]
+def code(*modules: str) -> list[str]:
+    """The package files a stage's modules run (their import closure), so editing any reruns it;
+    plus the command-line entry point the action starts through (not its imports: it dispatches
+    to every stage)."""
+    return [str(p) for p in sources.closure(*modules)] + [str(PACKAGE_DIR / "__main__.py")]
+
+
+def trained_with(metrics: Path, settings: dict) -> bool:
+    """The metrics file itself, not doit's database, says which settings trained the weights:
+    a kill after training but before doit saved its state must not pass off old weights."""
+    try:
+        return schemas.read(schemas.Metrics, metrics).config_hash == settings_hash(settings)
+    except schemas.SchemaError:
+        return False
 
 
 def data_task(cfg: config.Config) -> dict:
@@ -78,16 +97,18 @@ def data_task(cfg: config.Config) -> dict:
 def train_tasks(cfg: config.Config):
     """One `train:<model>` task per model: it reruns when that model's own settings change."""
     data_files = [str(p) for p in data.paths(cfg.cache_dir()).values()]
-    code = sources(*artifacts.TRAINING_CODE)
     for name in cfg.model_names:
         yield {
             "name": name,
-            "doc": f"train the {name} model into {artifacts.model_dir(cfg, name)}",
+            "doc": f"train the {name} model into {PROJECT.model_dir(name)}",
             "actions": [side_by_side_stage(cfg, "train", name)],
-            "file_dep": data_files + code,
+            "file_dep": data_files + code("train"),
             # one dict per task: doit keeps a single config_changed hash for each
-            "uptodate": [config_changed(artifacts.train_settings(cfg, name))],
-            "targets": [str(p) for p in artifacts.train_outputs(cfg, name).values()],
+            "uptodate": [
+                config_changed(settings := training_settings(cfg.train, cfg.model(name))),
+                functools.partial(trained_with, PROJECT.train_outputs(name).metrics, settings),
+            ],
+            "targets": [str(p) for p in PROJECT.train_outputs(name).all()],
             "clean": True,
             "verbosity": 2,
         }
@@ -102,7 +123,7 @@ def sweep_tasks(cfg: config.Config):
     """
     from . import sweep
 
-    code = sweep.code_hash()
+    code_hash = sweep.code_hash()
     for trial in cfg.trials:
         target = sweep.trial_path(trial)
         yield {
@@ -112,7 +133,9 @@ def sweep_tasks(cfg: config.Config):
             "actions": [side_by_side_stage(cfg, "trial", trial.id)],
             "task_dep": ["data"],
             "targets": [str(target)],
-            "uptodate": [functools.partial(sweep.trial_done, target, sweep.settings_hash(cfg, trial), code)],
+            "uptodate": [
+                functools.partial(sweep.trial_done, target, sweep.trial_settings_hash(cfg, trial), code_hash)
+            ],
             "verbosity": 2,
         }
 
@@ -147,13 +170,11 @@ def site_task(cfg: config.Config) -> dict:
     """Render the static site into the staging directory build/site/ (verify + swap come after)."""
     from . import site
 
-    out = site.staging_dir(cfg)
-    paths = site.default_paths(cfg)
+    out = PROJECT.site_staging
     return {
         "doc": f"render the web app and model pages into {out}",
         "actions": [stage(cfg, "site")],
-        "file_dep": [str(p) for p in site.input_files(cfg, paths)]
-        + sources("site", "charts", "idx", "sweep", "sweep_report"),
+        "file_dep": [str(p) for p in site.input_files(cfg)] + code("site"),
         "targets": [str(out / "index.html")],
         "uptodate": [config_changed(site.settings(cfg))],
         "clean": [(shutil.rmtree, [str(out)], {"ignore_errors": True})],
@@ -162,21 +183,21 @@ def site_task(cfg: config.Config) -> dict:
 
 
 def verify_task(cfg: config.Config) -> dict:
-    from . import paths, verify
+    from . import verify
 
     gates = {m.name: m.min_test_accuracy for m in cfg.models}
+    trained = {m.name: training_settings(cfg.train, m) for m in cfg.models}
     return {
         "doc": "check the staged site (links, weights, accuracy gates), then swap it into dist/",
         "actions": [stage(cfg, "verify")],
         "task_dep": ["site"],
-        "file_dep": [str(artifacts.train_outputs(cfg, n)["metrics"]) for n in cfg.model_names]
-        + sources("verify", "paths"),
+        "file_dep": [str(PROJECT.train_outputs(n).metrics) for n in cfg.model_names] + code("verify"),
         # dist/ is up to date exactly when it is a byte-for-byte copy of the staged site
         "uptodate": [
-            lambda: verify.same_tree(paths.SITE_STAGING, paths.DIST),
-            config_changed({"gates": gates, "models": list(cfg.model_names)}),
+            lambda: verify.same_tree(PROJECT.site_staging, PROJECT.dist),
+            config_changed({"gates": gates, "models": trained}),
         ],
-        "clean": [(shutil.rmtree, [str(paths.DIST)], {"ignore_errors": True})],
+        "clean": [(shutil.rmtree, [str(PROJECT.dist)], {"ignore_errors": True})],
         "verbosity": 2,
     }
 
@@ -260,19 +281,23 @@ def serve_task(cfg: config.Config) -> dict:
 
 def compile_tasks(cfg: config.Config):
     """One `compile:<name>` subtask per model: trained weights -> WGSL kernels, manifest, weight forms."""
-    code = sources("export", "export_paths", "forms", "models", "train", "data", "files", "config")
     for name in cfg.model_names:
+        # the training settings include [train], so the splits forms are scored on are covered
+        settings = {
+            "model": training_settings(cfg.train, cfg.model(name)),
+            "export": dataclasses.asdict(cfg.export),
+        }
         yield {
             "name": name,
             "doc": f"compile model {name!r} to WGSL kernels and weight files",
             "actions": [stage(cfg, "compile", name)],
             "file_dep": [
-                str(weights_path(cfg, name)),
+                str(PROJECT.train_outputs(name).weights),
                 *map(str, data.paths(cfg.cache_dir()).values()),
-                *code,
+                *code("export"),
             ],
-            "targets": [str(p) for p in outputs(cfg, name)],
-            "uptodate": [config_changed(inputs(cfg, name))],
+            "targets": [str(p) for p in PROJECT.compile_outputs(name, cfg.export.forms)],
+            "uptodate": [config_changed(settings)],
             "clean": True,
             "verbosity": 2,
         }

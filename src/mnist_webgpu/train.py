@@ -24,43 +24,18 @@ from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from . import artifacts, data, files, models, pen, speed
-from .config import Augment, Config, ModelConfig, settings_hash
+from . import data, files, layout, models, patches, pen, schemas
+from .config import Augment, Config, ModelConfig, settings_hash, training_settings
 from .errors import PipelineError
+from .layout import Split
 from .progress import Progress
 
-MNIST_TRAIN, MNIST_TEST = 60000, 10000
 EVAL_CHUNK = 1000  # images per jitted evaluation call: one compiled graph, little memory
 CENTRE = 13.5  # the middle of a 28-pixel axis, in pixel-centre coordinates
 
 
 class TrainError(PipelineError):
     """Training cannot start or finish; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Split:
-    """Index ranges into the MNIST training set; the test set is separate."""
-
-    n_train: int  # images [0, n_train) are the only ones a training batch may draw
-    n_val: int  # images [n_train, n_train + n_val) choose the checkpoint
-    n_test: int  # the first n_test test images are scored once, at the end
-
-
-def split(cfg: Config) -> Split:
-    total = min(cfg.train.train_limit or MNIST_TRAIN, MNIST_TRAIN)
-    return Split(
-        total - cfg.train.val_size, cfg.train.val_size, min(cfg.train.test_limit or MNIST_TEST, MNIST_TEST)
-    )
-
-
-def model_config(cfg: Config, name: str) -> ModelConfig:
-    try:
-        return cfg.model(name)
-    except KeyError:
-        raise TrainError(
-            f"{cfg.path}: models.{name}: no such model (known: {', '.join(cfg.model_names)})"
-        ) from None
 
 
 def check_data(cache_dir: Path) -> None:
@@ -195,11 +170,11 @@ class Trainer:
     # TinyJit builds the step's kernels after the traced call returns, and runs them on every
     # call: both must happen inside the CPU kernel settings
     def step(self) -> Tensor:
-        with speed.fast_cpu_kernels():
+        with patches.fast_cpu_kernels():
             return self.jit_step()
 
     def predict(self, images: Tensor) -> Tensor:
-        with speed.fast_cpu_kernels():
+        with patches.fast_cpu_kernels():
             return self.jit_predict(images)
 
     def _step(self) -> Tensor:
@@ -248,10 +223,10 @@ class Trainer:
             v.assign(Tensor(weights[k], device=v.device)).realize()
 
 
-def remove_outputs(outputs: dict[str, Path]) -> None:
+def remove_outputs(outputs: layout.TrainOutputs) -> None:
     """Metrics first: from here until the new metrics land, the set is visibly incomplete."""
-    for key in ("metrics", "weights", "misclassified"):
-        outputs[key].unlink(missing_ok=True)
+    for path in reversed(outputs.all()):
+        path.unlink(missing_ok=True)
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -285,7 +260,7 @@ class Fitted:
 
 def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str) -> Fitted:
     """Train `mc` from scratch; keep the weights of its best validation score. No test images."""
-    sizes = split(cfg)
+    sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
     pool_x, pool_y = pen.with_pen_copies(mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train], mc)
     train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
@@ -378,12 +353,12 @@ def run_trial(cfg: Config, mc: ModelConfig, label: str) -> dict[str, Any]:
     }
 
 
-def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
+def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     """Train model `name` from scratch; write its three outputs; return the metrics."""
-    mc = model_config(cfg, name)
+    mc = cfg.model(name)
     check_data(cfg.cache_dir())
     device = check_device()
-    outputs = artifacts.train_outputs(cfg, name)
+    outputs = layout.PROJECT.train_outputs(name)
     remove_outputs(outputs)
     mnist = data.load(cfg.cache_dir())
     fitted = fit(cfg, mc, name, mnist, device)
@@ -398,45 +373,43 @@ def run(cfg: Config, name: str, log=print) -> dict[str, Any]:
     matrix = confusion(test_y, predicted)
     per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
     wrong = np.flatnonzero(predicted != test_y)
-    settings = artifacts.train_settings(cfg, name)
+    settings = training_settings(cfg.train, mc)
     params = fitted.params
-    metrics = {
-        "model": name,
-        "arch": mc.arch,
-        "test_accuracy": float((predicted == test_y).mean()),
-        "val_accuracy": best_accuracy,
-        "best_step": best_step,
-        "per_class_accuracy": per_class,
-        "confusion_matrix": matrix.tolist(),
-        "curves": curves,
-        "params": params,
-        "weight_bytes": params * 4,
-        "train_seconds": round(train_seconds, 3),
-        "steps_per_second": round(mc.steps / train_seconds, 3),
-        "steps": mc.steps,
-        "split": {"train": sizes.n_train, "val": sizes.n_val, "test": sizes.n_test},
-        "device": device,
-        "tinygrad_version": importlib.metadata.version("tinygrad"),
-        "config": settings,
-        "config_hash": settings_hash(settings),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    with files.atomic_path(outputs["weights"]) as tmp:
+    metrics = schemas.Metrics(
+        model=name,
+        arch=mc.arch,
+        test_accuracy=float((predicted == test_y).mean()),
+        val_accuracy=best_accuracy,
+        best_step=best_step,
+        per_class_accuracy=per_class,
+        confusion_matrix=matrix.tolist(),
+        curves=schemas.Curves(**curves),
+        params=params,
+        weight_bytes=params * 4,
+        train_seconds=round(train_seconds, 3),
+        steps_per_second=round(mc.steps / train_seconds, 3),
+        steps=mc.steps,
+        split=schemas.SplitSizes(train=sizes.n_train, val=sizes.n_val, test=sizes.n_test),
+        device=device,
+        tinygrad_version=importlib.metadata.version("tinygrad"),
+        config=schemas.plain(settings),
+        config_hash=settings_hash(settings),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    with files.atomic_path(outputs.weights) as tmp:
         # through numpy, not tinygrad's safe_save: that one stages the file on the CPU device,
         # which needs a C compiler even when training ran on a GPU
         save_file({k: v.numpy() for k, v in trainer.state.items()}, str(tmp))
-    files.write_json(
-        outputs["misclassified"],
-        {
-            "indices": wrong.tolist(),
-            "labels": test_y[wrong].tolist(),
-            "predictions": predicted[wrong].tolist(),
-        },
+    schemas.write(
+        outputs.misclassified,
+        schemas.Misclassified(
+            indices=wrong.tolist(), labels=test_y[wrong].tolist(), predictions=predicted[wrong].tolist()
+        ),
     )
-    files.write_json(outputs["metrics"], metrics)  # last: its presence means the set is complete
+    schemas.write(outputs.metrics, metrics)  # last: its presence means the set is complete
     log(
-        f"{name}: test accuracy {metrics['test_accuracy']:.2%}, "
+        f"{name}: test accuracy {metrics.test_accuracy:.2%}, "
         f"best val {best_accuracy:.2%} at step {best_step}, "
-        f"{train_seconds:.0f} s ({metrics['steps_per_second']:.2f} steps/s) on {device}"
+        f"{train_seconds:.0f} s ({metrics.steps_per_second:.2f} steps/s) on {device}"
     )
     return metrics

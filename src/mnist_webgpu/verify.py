@@ -7,23 +7,21 @@ model meets its configured accuracy gate.
 
 from __future__ import annotations
 
+import hashlib
 import html.parser
 import json
-import re
 import shutil
 import struct
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import Config
+from . import files, schemas
+from .config import Config, settings_hash, training_settings
 from .errors import PipelineError
+from .layout import Layout
+from .site.assets import CSS_URL, js_references
 
 RESOURCE_ATTRS = {("script", "src"), ("link", "href"), ("img", "src"), ("source", "src"), ("iframe", "src")}
-JS_SPECIFIERS = re.compile(
-    r"""(?:\bimport\s*(?:[\w*{}\s,]+\s*from\s*)?|\bexport\s*[\w*{}\s,]+\s*from\s*|\bimport\s*\(\s*)["']([^"']+)["']"""
-)
-JS_URLS = re.compile(r"""new\s+URL\(\s*["']([^"']+)["']\s*,\s*import\.meta\.url""")
-CSS_URLS = re.compile(r"""url\(\s*["']?([^"')]+)["']?\s*\)""")
 
 
 class VerifyError(PipelineError):
@@ -78,9 +76,9 @@ def check_references(site: Path) -> list[str]:
             urls = [(u, True) for u in parser.resources] + [(u, False) for u in parser.links]
         elif page.suffix in (".js", ".mjs"):
             text = page.read_text(encoding="utf-8")
-            urls = [(u, True) for u in JS_SPECIFIERS.findall(text) + JS_URLS.findall(text)]
+            urls = [(u, True) for u in js_references(text)]
         elif page.suffix == ".css":
-            urls = [(u, True) for u in CSS_URLS.findall(page.read_text(encoding="utf-8"))]
+            urls = [(m["spec"], True) for m in CSS_URL.finditer(page.read_text(encoding="utf-8"))]
         else:
             continue
         for url, fetched in urls:
@@ -122,64 +120,75 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
-def check_models(cfg: Config, site: Path, models_dir: Path) -> list[str]:
+def check_models(cfg: Config, site: Path, build: Layout) -> list[str]:
+    """Each model meets its gate, and ships exactly the weights and kernels its training and
+    compile stages produced: the manifest names every file's digest, and the metrics were
+    trained with the settings the config holds now."""
     problems = []
     for model in cfg.models:
-        metrics_path = models_dir / model.name / "metrics.json"
-        if not metrics_path.is_file():
-            problems.append(f"{metrics_path}: missing; model {model.name} has no metrics")
+        try:
+            metrics = schemas.read(schemas.Metrics, build.train_outputs(model.name).metrics)
+            manifest_path = site / "models" / model.name / "manifest.json"
+            manifest = schemas.read(schemas.Manifest, manifest_path)
+        except schemas.SchemaError as exc:
+            problems.append(str(exc))
             continue
-        metrics = json.loads(metrics_path.read_text())
-        accuracy = metrics.get("test_accuracy")
-        if not isinstance(accuracy, int | float):
-            problems.append(f"{metrics_path}: no test_accuracy")
-        elif accuracy < model.min_test_accuracy:
+        outputs = build.train_outputs(model.name)
+        if metrics.config_hash != settings_hash(training_settings(cfg.train, model)):
             problems.append(
-                f"models.{model.name}.min_test_accuracy: test accuracy {accuracy:.4f} is below the gate "
-                f"{model.min_test_accuracy:.4f}"
+                f"{outputs.metrics}: trained with other settings than {cfg.path}'s models.{model.name} "
+                f"(a stale model: run `doit train:{model.name}`)"
             )
-        manifest_path = site / "models" / model.name / "manifest.json"
-        if not manifest_path.is_file():
-            problems.append(f"{manifest_path.relative_to(site)}: missing for model {model.name}")
-            continue
-        manifest = json.loads(manifest_path.read_text())
+        weights = outputs.weights.read_bytes() if outputs.weights.is_file() else b""
+        if hashlib.sha256(weights).hexdigest() != manifest.evaluation.source_weights_sha256:
+            problems.append(
+                f"{manifest_path}: compiled from other weights than {outputs.weights} "
+                f"(run `doit compile:{model.name}`)"
+            )
+        if metrics.test_accuracy < model.min_test_accuracy:
+            problems.append(
+                f"models.{model.name}.min_test_accuracy: test accuracy {metrics.test_accuracy:.4f} is below "
+                f"the gate {model.min_test_accuracy:.4f}"
+            )
         problems += check_manifest(manifest_path, manifest)
     return problems
 
 
-def check_manifest(path: Path, manifest: dict) -> list[str]:
-    """The default weight form is present, its size is as recorded, and it holds every bound weight."""
+def check_manifest(path: Path, manifest: schemas.Manifest) -> list[str]:
+    """Every form file has its recorded size and digest; the default one holds every bound weight."""
     problems = []
-    forms = {f.get("form"): f for f in manifest.get("forms", [])}
-    default = manifest.get("default_form")
-    if default not in forms:
-        return [f"{path}: default_form {default!r} is not among the forms {sorted(forms)}"]
-    weights = path.parent / forms[default]["file"]
+    forms = {f.form: f for f in manifest.forms}
+    if manifest.default_form not in forms:
+        return [f"{path}: default_form {manifest.default_form!r} is not among the forms {sorted(forms)}"]
+    for form in manifest.forms:
+        weights = path.parent / form.file
+        if not weights.is_file():
+            problems.append(f"{path}: weight file {form.file} is missing")
+            continue
+        blob = weights.read_bytes()
+        if len(blob) != form.bytes:
+            problems.append(f"{weights}: {len(blob)} bytes, manifest says {form.bytes}")
+        elif hashlib.sha256(blob).hexdigest() != form.sha256:
+            problems.append(f"{weights}: its SHA-256 is not the one the manifest records (a mixed build?)")
+    weights = path.parent / forms[manifest.default_form].file
     if not weights.is_file():
-        return [f"{path}: weight file {forms[default]['file']} is missing"]
-    if "bytes" in forms[default] and weights.stat().st_size != forms[default]["bytes"]:
-        problems.append(f"{weights}: {weights.stat().st_size} bytes, manifest says {forms[default]['bytes']}")
+        return problems
     try:
         header = safetensors_header(weights)
     except (VerifyError, ValueError, KeyError) as exc:
         return [*problems, f"{weights}: unreadable safetensors ({exc})"]
-    bound = {
-        b["name"]
-        for k in manifest.get("kernels", [])
-        for b in k.get("bindings", [])
-        if b.get("kind") == "weight"
-    }
+    bound = {str(b.name) for k in manifest.kernels for b in k.bindings if b.kind == "weight"}
     missing = sorted(name for name in bound if name not in header)
     if missing:
         problems.append(f"{weights}: no tensor for weights {', '.join(missing)} bound by the kernels")
     return problems
 
 
-def verify(cfg: Config, site: Path, models_dir: Path) -> None:
+def verify(cfg: Config, site: Path, build: Layout) -> None:
     required = ["index.html", "404.html", ".nojekyll"]
     problems = [f"{name}: missing" for name in required if not (site / name).is_file()]
     problems += check_references(site)
-    problems += check_models(cfg, site, models_dir)
+    problems += check_models(cfg, site, build)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise VerifyError(f"site in {site} failed verification: {problems[0]}{more}")
@@ -205,12 +214,9 @@ def same_tree(a: Path, b: Path) -> bool:
 
 def publish_to_dist(site: Path, dist: Path) -> None:
     """Replace dist/ by a copy of the verified site, never leaving a half-written dist/."""
-    staging = dist.with_name(dist.name + ".new")
-    old = dist.with_name(dist.name + ".old")
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    shutil.copytree(site, staging)
-    if dist.exists():
-        dist.rename(old)
-    staging.rename(dist)
-    shutil.rmtree(old, ignore_errors=True)
+    staging = files.staging_dir(dist)
+    try:
+        shutil.copytree(site, staging, dirs_exist_ok=True)
+        files.replace_dir(staging, dist)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

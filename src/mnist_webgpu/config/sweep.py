@@ -16,10 +16,23 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import typing
+from dataclasses import dataclass
 from typing import Any
 
-from . import config
-from .config import ConfigError, ModelConfig, Trial
+from .rules import ConfigError, field_value
+from .sections import ModelConfig, TrainConfig, check_model, settings_hash, training_settings
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a [sweep.<model>] grid or list: the model's section with some keys replaced."""
+
+    model: str  # the [models.<name>] section it starts from
+    id: str  # '<model>-<hash of its effective training settings>': stable while they are
+    overrides: dict[str, Any]  # the keys the sweep sets, validated, as the model config holds them
+    config: ModelConfig  # the effective section: what `train` is given
+    where: str  # where the trial comes from in the file, for messages
+
 
 SECTION_KEYS = ("grid", "trials")
 # A gate on the test set, not a training input: a sweep never looks at the test set.
@@ -31,8 +44,8 @@ def sweepable() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(ModelConfig) if f.name not in NOT_SWEEPABLE}
 
 
-def trial_id(train: config.TrainConfig, mc: ModelConfig) -> str:
-    return f"{mc.name}-{config.settings_hash(config.training_settings(train, mc))[:8]}"
+def trial_id(train: TrainConfig, mc: ModelConfig) -> str:
+    return f"{mc.name}-{settings_hash(training_settings(train, mc))[:8]}"
 
 
 def _check_key(key: str, where: str, err) -> None:
@@ -49,7 +62,7 @@ def _value(key: str, raw: Any, base_table: dict, where: str, err) -> Any:
     kind = typing.get_type_hints(ModelConfig)[key]
     if dataclasses.is_dataclass(kind) and isinstance(raw, dict):
         raw = {**base_table.get(key, {}), **raw}  # merge: `augment = { shift = 0 }` keeps rotate, scale
-    return config._field_value(fields[key], kind, raw, where, err)
+    return field_value(fields[key], kind, raw, where, err)
 
 
 def _trial(model: ModelConfig, overrides: dict[str, tuple[Any, str]], where: str, cfg, err) -> Trial:
@@ -61,7 +74,7 @@ def _trial(model: ModelConfig, overrides: dict[str, tuple[Any, str]], where: str
             return overrides[key][1]
         return f"models.{model.name}.{key} (in the trial {where})"
 
-    config._check_model(cfg.train, mc, located, err)
+    check_model(cfg.train, mc, located, err)
     values = {k: v for k, (v, _) in overrides.items()}
     return Trial(model=model.name, id=trial_id(cfg.train, mc), overrides=values, config=mc, where=where)
 

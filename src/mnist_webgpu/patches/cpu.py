@@ -1,10 +1,8 @@
-"""tinygrad's speed settings for the train stage.
+"""Patches to tinygrad 0.14's CPU device for the training step: large matmul tiles read
+through 8-wide loads, and the parts of a split kernel run on every core.
 
-tinygrad reads BEAM, CACHEDB, REDUCEOP_SPLIT_THRESHOLD and friends from the environment
-once, so the train stage (and bench/train_speed.py, which must time the same thing) sets
-them here from config.toml, before tinygrad is imported; a variable the user exported
-wins. The CPU kernel settings (fast_cpu_kernels) are entered later, around each call that
-may build or run kernels.
+Each patch is entered around the calls that build or run kernels (`fast_cpu_kernels`),
+and proves at first entry in a process, on a small product, that it took effect.
 """
 
 from __future__ import annotations
@@ -22,54 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import Config
-from .errors import PipelineError
+from . import PatchError, swapped
 
 PART_WORK = 128 << 10  # tinygrad's heuristic: about 128K operations per part of a split kernel
-# tinygrad splits a reduction of 32,768+ elements in two kernels. The batch gather
-# `train_x[idx]` is a reduction over the training images, and split it became a 4 MB masked
-# copy and a second reduce (~9 ms of a 35 ms MLP step on the CPU). From above MNIST's 60,000
-# images on, longer sums still split, as they should: the first convolution's weight
-# gradient sums batch x 784 rows, and split it takes 1.8 ms instead of 9.9.
-SPLIT_THRESHOLD = 65536
-
-
-def kernel_cache(cfg: Config) -> Path:
-    """tinygrad's compile and BEAM-search cache, inside the project's cache: only the first build pays."""
-    return cfg.cache_dir() / "tinygrad" / "cache.db"
-
-
-def tinygrad_env(cfg: Config) -> dict[str, str]:
-    env = {"CACHEDB": str(kernel_cache(cfg)), "REDUCEOP_SPLIT_THRESHOLD": str(SPLIT_THRESHOLD)}
-    if cfg.train.beam:
-        env["BEAM"] = str(cfg.train.beam)
-    return env
-
-
-def apply_tinygrad_env(cfg: Config) -> dict[str, str]:
-    """Set the variables not already set; return what tinygrad will see."""
-    if cfg.train.device:
-        # tinygrad reads its device once, at import; Device.DEFAULT cannot be set later
-        os.environ["DEV"] = cfg.train.device
-    for key, value in tinygrad_env(cfg).items():
-        os.environ.setdefault(key, value)
-    kernel_cache(cfg).parent.mkdir(parents=True, exist_ok=True)
-    return {k: os.environ[k] for k in ("DEV", "BEAM", *tinygrad_env(cfg)) if k in os.environ}
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-@contextmanager
-def swapped(owner, name: str, value) -> Iterator[None]:
-    """`owner.name` is `value` inside the block and what it was after, however the block ends."""
-    original = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
+# how often each patch acted in this process: the first-entry proof reads them
+acted = {"tiles": 0, "wide_loads": 0, "pool": 0}
 
 
 POOL_SOURCE = Path(__file__).with_name("cpu_pool.c")
@@ -87,10 +42,10 @@ def cpu_pool(helpers: int):
             subprocess.run(command, check=True, capture_output=True, text=True)
         except (OSError, subprocess.CalledProcessError) as exc:
             detail = getattr(exc, "stderr", None) or exc
-            raise PipelineError(f"{POOL_SOURCE}: cannot compile with {compiler!r}: {detail}") from None
+            raise PatchError(f"{POOL_SOURCE}: cannot compile with {compiler!r}: {detail}") from None
         lib = ctypes.CDLL(str(library))  # stays mapped once the file is gone
     if lib.pool_start(helpers) != 0:
-        raise PipelineError(f"{POOL_SOURCE}: cannot start {helpers} helper threads")
+        raise PatchError(f"{POOL_SOURCE}: cannot start {helpers} helper threads")
     lib.pool_run.argtypes = [ctypes.c_uint64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     lib.pool_run.restype = None
     return lib.pool_run
@@ -117,6 +72,7 @@ def parts_on_all_cores(threads: int) -> Iterator[None]:
         split = part_slot is not None and not self.lvp and global_size[0] > 1
         if not split or len(bufs) + len(vals) > POOL_MAX_ARGS:
             return one_by_one(self, *bufs, global_size=global_size, vals=vals, wait=wait, **kwargs)
+        acted["pool"] += 1
         args = [b.va_addr for b in bufs] + [v or 0 for v in vals]  # None: the part number's place
         start = time.perf_counter()
         run(self.addr, global_size[0], part_slot, (ctypes.c_uint64 * len(args))(*args), len(args))
@@ -163,6 +119,7 @@ def matmul_tiles(threads: int) -> Iterator[None]:
             return tinygrads(k)
         if (t := tile(k)) is None:
             return tinygrads(k)
+        acted["tiles"] += 1
         if threads > 1 and math.prod(t.full_shape) >= threads * PART_WORK:
             for axis in k.upcastable_dims:
                 with contextlib.suppress(KernelOptError):
@@ -189,10 +146,16 @@ def eight_wide_coalescing():
 
     source = inspect.getsource(coalesce.memory_coalescing)
     if FOUR_WIDE not in source:
-        raise PipelineError(f"{coalesce.__file__}: memory_coalescing changed; update speed.FOUR_WIDE")
+        raise PatchError(f"{coalesce.__file__}: memory_coalescing changed; update patches/cpu.py FOUR_WIDE")
     namespace = dict(vars(coalesce))
     exec(compile(source.replace(FOUR_WIDE, "lengths = [8,4,2]"), coalesce.__file__, "exec"), namespace)
-    return namespace["memory_coalescing"]
+    eight_wide = namespace["memory_coalescing"]
+
+    def counted(*args, **kwargs):
+        acted["wide_loads"] += 1
+        return eight_wide(*args, **kwargs)
+
+    return counted
 
 
 @contextmanager
@@ -226,4 +189,41 @@ def fast_cpu_kernels() -> Iterator[None]:
         parts_on_all_cores(threads),
         Context(PARALLEL=0),
     ):
+        prove(threads)
         yield
+
+
+PROBE_ROWS, PROBE_DEPTH = 256, 16  # a product large enough to be tiled and split on up to 8 cores
+
+
+@functools.cache
+def prove(threads: int) -> None:
+    """Once per process: a small product shows each patch acted, and computes the right numbers.
+
+    A tinygrad that no longer looks these internals up where we swap them would run plain,
+    slower kernels without a word; this turns that into a one-line error at the first step.
+    """
+    from tinygrad import Tensor
+    from tinygrad.codegen import to_program_cache
+
+    to_program_cache.clear()  # a kernel built earlier in this process would skip the patched steps
+    before = dict(acted)
+    a = Tensor.full((PROBE_ROWS, PROBE_DEPTH), 1.0).contiguous().realize()
+    b = Tensor.full((PROBE_DEPTH, PROBE_ROWS), 1.0).contiguous().realize()
+    product = (a @ b).numpy()
+    took_effect = {k: acted[k] > before[k] for k in acted}
+    internals = {
+        "tiles": "tinygrad.codegen.opt.heuristic.hand_coded_optimizations (as postrange finds it)",
+        "wide_loads": "tinygrad.codegen.memory_coalescing (as codegen.full_rewrite_to_sink finds it)",
+        "pool": "tinygrad.runtime.ops_cpu.CPUProgram.__call__ (split kernels went another way)",
+    }
+    if threads < 2:
+        del took_effect["pool"]  # nothing is split on one thread
+    for patch, ok in took_effect.items():
+        if not ok:
+            raise PatchError(
+                f"{internals[patch]}: swapping it no longer changes tinygrad's CPU kernels; "
+                "update src/mnist_webgpu/patches/cpu.py, or set MNIST_WEBGPU_PATCHES=0"
+            )
+    if not (product == PROBE_DEPTH).all():
+        raise PatchError("patches/cpu.py: the patched CPU kernels computed a wrong matrix product")

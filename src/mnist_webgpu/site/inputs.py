@@ -1,0 +1,185 @@
+"""What the site stage reads: each model's training and compile artefacts (through their
+schemas), the sweep results, the MNIST test images; and the list of those files for doit."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from .. import charts, data, schemas, sweep_report
+from ..config import Config
+from ..errors import SiteError
+from ..layout import PROJECT, Layout
+from .assets import source_files
+from .pages import template_files
+
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+ARCH_LABELS = {"mlp": "MLP", "cnn": "CNN"}
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the site stage reads from (tests point these at temporary directories)."""
+
+    layout: Layout
+    templates: Path
+    site_src: Path
+    cache: Path
+
+    def test_images(self) -> Path:
+        return data.paths(self.cache)[TEST_IMAGES]
+
+
+def default_paths(cfg: Config) -> Paths:
+    return Paths(
+        layout=PROJECT,
+        templates=PROJECT_DIR / "templates",
+        site_src=PROJECT_DIR / "site_src",
+        cache=cfg.cache_dir(),
+    )
+
+
+def input_files(cfg: Config, paths: Paths | None = None) -> list[Path]:
+    """Everything `render` reads (for file_dep), known from the config alone so the list is
+    the same before and after the first build (a changed list would make doit rerun)."""
+    paths = paths or default_paths(cfg)
+    lay = paths.layout
+    deps = [*template_files(paths.templates), *source_files(paths.site_src), paths.test_images()]
+    for name in cfg.model_names:
+        outputs = lay.train_outputs(name)
+        deps += [outputs.metrics, outputs.misclassified, *lay.compile_outputs(name, cfg.export.forms)]
+    # only once it exists: listing it always would make `doit build` run the sweep
+    if lay.sweep_results.is_file():
+        deps.append(lay.sweep_results)
+    return deps
+
+
+def git_commit(where: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else "unknown"
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    rows = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += _flatten(v, key + ".")
+        elif isinstance(v, list | tuple):
+            rows.append((key, ", ".join(str(x) for x in v) or "none"))
+        else:
+            rows.append((key, str(v).lower() if isinstance(v, bool) else str(v)))
+    return rows
+
+
+def check_form_files(manifest: schemas.Manifest, manifest_path: Path) -> None:
+    for form in manifest.forms:
+        f = form.file
+        if not f or posixpath.isabs(f) or ".." in f.split("/") or not (manifest_path.parent / f).is_file():
+            raise SiteError(
+                f"{manifest_path}: forms.{form.form}.file {f!r} is not a file beside the manifest"
+            )
+    if manifest.default_form not in {f.form for f in manifest.forms}:
+        raise SiteError(f"{manifest_path}: default_form {manifest.default_form!r} is not one of its forms")
+
+
+def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
+    """One model's page data: its metrics, mistakes and manifest, read through their schemas."""
+    outputs, manifest_path = p.layout.train_outputs(name), p.layout.manifest(name)
+    metrics = schemas.read(schemas.Metrics, outputs.metrics, f"run `doit train:{name}`")
+    mis = schemas.read(schemas.Misclassified, outputs.misclassified, f"run `doit train:{name}`")
+    manifest = schemas.read(schemas.Manifest, manifest_path, f"run `doit compile:{name}`")
+    check_form_files(manifest, manifest_path)
+
+    digits = []
+    rows = zip(mis.indices, mis.labels, mis.predictions, strict=True)
+    for index, label, pred in list(rows)[: cfg.site.misclassified_shown]:
+        if not 0 <= index < len(test_images):
+            raise SiteError(f"{outputs.misclassified}: test index {index} is outside the test set")
+        digits.append(
+            {
+                "index": index,
+                "label": label,
+                "prediction": pred,
+                "src": charts.png_data_uri(test_images[index]),
+            }
+        )
+    arch = manifest.model.arch
+    default = manifest.form(manifest.default_form)
+    curves = metrics.curves
+    return {
+        "name": name,
+        "arch": arch,
+        "arch_label": ARCH_LABELS.get(arch, arch.upper()),
+        "metrics": metrics,
+        "test_accuracy": metrics.test_accuracy,
+        "val_accuracy": metrics.val_accuracy,
+        "params": metrics.params,
+        "train_seconds": metrics.train_seconds,
+        "steps": metrics.steps,
+        "steps_per_second": metrics.steps_per_second,
+        "device": metrics.device,
+        "tinygrad_version": metrics.tinygrad_version,
+        "created": metrics.created,
+        "config_hash": metrics.config_hash,
+        "default_form": default.form,
+        "default_bytes": default.bytes,
+        "forms": [
+            {
+                "name": f.form,
+                "file": f.file,
+                "bytes": f.bytes,
+                "test_accuracy": f.test_accuracy,
+                "val_accuracy": f.validation_accuracy,
+                "default": f.form == default.form,
+            }
+            for f in manifest.forms
+        ],
+        "kernels": len(manifest.kernels),
+        "hyperparameters": _flatten({k: v for k, v in metrics.config.items() if k != "name"}),
+        "loss_svg": Markup(charts.line_chart(curves.step, curves.train_loss, title="Training loss")),
+        "acc_svg": Markup(
+            charts.line_chart(
+                curves.step,
+                curves.val_accuracy,
+                title="Validation accuracy",
+                percent=True,
+                css_class="series-b",
+            )
+        ),
+        "confusion_svg": Markup(charts.confusion_matrix(metrics.confusion_matrix)),
+        "per_class_svg": Markup(charts.class_accuracy(metrics.per_class_accuracy)),
+        "per_class": metrics.per_class_accuracy,
+        "misclassified": digits,
+        "misclassified_total": len(mis.indices),
+        "manifest_url": f"models/{name}/manifest.json",
+        "page": f"models/{name}.html",
+        "webgpu_dir": p.layout.webgpu_dir(name),
+    }
+
+
+def load_sweep(p: Paths) -> list[dict[str, Any]]:
+    """The sweep report (per model: ranked trials and their scatter plot); [] before any sweep."""
+    results = p.layout.sweep_results
+    if not results.is_file():
+        return []
+    rows = schemas.read(schemas.SweepResults, results, "run `doit sweep`").rows
+    models = sweep_report.report([schemas.plain(r) for r in rows])
+    for m in models:
+        points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in m["rows"]]
+        title = f"{m['model']}: validation accuracy vs training seconds"
+        m["scatter_svg"] = Markup(charts.scatter(points, title=title, best=m["best"]["trial"]))
+    return models

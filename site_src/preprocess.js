@@ -108,8 +108,8 @@ export function preprocess(ink, width, height) {
 // digit drawn small comes out with strokes a third of its height), the visible pen centre
 // lines' bounding box, widened by one stroke, is scaled to BOX px on its long side and the
 // paths are rendered there STROKE px wide, whatever the pad's pen width; eraser strokes cut
-// at their own pad width, scaled alike. Then the drawing is moved so that its centre of
-// mass lands exactly on pixel (14, 14) (a second rendering, no rounding). The Python
+// at their own pad width, scaled alike. Then the image is moved by whole pixels so that its
+// centre of mass lands on pixel (14, 14), as in preprocess() and MNIST. The Python
 // reference is mnist_webgpu.strokes.render_strokes; tests/test_pen.py holds the two equal.
 
 export const STROKE = 2.5; // px in the 28x28 image: MNIST-like (chosen on validation drawn digits)
@@ -219,20 +219,29 @@ export function preprocessStrokes(strokes, stroke = STROKE) {
   if (!box) return { pixels, empty: true, extent: 0 };
   const extent = Math.max(box.x1 - box.x0, box.y1 - box.y0);
   const scale = (BOX - stroke) / Math.max(extent, MIN_EXTENT);
-  let ox = (box.x0 + box.x1) / 2 - SIZE / 2 / scale;
-  let oy = (box.y0 + box.y1) / 2 - SIZE / 2 / scale;
-  const first = raster(strokes, scale, ox, oy, stroke);
+  // the box's middle on the image's middle: its 20 px long side falls on whole pixels
+  const ox = (box.x0 + box.x1) / 2 - SIZE / 2 / scale;
+  const oy = (box.y0 + box.y1) / 2 - SIZE / 2 / scale;
+  const image = raster(strokes, scale, ox, oy, stroke);
   let mass = 0;
   let mx = 0;
   let my = 0;
-  for (let i = 0; i < first.length; i++) {
-    mass += first[i];
-    mx += first[i] * (i % SIZE);
-    my += first[i] * Math.floor(i / SIZE);
+  for (let i = 0; i < image.length; i++) {
+    mass += image[i];
+    mx += image[i] * (i % SIZE);
+    my += image[i] * Math.floor(i / SIZE);
   }
   if (mass <= 0) return { pixels, empty: true, extent };
-  ox += (mx / mass - CENTER) / scale;
-  oy += (my / mass - CENTER) / scale;
-  pixels.set(raster(strokes, scale, ox, oy, stroke));
+  // whole-pixel shift of the centre of mass to (14, 14), as MNIST's digits were placed
+  const dx = Math.floor(CENTER - mx / mass + 0.5);
+  const dy = Math.floor(CENTER - my / mass + 0.5);
+  for (let y = 0; y < SIZE; y++) {
+    const ty = y + dy;
+    if (ty < 0 || ty >= SIZE) continue;
+    for (let x = 0; x < SIZE; x++) {
+      const tx = x + dx;
+      if (tx >= 0 && tx < SIZE) pixels[ty * SIZE + tx] = image[y * SIZE + x];
+    }
+  }
   return { pixels, empty: false, extent };
 }

@@ -124,8 +124,8 @@ def test_centre_of_mass_is_at_the_centre(mnist):
     for image in mnist.train_x[20:25]:
         img = strokes.render_strokes(digit_strokes(image, 0.6, centre=(0.3, 0.6)))[0]
         gy, gx = np.mgrid[0:28, 0:28]
-        assert (img * gy).sum() / img.sum() == pytest.approx(14, abs=0.1)
-        assert (img * gx).sum() / img.sum() == pytest.approx(14, abs=0.1)
+        assert (img * gy).sum() / img.sum() == pytest.approx(14, abs=0.5)
+        assert (img * gx).sum() / img.sum() == pytest.approx(14, abs=0.5)
 
 
 def test_skeletons_are_thin_centre_lines(mnist):

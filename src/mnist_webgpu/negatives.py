@@ -142,6 +142,11 @@ def generate(kind: str, rng: np.random.Generator, digit_paths=None) -> list[list
         return pair(rng, digit_paths)
     if kind == "fragment":
         return fragment(rng, digit_paths)
-    return {"scribble": scribble, "dots": dots, "dash": dash, "cross": cross, "shape": shape, "letter": letter}[
-        kind
-    ](rng)
+    return {
+        "scribble": scribble,
+        "dots": dots,
+        "dash": dash,
+        "cross": cross,
+        "shape": shape,
+        "letter": letter,
+    }[kind](rng)

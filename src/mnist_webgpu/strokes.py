@@ -96,9 +96,10 @@ def render_strokes(strokes: list[dict], stroke: float = STROKE) -> tuple[np.ndar
 
     `strokes`: dicts of tool ("pen" | "eraser"), width (pad fraction) and points ([x, y] pad
     fractions), in drawing order. The visible pen centre lines' bounding box, widened by the
-    stroke, is scaled to 20 px on its long side; the strokes are rendered there `stroke` px
-    wide (erasers at their own pad width, scaled alike); then the whole drawing is moved so
-    its centre of mass is at pixel (14, 14), exactly (a second rendering), not rounded.
+    stroke, is scaled to 20 px on its long side, its middle on the image's middle (so the
+    20 px fall on whole pixels, as in MNIST); the strokes are rendered there `stroke` px
+    wide (erasers at their own pad width, scaled alike); then the image is moved by whole
+    pixels so that its centre of mass is at pixel (14, 14), as MNIST's digits were.
     None when no pen ink is visible.
     """
     pts = _visible_points(strokes)
@@ -108,13 +109,14 @@ def render_strokes(strokes: list[dict], stroke: float = STROKE) -> tuple[np.ndar
     extent = float(max(hi - lo))
     scale = (BOX - stroke) / max(extent, MIN_EXTENT)
     mid = (lo + hi) / 2
-    # first the box's centre at the image's centre, then the centre of mass at (14, 14)
-    ox, oy = mid[0] - SIZE / 2 / scale, mid[1] - SIZE / 2 / scale
-    first = _raster(strokes, scale, ox, oy, stroke)
-    mass = first.sum()
+    image = _raster(strokes, scale, mid[0] - SIZE / 2 / scale, mid[1] - SIZE / 2 / scale, stroke)
+    mass = image.sum()
     if mass <= 0:
         return None
     gy, gx = np.mgrid[0:SIZE, 0:SIZE]
-    cx, cy = (first * gx).sum() / mass, (first * gy).sum() / mass
-    ox, oy = ox + (cx - CENTRE) / scale, oy + (cy - CENTRE) / scale
-    return _raster(strokes, scale, ox, oy, stroke), extent
+    dx = math.floor(CENTRE - (image * gx).sum() / mass + 0.5)
+    dy = math.floor(CENTRE - (image * gy).sum() / mass + 0.5)
+    out = np.zeros_like(image)
+    src = image[max(0, -dy) : SIZE - max(0, dy), max(0, -dx) : SIZE - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return out, extent

@@ -53,6 +53,7 @@ FIDELITY = "rows"
 INK_SIZE = 280  # the pad's ink canvas (site_src/draw.js): the grid the rows method fills
 MARGIN = 0.01  # ink kept this far (a fraction of the pad) from the pad's edges
 THIN_PEN, THICK_PEN = 0.025, 0.2
+MIN_EXTENT = 0.05  # site_src/verdict.js: smaller drawings are declined ("Draw bigger")
 
 Point = tuple[int, int]
 Stroke = list[list[float]]
@@ -269,6 +270,12 @@ def render(strokes_: list[Stroke], pen: float, size: int = INK_SIZE, supersample
     return ink.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
 
+def too_small(strokes_: list[Stroke], width: float) -> bool:
+    """The page's size rule (site_src/verdict.js): a drawing under MIN_EXTENT of the pad."""
+    got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+    return got is None or got[1] < MIN_EXTENT
+
+
 def simulate(drawn: list[tuple[list[Stroke], float]], preprocess: str = "vector") -> np.ndarray:
     """What the page's model would see for each drawing (Python stand-in of pad and page).
 
@@ -349,8 +356,13 @@ def measure(
     conditions: list[str],
     on_page=None,
     failures: Path | None = None,
+    nondigits: list[tuple[list[Stroke], str]] = (),
 ) -> dict[str, dict]:
-    """{model: {condition: {"digits", "accuracy", "predictions"}}} drawn through the real page."""
+    """{model: {condition: {"digits", "accuracy", "declined", "predictions"}}} through the real page.
+
+    With `nondigits` ((strokes, kind) drawings that are no digit), also {model: {"nondigits":
+    {"drawings", "declined", "by_kind"}}}: how many the page answers with "?".
+    """
     from playwright.sync_api import sync_playwright
 
     app_pen = pen_width(site)
@@ -383,10 +395,42 @@ def measure(
                 results[model][condition] = {
                     "digits": len(images),
                     "accuracy": correct / len(images),
+                    "declined": sum(p is None for p in predictions) / len(images),
                     "predictions": predictions,
                 }
+            if nondigits:
+                answers = [predict_drawn(page, strokes_, app_pen) for strokes_, _ in nondigits]
+                results[model]["nondigits"] = declined_summary(answers, [kind for _, kind in nondigits])
         browser.close()
     return results
+
+
+def nondigit_drawings(images: np.ndarray, count: int, seed: int = 0) -> list[tuple[list[Stroke], str]]:
+    """`count` generated drawings that are no digit, the kinds in turn; pairs and fragments
+    are made of `images` (validation digits: never the test set)."""
+    from mnist_webgpu import negatives
+
+    rng = np.random.default_rng([seed, 99])
+    out = []
+    for i in range(count):
+        kind = negatives.KINDS[i % len(negatives.KINDS)]
+        paths = None
+        if kind in ("pair", "fragment"):
+            picks = rng.choice(len(images), 2 if kind == "pair" else 1, replace=False)
+            paths = [skeleton_paths(images[j]) for j in picks]
+        out.append((negatives.generate(kind, rng, paths), kind))
+    return out
+
+
+def declined_summary(answers: list[int | None], kinds: list[str]) -> dict:
+    by_kind = {
+        k: [a is None for a, kk in zip(answers, kinds, strict=True) if kk == k] for k in sorted(set(kinds))
+    }
+    return {
+        "drawings": len(answers),
+        "declined": sum(a is None for a in answers) / len(answers),
+        "by_kind": {k: sum(v) / len(v) for k, v in by_kind.items()},
+    }
 
 
 def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
@@ -402,14 +446,25 @@ def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.n
     return mnist.train_x[pick], mnist.train_y[pick].astype(int), "validation"
 
 
-def offline(site: Path, images, labels, models, conditions, preprocess: str) -> dict[str, dict]:
+def offline(site: Path, images, labels, models, conditions, preprocess: str, nondigits=()) -> dict[str, dict]:
+    """As measure(), with the Python stand-ins; "declined" is the page's size rule (verdict.js)."""
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
     for condition in conditions:
-        seen = simulate(drawings(images, condition, app_pen), preprocess)
+        drawn_ = drawings(images, condition, app_pen)
+        seen = simulate(drawn_, preprocess)
+        small = np.array([too_small(st, w) for st, w in drawn_])
         for model in models:
-            drawn = site_logits(site, model, seen).argmax(1)
-            results[model][condition] = {"digits": len(images), "accuracy": float((drawn == labels).mean())}
+            drawn = np.where(small, -1, site_logits(site, model, seen).argmax(1))
+            results[model][condition] = {
+                "digits": len(images),
+                "accuracy": float((drawn == labels).mean()),
+                "declined": float(small.mean()),
+            }
+    if nondigits:
+        answers = [None if too_small(st, app_pen) else 0 for st, _ in nondigits]
+        for model in models:
+            results[model]["nondigits"] = declined_summary(answers, [k for _, k in nondigits])
     for model in models:
         direct = site_logits(site, model, images.astype(np.float32) / 255).argmax(1)
         results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
@@ -426,6 +481,7 @@ def main() -> None:
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--fidelity", action="store_true", help="also the row-fill preprocessing figure")
     parser.add_argument("--test", action="store_true", help="test digits (for the final figures only)")
+    parser.add_argument("--nondigits", type=int, default=0, help="also this many generated non-digits")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--failures", type=Path, help="write a PNG per misclassified digit here")
     parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
@@ -440,10 +496,15 @@ def main() -> None:
     mnist = data.load(cfg.cache_dir())
     models = args.models.split(",") if args.models else list(cfg.model_names)
     images, labels, split = pick_digits(cfg, mnist, args.count, args.test)
+    # pairs and fragments come from validation digits, whatever the digits drawn
+    val_images = pick_digits(cfg, mnist, 500, False, seed=7)[0]
+    nondigits = nondigit_drawings(val_images, args.nondigits) if args.nondigits else []
     if args.offline:
-        results = offline(args.site, images, labels, models, conditions, args.preprocess)
+        results = offline(args.site, images, labels, models, conditions, args.preprocess, nondigits)
     else:
-        results = measure(args.site, images, labels, models, conditions, failures=args.failures)
+        results = measure(
+            args.site, images, labels, models, conditions, failures=args.failures, nondigits=nondigits
+        )
         for model in models:
             direct = site_logits(args.site, model, images.astype(np.float32) / 255).argmax(1)
             results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
@@ -453,7 +514,10 @@ def main() -> None:
     how = f"offline, {args.preprocess}" if args.offline else "through the page"
     print(f"{args.count} {split} digits per condition ({how})")
     for model, r in results.items():
-        print(f"{model}: " + ", ".join(f"{c} {v['accuracy']:.2%}" for c, v in r.items()))
+        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v]
+        if "nondigits" in r:
+            shown.append(f"non-digits declined {r['nondigits']['declined']:.1%} {r['nondigits']['by_kind']}")
+        print(f"{model}: " + ", ".join(shown))
 
 
 if __name__ == "__main__":

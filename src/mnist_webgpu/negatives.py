@@ -80,7 +80,7 @@ def dots(rng):
 
 
 def dash(rng):
-    a = math.radians(rng.uniform(-25, 25))  # lying, not standing: a standing line is a 1
+    a = math.radians(rng.uniform(-15, 15))  # lying, not standing: a standing line is a 1
     line = np.array([[0, 0], [math.cos(a), math.sin(a)]])
     return _place(_jitter([line], rng, 0.01), rng, (0.2, 0.8))
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mnist_webgpu import config, data, patches, tasks  # noqa: E402
+from mnist_webgpu import config, data, layout, patches, tasks  # noqa: E402
 
 TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
 
@@ -187,13 +187,10 @@ def time_to_accuracy(trainer, mc, target: float, val, budget_s: float) -> float 
 
 
 def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
-    from mnist_webgpu.train import split
-
     mc = cfg.model(name)
-    sizes = split(cfg)
+    sizes = layout.split(cfg.train)
     train_x, train_y = mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train]
-    n_seen = sizes.n_train + sizes.n_val
-    val = (mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen])
+    val = (mnist.train_x[sizes.val], mnist.train_y[sizes.val])
 
     def make_tiny(*a):
         return TinyTrainer(*a, im2col=cfg.train.im2col)

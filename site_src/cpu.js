@@ -1,6 +1,6 @@
-// The CPU fallback: each architecture's forward pass on the WebAssembly SIMD kernels of
-// kernels.wat (assembled into kernels.wasm when the site is built), from the same manifest
-// and float32 weights the WebGPU kernels use.
+// The CPU fallback: the models' forward pass on the WebAssembly SIMD kernels of kernels.wat
+// (assembled into kernels.wasm when the site is built), from the same manifest and float32
+// weights the WebGPU kernels use. The layers, their names and shapes come from the manifest.
 //
 // Each model gets its own instance of the module: its weights are laid out in the
 // instance's memory once, in the order the kernels read them, next to the activation
@@ -8,8 +8,8 @@
 //
 // Why not interpret the WGSL kernels instead: that needs a WGSL parser and evaluator
 // (workgroup memory, barriers, bitcasts) far larger than these two forward passes, and
-// a bug in it would hide exactly when WebGPU is missing. The price is that a new
-// architecture needs a function here; the parity tests compare both backends to tinygrad.
+// a bug in it would hide exactly when WebGPU is missing. The price is that a new kind of
+// layer needs code here; the parity tests compare both backends to tinygrad.
 
 const KERNELS_URL = new URL("./kernels.wasm", import.meta.url);
 const LANES = 16; // outputs and channels per block of the kernels (four f32x4 accumulators)
@@ -58,26 +58,57 @@ class Layout {
   }
 }
 
-function shapeOf(manifest, name) {
-  const entry = manifest.weights[name];
-  if (!entry) throw new Error(`${manifest.name}: the CPU fallback needs weight ${name}, not in the manifest`);
-  return entry.shape;
+/**
+ * The model's layers in the order the forward pass runs them, from the manifest alone: its
+ * weights grouped by owner (`<layer>.weight` and `<layer>.bias`), ordered by the first kernel
+ * (in dispatch order) that reads them; a 4-d weight is a conv, a 2-d one a dense layer.
+ */
+export function layersOf(manifest) {
+  const order = [];
+  for (const kernel of manifest.kernels) {
+    for (const b of kernel.bindings) if (b.kind === "weight" && !order.includes(b.name)) order.push(b.name);
+  }
+  const layers = new Map();
+  for (const name of order) {
+    const m = /^(.+)\.(weight|bias)$/.exec(name);
+    const entry = manifest.weights[name];
+    if (!m || !entry) throw new Error(`${manifest.name}: the CPU fallback cannot place weight ${name}`);
+    const layer = layers.get(m[1]) ?? { name: m[1] };
+    layer[m[2]] = entry.shape;
+    layers.set(m[1], layer);
+  }
+  for (const name of Object.keys(manifest.weights)) {
+    if (!order.includes(name)) throw new Error(`${manifest.name}: no kernel reads weight ${name}`);
+  }
+  const list = [...layers.values()];
+  for (const l of list) {
+    const kind = { 4: "conv", 2: "dense" }[l.weight?.length];
+    if (!kind || l.bias?.length !== 1 || l.bias[0] !== l.weight[0]) {
+      throw new Error(`${manifest.name}: layer ${l.name} is neither a conv nor a dense layer with a bias`);
+    }
+    l.kind = kind;
+  }
+  const firstDense = list.findIndex((l) => l.kind === "dense");
+  if (firstDense < 0 || list.slice(firstDense).some((l) => l.kind !== "dense")) {
+    throw new Error(`${manifest.name}: the CPU fallback runs convs then dense layers, not ${list.map((l) => l.kind)}`);
+  }
+  return list;
 }
 
 /**
- * Dense layer `name` for the `dense` kernel: weights [block][input][16], `n` inputs (rounded
- * up to even), outputs in whole blocks, the padding zero. `column(i)` is the weight column
- * of kernel input i, or -1 for padding (the CNN's head reads channel-last activations).
+ * Dense `layer` for the `dense` kernel: weights [block][input][16], `n` inputs (rounded up to
+ * even), outputs in whole blocks, the padding zero. `column(i)` is the weight column of kernel
+ * input i, or -1 for padding (a dense layer after convs reads channel-last activations).
  */
-function denseLayer(layout, { manifest, weights }, name, n, column = null) {
-  const [outputs, inputs] = shapeOf(manifest, `${name}.weight`);
-  const weight = weights.get(`${name}.weight`);
+function denseLayer(layout, weights, layer, n, column = null) {
+  const [outputs, inputs] = layer.weight;
+  const weight = weights.get(`${layer.name}.weight`);
   column ??= (i) => (i < inputs ? i : -1);
   n = roundUp(n, 2);
   const blocks = Math.ceil(outputs / LANES);
   const w = new Float32Array(blocks * n * LANES);
   const b = new Float32Array(blocks * LANES);
-  b.set(weights.get(`${name}.bias`));
+  b.set(weights.get(`${layer.name}.bias`));
   for (let i = 0; i < n; i++) {
     const col = column(i);
     if (col < 0) continue;
@@ -85,21 +116,21 @@ function denseLayer(layout, { manifest, weights }, name, n, column = null) {
       w[(Math.floor(o / LANES) * n + i) * LANES + (o % LANES)] = weight[o * inputs + col];
     }
   }
-  const layer = { n, blocks, outputs, w: layout.take(w.length, w), b: layout.take(b.length, b) };
-  layer.y = layout.take(blocks * LANES);
-  return layer;
+  const dense = { n, blocks, outputs, w: layout.take(w.length, w), b: layout.take(b.length, b) };
+  dense.y = layout.take(blocks * LANES);
+  return dense;
 }
 
-/** Conv `name` (K, C, k, k) for the `conv` kernel: weights [block][dy][dx][c][16], c over `stride` floats a pixel. */
-function convLayer(layout, { manifest, weights }, name, stride) {
-  const [kernels, channels, size, width] = shapeOf(manifest, `${name}.weight`);
-  if (size !== width || size % 2 === 0) throw new Error(`${manifest.name}: ${name} is not an odd square kernel`);
-  const weight = weights.get(`${name}.weight`);
+/** Conv `layer` (K, C, k, k) for the `conv` kernel: weights [block][dy][dx][c][16], c over `stride` floats a pixel. */
+function convLayer(layout, weights, layer, stride, modelName) {
+  const [kernels, channels, size, width] = layer.weight;
+  if (size !== width || size % 2 === 0) throw new Error(`${modelName}: ${layer.name} is not an odd square kernel`);
+  const weight = weights.get(`${layer.name}.weight`);
   const taps = size * size;
   const blocks = Math.ceil(kernels / LANES);
   const w = new Float32Array(blocks * taps * stride * LANES);
   const b = new Float32Array(blocks * LANES);
-  b.set(weights.get(`${name}.bias`));
+  b.set(weights.get(`${layer.name}.bias`));
   for (let k = 0; k < kernels; k++) {
     for (let c = 0; c < channels; c++) {
       for (let t = 0; t < taps; t++) {
@@ -111,33 +142,17 @@ function convLayer(layout, { manifest, weights }, name, stride) {
   return { kernels, size, blocks, w: layout.take(w.length, w), b: layout.take(b.length, b) };
 }
 
-function mlp(model, layout) {
-  const layers = [];
-  const input = layout.take(SIDE * SIDE);
-  const x = layout.take(SIDE * SIDE); // normalized
-  for (let i = 0; `layers.${i}.weight` in model.manifest.weights; i++) {
-    const n = i ? layers[i - 1].blocks * LANES : SIDE * SIDE;
-    layers.push({ ...denseLayer(layout, model, `layers.${i}`, n), x: i ? layers[i - 1].y : x });
-  }
-  const last = layers.at(-1);
-  return {
-    input,
-    output: last.y,
-    classes: last.outputs,
-    run(k, norm) {
-      k.normalize(input, SIDE, SIDE, x, SIDE * FLOAT, norm.mean, norm.scale);
-      layers.forEach((l, i) => k.dense(l.x, l.n, l.w, l.b, l.y, l.blocks, i < layers.length - 1));
-    },
-  };
-}
-
-function cnn(model, layout) {
+/**
+ * Both architectures of models.py as one network: blocks of conv -> ReLU -> 2x2 max-pool
+ * (none for the MLP), then dense layers with a ReLU between them.
+ */
+function network({ manifest, weights }, layout, layers) {
   const input = layout.take(SIDE * SIDE);
   const convs = [];
   let side = SIDE;
   let channels = 1; // floats a pixel of the activations (whole blocks of channels after a conv)
-  for (let i = 0; `convs.${i}.weight` in model.manifest.weights; i++) {
-    const conv = convLayer(layout, model, `convs.${i}`, channels);
+  for (const layer of layers.filter((l) => l.kind === "conv")) {
+    const conv = convLayer(layout, weights, layer, channels, manifest.name);
     const padded = side + conv.size - 1; // "same" padding: a zero border of size >> 1, never written
     conv.in = layout.take(padded * padded * channels);
     conv.inside = conv.in + (conv.size >> 1) * (padded + 1) * channels * FLOAT;
@@ -146,24 +161,38 @@ function cnn(model, layout) {
     channels = conv.blocks * LANES;
     side >>= 1;
   }
-  // activations are channel-last, tinygrad flattens (C, H, W): kernel input i is pixel
-  // i / channels, channel i % channels
-  const { kernels } = convs.at(-1);
-  const [, flat] = shapeOf(model.manifest, "fc1.weight");
+  const heads = layers.filter((l) => l.kind === "dense");
+  const [, flat] = heads[0].weight;
+  const kernels = convs.length ? convs.at(-1).kernels : 1;
   if (flat !== kernels * side * side) {
-    throw new Error(`${model.manifest.name}: fc1 takes ${flat} inputs, not ${kernels}x${side}x${side}`);
+    throw new Error(`${manifest.name}: ${heads[0].name} takes ${flat} inputs, not ${kernels}x${side}x${side}`);
   }
-  const column = (i) => (i % channels < kernels ? (i % channels) * side * side + Math.floor(i / channels) : -1);
-  const fc1 = denseLayer(layout, model, "fc1", side * side * channels, column);
-  const x = layout.take(fc1.n);
-  const fc2 = denseLayer(layout, model, "fc2", fc1.blocks * LANES);
+  // activations after a conv are channel-last, tinygrad flattens (C, H, W): kernel input i is
+  // pixel i / channels, channel i % channels
+  const column = convs.length
+    ? (i) => (i % channels < kernels ? (i % channels) * side * side + Math.floor(i / channels) : -1)
+    : null;
+  const dense = [];
+  let x = convs.length ? null : layout.take(SIDE * SIDE); // normalized pixels
+  for (const layer of heads) {
+    const prev = dense.at(-1);
+    const d = denseLayer(layout, weights, layer, prev ? prev.blocks * LANES : side * side * channels, prev ? null : column);
+    d.x = prev ? prev.y : (x ??= layout.take(d.n)); // after convs: the last pool writes here
+    dense.push(d);
+  }
+  x = dense[0].x;
+  const last = dense.at(-1);
   return {
     input,
-    output: fc2.y,
-    classes: fc2.outputs,
+    output: last.y,
+    classes: last.outputs,
     run(k, norm) {
-      const first = convs[0];
-      k.normalize(input, SIDE, SIDE, first.inside, first.padded * FLOAT, norm.mean, norm.scale);
+      if (convs.length) {
+        const first = convs[0];
+        k.normalize(input, SIDE, SIDE, first.inside, first.padded * FLOAT, norm.mean, norm.scale);
+      } else {
+        k.normalize(input, SIDE, SIDE, x, SIDE * FLOAT, norm.mean, norm.scale);
+      }
       convs.forEach((c, i) => {
         k.conv(c.in, c.side, c.side, c.channels, c.size, c.w, c.b, c.out, c.blocks);
         // ReLU and pool into the inside of the next conv's bordered input, or the head's input
@@ -172,20 +201,26 @@ function cnn(model, layout) {
         const rowBytes = (next ? next.padded : c.side >> 1) * pixel * FLOAT;
         k.relu_pool(c.out, c.side, c.side, pixel, next ? next.inside : x, rowBytes);
       });
-      k.dense(x, fc1.n, fc1.w, fc1.b, fc1.y, fc1.blocks, 1);
-      k.dense(fc1.y, fc2.n, fc2.w, fc2.b, fc2.y, fc2.blocks, 0);
+      dense.forEach((d, i) => k.dense(d.x, d.n, d.w, d.b, d.y, d.blocks, i < dense.length - 1 ? 1 : 0));
     },
   };
 }
 
-const ARCHITECTURES = { mlp, cnn };
+// what each architecture of models.py is made of, checked against the manifest's layers
+const ARCHITECTURES = {
+  mlp: (convs) => convs === 0,
+  cnn: (convs) => convs > 0,
+};
 
 /** A backend with the WebGPU backend's interface: run(pixels) -> Promise<Float32Array logits>. */
 export async function createCPUBackend(manifest, weights) {
-  const build = ARCHITECTURES[manifest.model.arch];
-  if (!build) throw new Error(`${manifest.name}: no CPU fallback for architecture ${manifest.model.arch}`);
+  const fits = ARCHITECTURES[manifest.model.arch];
+  if (!fits) throw new Error(`${manifest.name}: no CPU fallback for architecture ${manifest.model.arch}`);
+  const layers = layersOf(manifest);
+  const convs = layers.filter((l) => l.kind === "conv").length;
+  if (!fits(convs)) throw new Error(`${manifest.name}: a ${manifest.model.arch} with ${convs} conv layers`);
   const layout = new Layout();
-  const net = build({ manifest, weights }, layout);
+  const net = network({ manifest, weights }, layout, layers);
   const module = await loadKernels();
   const k = (await WebAssembly.instantiate(module)).exports;
   const pages = Math.ceil(layout.bytes / PAGE) - k.memory.buffer.byteLength / PAGE;

@@ -23,6 +23,7 @@ export class Pad {
     this.onStrokeEnd = onStrokeEnd;
     this.tool = "pen";
     this.items = []; // strokes, and {clear: true} markers so that a clear can be undone
+    this.undone = []; // what undo took off, for redo; a new stroke or clear forgets it
     this.current = null;
     this.pointerId = null;
     this.version = 0;
@@ -45,6 +46,10 @@ export class Pad {
     return this.items.length > 0;
   }
 
+  get canRedo() {
+    return this.undone.length > 0;
+  }
+
   setTool(tool) {
     this.tool = tool === "eraser" ? "eraser" : "pen";
     this.canvas.dataset.tool = this.tool;
@@ -58,15 +63,32 @@ export class Pad {
   clear() {
     if (this.isBlank) return;
     this.items.push({ clear: true });
+    this.undone = [];
     this._changed();
     this.redraw();
   }
 
   undo() {
     if (!this.items.length) return;
-    this.items.pop();
+    this.undone.push(this.items.pop());
     this._changed();
     this.redraw();
+  }
+
+  redo() {
+    if (!this.undone.length) return;
+    this.items.push(this.undone.pop());
+    this._changed();
+    this.redraw();
+  }
+
+  // A whole pen stroke from points in [0,1] pad coordinates (the app's no-drag samples).
+  addStroke(points) {
+    this.items.push({ tool: "pen", width: PEN_WIDTH, points });
+    this.undone = [];
+    this._changed();
+    this.redraw();
+    this.onStrokeEnd(this);
   }
 
   // The strokes on the pad now (after the last clear, the one being drawn included), in
@@ -200,6 +222,7 @@ export class Pad {
       this.pointerId = null;
       if (this.current) {
         this.items.push(this.current);
+        this.undone = [];
         this.current = null;
         this._changed();
         this.onStrokeEnd(this);

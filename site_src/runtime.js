@@ -1,20 +1,23 @@
 // Public API: load an exported model and classify 28x28 digits.
 //
-//   const model = await loadModel(manifestUrl, { backend: "auto" }); // "auto" | "webgpu" | "cpu"
+//   const model = await loadModel(manifestUrl, { backend: "auto" }); // "auto" | "fastest" | "webgpu" | "cpu"
 //   const { probs, logits, ms, backend } = await model.predict(pixels); // Float32Array(784) in [0, 1]
 //   model.dispose();
 //
 // "auto" uses WebGPU when it works and falls back to the CPU when it does not (no
 // navigator.gpu, no adapter, a device or pipeline error, or a lost device that cannot be
-// re-created). Weight files are resolved relative to the manifest, so the site works
-// under any base path.
+// re-created). "fastest" (the app's choice) also runs on the CPU when the only WebGPU adapter
+// is a software one, and otherwise keeps whichever wins a short warm-up race on this model.
+// model.backendReason says why, in words. Weight files are resolved relative to the manifest,
+// so the site works under any base path.
 
 import { createCPUBackend } from "./cpu.js";
 import { expandWeights, parseSafetensors } from "./safetensors.js";
-import { createWebGPUBackend } from "./webgpu.js";
+import { FallbackAdapterError, createWebGPUBackend } from "./webgpu.js";
 
-const BACKENDS = ["auto", "webgpu", "cpu"];
+const BACKENDS = ["auto", "fastest", "webgpu", "cpu"];
 const PIXELS = 28 * 28;
+const WARMUP_RUNS = 5; // per backend, after one untimed run; the median decides
 
 async function fetchOk(url) {
   const response = await fetch(url);
@@ -46,7 +49,7 @@ function asPixels(pixels) {
 
 /**
  * @param {string} manifestUrl  URL of build/webgpu/<name>/manifest.json, relative to the page
- * @param {{backend?: "auto"|"webgpu"|"cpu", form?: string}} options  form: "f32" | "f16" | "int8" (default: the manifest's)
+ * @param {{backend?: "auto"|"fastest"|"webgpu"|"cpu", form?: string}} options  form: "f32" | "f16" | "int8" (default: the manifest's)
  */
 export async function loadModel(manifestUrl, options = {}) {
   const requested = options.backend ?? "auto";
@@ -64,9 +67,10 @@ export async function loadModel(manifestUrl, options = {}) {
   }
   const weights = expandWeights(parseSafetensors(bytes, form.file), manifest.weights, form.file);
 
-  let fallbackReason = null;
+  let reason = null; // why this backend, in words
+  let fallbackReason = null; // why "auto" is not on WebGPU, when WebGPU did not start
   async function startWebGPU() {
-    const backend = await createWebGPUBackend(manifest, weights);
+    const backend = await createWebGPUBackend(manifest, weights, { allowFallback: requested !== "fastest" });
     try {
       await backend.run(new Float32Array(PIXELS)); // a first run surfaces shader and dispatch errors now
     } catch (err) {
@@ -76,15 +80,52 @@ export async function loadModel(manifestUrl, options = {}) {
     return backend;
   }
   async function start() {
-    if (requested !== "cpu") {
-      try {
-        return await startWebGPU();
-      } catch (err) {
-        if (requested === "webgpu") throw err;
-        fallbackReason = err.message;
-      }
+    if (requested === "cpu") {
+      reason = "asked for";
+      return createCPUBackend(manifest, weights);
     }
-    return createCPUBackend(manifest, weights);
+    let gpu;
+    try {
+      gpu = await startWebGPU();
+    } catch (err) {
+      if (requested === "webgpu") throw err;
+      fallbackReason = err.message;
+      reason = err instanceof FallbackAdapterError ? `${err.message}: the CPU path is faster` : `WebGPU failed: ${err.message}`;
+      return createCPUBackend(manifest, weights);
+    }
+    if (requested === "fastest") return race(gpu);
+    reason = requested === "webgpu" ? "asked for" : "WebGPU works here";
+    return gpu;
+  }
+  // A one-time warm-up race on this model: a few inferences on each, the faster one stays.
+  async function race(gpu) {
+    let cpu;
+    try {
+      cpu = await createCPUBackend(manifest, weights);
+    } catch (err) {
+      reason = `the CPU path cannot start here (${err.message})`;
+      return gpu;
+    }
+    const input = new Float32Array(PIXELS);
+    const time = async (b) => {
+      await b.run(input);
+      const runs = [];
+      for (let i = 0; i < WARMUP_RUNS; i++) {
+        const t0 = performance.now();
+        await b.run(input);
+        runs.push(performance.now() - t0);
+      }
+      return runs.sort((a, b) => a - b)[runs.length >> 1];
+    };
+    const gpuMs = await time(gpu);
+    const cpuMs = await time(cpu);
+    const [winner, loser] = cpuMs < gpuMs ? [cpu, gpu] : [gpu, cpu];
+    loser.dispose();
+    const ms = (v) => `${v.toFixed(2)} ms`;
+    reason = `faster in a warm-up here: ${winner.name === "cpu" ? "CPU" : "WebGPU"} ${ms(Math.min(gpuMs, cpuMs))}, ${
+      winner.name === "cpu" ? "WebGPU" : "CPU"
+    } ${ms(Math.max(gpuMs, cpuMs))}`;
+    return winner;
   }
 
   let backend = await start();
@@ -98,6 +139,7 @@ export async function loadModel(manifestUrl, options = {}) {
       backend.dispose();
       backend = await start();
       model.backend = backend.name;
+      model.backendReason = reason;
       model.fallbackReason = fallbackReason;
     }
     const started = performance.now();
@@ -110,6 +152,7 @@ export async function loadModel(manifestUrl, options = {}) {
     name: manifest.name,
     backend: backend.name,
     form: form.form,
+    backendReason: reason,
     fallbackReason,
     manifest,
     /** One inference at a time: the GPU buffers are shared, so calls are queued. */

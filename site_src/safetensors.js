@@ -115,6 +115,12 @@ export function expandWeights(tensors, expected, source = "weights") {
       // Float32Array stores round the double product once: the same value numpy's float32 multiply gives
       for (let i = 0; i < count; i++) values[i] = q[i] * scales[Math.floor(i / perRow)];
     }
+    // a NaN or Infinity weight would only surface as "NaN% sure" on the page: refuse it here
+    for (let i = 0; i < count; i++) {
+      if (!Number.isFinite(values[i])) {
+        fail(source, `${name} holds a non-finite weight (${values[i]}) at index ${i}; the file is corrupt`);
+      }
+    }
     out.set(name, values);
   }
   for (const name of tensors.keys()) {

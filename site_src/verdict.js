@@ -16,6 +16,7 @@ export function judge({ extent }) {
 export function showVerdict(ui, root, verdict) {
   root.dataset.declined = String(verdict.decline);
   if (!verdict.decline) return;
+  root.dataset.state = "declined";
   ui.prediction.textContent = "?";
   ui.label.textContent = verdict.hint;
   ui.confidence.textContent = "";

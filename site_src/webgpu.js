@@ -8,10 +8,18 @@ function roundUp4(bytes) {
   return Math.max(4, Math.ceil(bytes / 4) * 4);
 }
 
-async function requestDevice(manifest) {
+/** Thrown instead of starting on a software adapter when the caller would rather not. */
+export class FallbackAdapterError extends Error {}
+
+async function requestDevice(manifest, allowFallback) {
   if (!globalThis.navigator?.gpu) throw new Error("WebGPU is not available in this browser (no navigator.gpu)");
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) throw new Error("WebGPU is not available: requestAdapter() returned no adapter");
+  // a software adapter (SwiftShader, WARP) runs the kernels on the CPU, far slower than the CPU path
+  if (!allowFallback && (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter)) {
+    const name = adapter.info?.architecture || adapter.info?.description || "software";
+    throw new FallbackAdapterError(`the only WebGPU adapter is a software one (${name})`);
+  }
   const needed = Math.max(...manifest.kernels.map((k) => k.bindings.length));
   const requiredLimits = {};
   if (needed > DEFAULT_STORAGE_BUFFERS) {
@@ -23,9 +31,12 @@ async function requestDevice(manifest) {
   return adapter.requestDevice({ requiredLimits });
 }
 
-/** Resolves to a backend { name, lost, run(pixels) -> Promise<Float32Array>, dispose() }; rejects on any WebGPU error. */
-export async function createWebGPUBackend(manifest, weights) {
-  const device = await requestDevice(manifest);
+/**
+ * Resolves to a backend { name, lost, run(pixels) -> Promise<Float32Array>, dispose() }; rejects on
+ * any WebGPU error, and with a FallbackAdapterError on a software adapter unless allowFallback.
+ */
+export async function createWebGPUBackend(manifest, weights, { allowFallback = true } = {}) {
+  const device = await requestDevice(manifest, allowFallback);
   const backend = { name: "webgpu", lost: false };
   device.lost.then(() => {
     backend.lost = true;

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import appkit
 import numpy as np
 import pytest
 import sitekit
-from browser_env import CHROMIUM, CHROMIUM_ARGS, serve
-
-from mnist_webgpu import site
+from appkit import ONE, SEVEN, Session
+from browser_env import CHROMIUM
 
 playwright = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = sitekit.ROOT / "test-artifacts"
@@ -25,140 +25,22 @@ ARTIFACTS = sitekit.ROOT / "test-artifacts"
 def served(tmp_path_factory, fast_config, mnist):
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium at /usr/bin/chromium")
-    tmp = tmp_path_factory.mktemp("app")
-    paths = sitekit.make_inputs(tmp, fast_config, mnist)
-    out = site.render(fast_config, tmp / "root" / "sub", paths)
-    with serve(out) as base, serve(out.parent) as sub_root:
+    out = appkit.render_site(tmp_path_factory.mktemp("app"), fast_config, mnist)
+    with appkit.serve(out) as base, appkit.serve(out.parent) as sub_root:
         yield {"base": base, "sub": sub_root + "sub/", "out": out}
 
 
 @pytest.fixture(scope="module")
 def browser(served):
     with playwright.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = appkit.launch(pw)
         yield b
         b.close()
 
 
-class Session:
-    """One page with every request and console message recorded."""
-
-    def __init__(self, browser, base: str, **context_args):
-        self.base = base
-        self.context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **context_args})
-        self.requests: list[str] = []
-        self.blocked: list[str] = []
-        self.console: list[str] = []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.on("console", self._on_console)
-        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
-
-    def _route(self, route):
-        url = route.request.url
-        self.requests.append(url)
-        if url.startswith("http://127.0.0.1:"):
-            route.continue_()
-        else:
-            self.blocked.append(url)
-            route.abort()
-
-    def _on_console(self, msg):
-        if msg.type in ("error", "warning"):
-            self.console.append(f"{msg.type}: {msg.text}")
-
-    def open(self, path: str = "index.html"):
-        self.page.goto(self.base + path)
-        return self
-
-    def ready(self):
-        self.page.wait_for_selector('[data-testid="app"][data-ready="true"]', timeout=20000)
-        return self
-
-    def el(self, testid: str):
-        return self.page.get_by_test_id(testid)
-
-    def canvas_box(self):
-        c = self.el("canvas")
-        c.scroll_into_view_if_needed()
-        return c.bounding_box()
-
-    def draw(self, points, steps: int = 8):
-        box = self.canvas_box()
-        xy = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
-        m = self.page.mouse
-        m.move(*xy[0])
-        m.down()
-        for p in xy[1:]:
-            m.move(*p, steps=steps)
-        m.up()
-
-    def touch_draw(self, points, steps: int = 8):
-        """Real touch input through the DevTools protocol (the context needs has_touch)."""
-        box = self.canvas_box()
-        cdp = self.context.new_cdp_session(self.page)
-        xy = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
-        cdp.send(
-            "Input.dispatchTouchEvent",
-            {"type": "touchStart", "touchPoints": [{"x": xy[0][0], "y": xy[0][1]}]},
-        )
-        for (x0, y0), (x1, y1) in zip(xy, xy[1:], strict=False):
-            for i in range(1, steps + 1):
-                t = i / steps
-                point = {"x": x0 + (x1 - x0) * t, "y": y0 + (y1 - y0) * t}
-                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-
-    def prediction(self) -> str:
-        return self.el("prediction").text_content()
-
-    def wait_prediction(self, present: bool = True):
-        expr = "document.querySelector('[data-testid=prediction]').textContent"
-        self.page.wait_for_function(f"{expr} {'!==' if present else '==='} ''", timeout=10000)
-        self.page.wait_for_timeout(150)  # let a pending re-prediction settle
-
-    def probs(self) -> list[float]:
-        return [float(self.el(f"prob-{d}").get_attribute("data-value")) for d in range(10)]
-
-    def preview(self) -> np.ndarray:
-        data = self.page.evaluate(
-            """() => Array.from(document.querySelector('[data-testid=preview]').getContext('2d')
-                     .getImageData(0, 0, 28, 28).data)"""
-        )
-        return np.array(data, dtype=np.float64).reshape(28, 28, 4)[:, :, 0] / 255
-
-    def fake_runtime(self) -> dict:
-        return self.page.evaluate("() => window.__fakeRuntime")
-
-    def check_clean(self):
-        assert not self.blocked, f"requests left the site: {self.blocked}"
-        assert all(u.startswith(self.base.rsplit("/", 1)[0]) for u in self.requests), self.requests
-        assert not self.console, self.console
-
-    def close(self):
-        self.context.close()
-
-
 @pytest.fixture
 def session(browser, served):
-    sessions: list[Session] = []
-
-    def make(base: str | None = None, **context_args) -> Session:
-        s = Session(browser, base or served["base"], **context_args)
-        sessions.append(s)
-        return s
-
-    yield make
-    try:
-        for s in sessions:
-            s.check_clean()
-    finally:
-        for s in sessions:
-            s.close()
-
-
-SEVEN = [(0.3, 0.2), (0.7, 0.2), (0.45, 0.85)]
-ONE = [(0.5, 0.1), (0.5, 0.9)]
+    yield from appkit.sessions(browser, served["base"])
 
 
 def check_result(s: Session):
@@ -244,17 +126,13 @@ def test_switching_models_repredicts_without_reload(session):
     s.wait_prediction()
     first = check_result(s)
     s.el("model-select").select_option("cnn")
-    s.page.wait_for_function(
-        f"""() => document.querySelector('[data-testid=app]').dataset.ready === 'true'
-             && document.querySelector('[data-testid=prob-0]').dataset.value !== '{first[0]}'""",
-        timeout=10000,
-    )
+    s.ready()
+    s.wait_prediction()
     second = check_result(s)
     assert second != first
     s.el("model-select").select_option("mlp")
-    s.page.wait_for_function(
-        f"() => document.querySelector('[data-testid=prob-0]').dataset.value === '{first[0]}'", timeout=10000
-    )
+    s.ready()
+    s.wait_prediction()
     assert s.probs() == first
     assert s.fake_runtime()["loads"] == ["mlp", "cnn"], "each model loads once"
     assert s.page.evaluate("() => window.__sameDocument") is True, "no page reload"
@@ -326,6 +204,39 @@ def test_served_from_a_subpath(session, served):
     s.ready()
 
 
+@pytest.mark.parametrize("width,height", [(390, 844), (844, 390), (768, 1024), (1280, 800)])
+def test_pad_and_verdict_in_one_view(session, width, height):
+    """Phone portrait and landscape, tablet, desktop, touch: draw and read the answer without scrolling."""
+    viewport = {"width": width, "height": height}
+    s = session(viewport=viewport, has_touch=True, is_mobile=width < 1000, device_scale_factor=2)
+    s.open().ready()
+
+    def inside(testid: str) -> dict:
+        box = s.el(testid).bounding_box()
+        assert box["x"] >= 0 and box["y"] >= 0, f"{testid} starts off-screen at {width}x{height}: {box}"
+        assert box["x"] + box["width"] <= width and box["y"] + box["height"] <= height, (
+            f"{testid} ends off-screen at {width}x{height}: {box}"
+        )
+        return box
+
+    pad = inside("canvas")
+    assert pad["width"] >= 240, f"a pad of {pad['width']:.0f} px is too small to draw on"
+    for testid in ("verdict", "model-select", "tool-pen", "tool-eraser", "undo", "redo", "clear"):
+        inside(testid)
+    assert s.page.evaluate("() => document.documentElement.scrollWidth") <= width
+    s.touch_draw(SEVEN)
+    s.wait_prediction()
+    assert s.page.evaluate("() => window.scrollY") == 0, "drawing scrolled the page"
+    inside("verdict")
+    inside("prediction")
+    inside("confidence")
+    small = s.page.evaluate(
+        """() => Math.min(...Array.from(document.querySelectorAll('.prob-value, .prob-digit'),
+                 (e) => parseFloat(getComputedStyle(e).fontSize)))"""
+    )
+    assert small >= 11, f"bar labels {small} px"
+
+
 def test_screenshots(session):
     ARTIFACTS.mkdir(exist_ok=True)
     for label, viewport, scale, scheme in [
@@ -348,3 +259,18 @@ def test_screenshots(session):
         width = s.page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"{label} model page: wider than the screen ({width}px)"
         s.page.screenshot(path=str(ARTIFACTS / f"model-{label}.png"), full_page=True)
+
+
+def test_chart_text_is_readable_on_a_phone(session):
+    s = session(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).open(
+        "models/cnn.html"
+    )
+    sizes = s.page.evaluate(
+        """() => Array.from(document.querySelectorAll('svg.chart'), (svg) => {
+             const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+             return Math.min(...Array.from(svg.querySelectorAll('text'),
+                             (t) => parseFloat(getComputedStyle(t).fontSize) * scale));
+           })"""
+    )
+    assert len(sizes) >= 4 and min(sizes) >= 11, f"chart text {sizes} CSS px"
+    assert s.page.evaluate("() => document.documentElement.scrollWidth") <= 390

@@ -18,6 +18,14 @@ min_test_accuracy = 0.9
 """
 
 
+# the policy templates/base.html sets, as every page carries it
+CSP = (
+    '<!doctype html><meta http-equiv="Content-Security-Policy" content="default-src \'self\'; '
+    "script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'\">"
+)
+
+
 def safetensors_bytes(tensors: dict[str, int]) -> bytes:
     header, offset = {}, 0
     for name, size in tensors.items():
@@ -106,14 +114,14 @@ def good(tmp_path):
     (site / "assets").mkdir(parents=True)
     (site / "models" / "mlp").mkdir(parents=True)
     (site / "index.html").write_text(
-        '<!doctype html><link rel="stylesheet" href="assets/style.1.css"><link rel="icon" href="favicon.svg">'
+        CSP + '<link rel="stylesheet" href="assets/style.1.css"><link rel="icon" href="favicon.svg">'
         '<script type="module" src="assets/app.1.js"></script><a href="models/mlp.html">mlp</a>'
         '<a href="https://github.com/example/repo">source</a><img src="data:image/png;base64,AA==">'
     )
-    (site / "404.html").write_text('<!doctype html><a href="./">home</a>')
+    (site / "404.html").write_text(CSP + '<a href="./">home</a>')
     (site / ".nojekyll").write_text("")
     (site / "favicon.svg").write_text("<svg/>")
-    (site / "models" / "mlp.html").write_text('<!doctype html><a href="../index.html#top">back</a>')
+    (site / "models" / "mlp.html").write_text(CSP + '<a href="../index.html#top">back</a>')
     (site / "assets" / "style.1.css").write_text("body { background: url('../favicon.svg') }")
     (site / "assets" / "app.1.js").write_text(
         'import { loadModel } from "./runtime.1.js";\n'
@@ -156,7 +164,7 @@ def test_third_party_script_is_refused(good):
 
 def test_absolute_paths_are_refused(good):
     cfg, site, models = good
-    (site / "404.html").write_text('<a href="/index.html">home</a>')
+    (site / "404.html").write_text(CSP + '<a href="/index.html">home</a>')
     assert "404.html: absolute path /index.html breaks" in problem(*good)
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, lock
 from .errors import PipelineError
 
 
@@ -115,7 +115,8 @@ def _site(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import site
     from .layout import PROJECT
 
-    out = site.render(cfg, PROJECT.site_staging)
+    with lock.exclusive(PROJECT.build, wait=True, what="site"):
+        out = site.render(cfg, PROJECT.site_staging)
     print(f"site: rendered {out}")
 
 
@@ -123,8 +124,9 @@ def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import verify
     from .layout import PROJECT
 
-    verify.verify(cfg, PROJECT.site_staging, PROJECT)
-    verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
+    with lock.exclusive(PROJECT.build, wait=True, what="verify"):
+        verify.verify(cfg, PROJECT.site_staging, PROJECT)
+        verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
     print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
 
@@ -132,12 +134,17 @@ def _deploy(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import deploy, verify
     from .layout import PROJECT
 
-    verify.verify(cfg, PROJECT.dist, PROJECT)
-    published = deploy.publish(
-        Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
-    )
+    with lock.exclusive(PROJECT.build, wait=False, what="deploy"):
+        verify.verify(cfg, PROJECT.dist, PROJECT)
+        published = deploy.publish(
+            Path.cwd(), PROJECT.dist, cfg.deploy, dry_run=args.dry_run, allow_dirty=args.allow_dirty
+        )
     where = f"{cfg.deploy.remote} {cfg.deploy.branch}"
-    if published.pushed:
+    if published.unchanged:
+        print(
+            f"already published: {where} holds these {len(published.files)} files ({published.commit[:12]})"
+        )
+    elif published.pushed:
         commit = published.commit[:12]
         print(f"published {len(published.files)} files to {where} as {commit}: {published.message}")
     else:
@@ -150,7 +157,10 @@ def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import serve
     from .layout import PROJECT
 
-    serve.serve(PROJECT.dist, args.port or cfg.serve.port)
+    port = args.port or cfg.serve.port
+    if not 1 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
+        raise PipelineError(f"serve: port {port}: expected a TCP port between 1 and 65535")
+    serve.serve(PROJECT.dist, port)
 
 
 def _deploy_args(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # what the machine refused (read-only or full disk, a file where a directory belongs):
+        # the path and the reason are the whole story, a traceback adds nothing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"error: {args.stage}: out of memory", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@ branch stay untouched, and each git failure becomes one clear line of ours.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -28,20 +29,68 @@ class Published:
     files: tuple[str, ...]  # the paths in the published tree
     message: str
     pushed: bool
+    unchanged: bool = False  # the branch already holds exactly these files: nothing was committed
 
 
-def _git(repo: Path, *args: str, env: dict | None = None, input: bytes | None = None) -> str:
-    result = subprocess.run(
+GIT_TIMEOUT = (
+    120  # seconds for one git command: a remote that accepts and never answers must not hang a deploy
+)
+# git's network commands: never prompt, and give up on a transfer slower than 1 kB/s for 30 s
+NETWORK_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+    "GIT_HTTP_LOW_SPEED_TIME": "30",
+}
+
+
+def _reason(stderr: bytes, returncode: int) -> str:
+    """git's own reason: its first fatal:/error: line (the last line is often advice)."""
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:", "remote: error:", "! [")):
+            return line
+    return lines[0] if lines else f"exit {returncode}"
+
+
+def _git(
+    repo: Path, *args: str, env: dict | None = None, input: bytes | None = None, timeout: float = GIT_TIMEOUT
+) -> str:
+    # its own session, so a timeout ends git's helpers (ssh, git-remote-https) with it
+    proc = subprocess.Popen(
         ["git", *args],
         cwd=repo,
         env={**os.environ, **(env or {})},
-        input=input,
-        capture_output=True,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
-    if result.returncode != 0:
-        detail = result.stderr.decode(errors="replace").strip().splitlines()
-        raise DeployError(f"git {args[0]} failed: {detail[-1] if detail else f'exit {result.returncode}'}")
-    return result.stdout.decode().rstrip("\n")
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise DeployError(f"git {args[0]} gave no answer in {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise DeployError(f"git {args[0]} failed: {_reason(err, proc.returncode)}")
+    return out.decode().rstrip("\n")
+
+
+def check_branch(repo: Path, branch: str) -> None:
+    """The branch name as git itself judges it (git check-ref-format --branch)."""
+    if branch.startswith("-") or "@{" in branch:  # an option to git, or a reflog expression
+        raise DeployError(f"deploy.branch: {branch!r} is not a valid branch name")
+    try:
+        _git(repo, "check-ref-format", "--branch", branch)
+    except DeployError:
+        raise DeployError(
+            f"deploy.branch: {branch!r} is not a valid branch name (git check-ref-format)"
+        ) from None
+
+
+def check_remote(remote: str) -> None:
+    if remote.startswith("-"):
+        raise DeployError(f"deploy.remote: {remote!r} looks like an option to git, not a remote")
 
 
 def source_commit(repo: Path) -> str:
@@ -56,11 +105,18 @@ def dirty_paths(repo: Path) -> list[str]:
     return [line[3:] for line in status.splitlines() if line]
 
 
-def remote_head(repo: Path, remote: str, branch: str) -> str | None:
+def remote_head(repo: Path, remote: str, branch: str, timeout: float = GIT_TIMEOUT) -> str | None:
     """The remote branch's commit (None when the branch does not exist yet)."""
     try:
         out = _git(
-            repo, "ls-remote", "--heads", remote, f"refs/heads/{branch}", env={"GIT_TERMINAL_PROMPT": "0"}
+            repo,
+            "ls-remote",
+            "--heads",
+            "--",
+            remote,
+            f"refs/heads/{branch}",
+            env=NETWORK_ENV,
+            timeout=timeout,
         )
     except DeployError as exc:
         raise DeployError(f"remote '{remote}' cannot be reached: {exc}") from None
@@ -93,22 +149,42 @@ def build_tree(repo: Path, site: Path, cname: str) -> tuple[str, tuple[str, ...]
 
 
 def publish(
-    repo: Path, site: Path, cfg: DeployConfig, *, dry_run: bool = False, allow_dirty: bool = False
+    repo: Path,
+    site: Path,
+    cfg: DeployConfig,
+    *,
+    dry_run: bool = False,
+    allow_dirty: bool = False,
+    timeout: float = GIT_TIMEOUT,
 ) -> Published:
     """Commit `site` onto the remote's deploy branch and push it; refuse on a dirty tree."""
     repo, site = Path(repo), Path(site)
     if not (site / "index.html").is_file():
         raise DeployError(f"{site}: no index.html; run `doit build` first")
+    check_remote(cfg.remote)
+    check_branch(repo, cfg.branch)
     source = source_commit(repo)
     dirty = dirty_paths(repo)
     if dirty and not allow_dirty:
         shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
         raise DeployError(f"source tree has uncommitted changes ({shown}); commit them or pass --allow-dirty")
-    parent = remote_head(repo, cfg.remote, cfg.branch)
+    parent = remote_head(repo, cfg.remote, cfg.branch, timeout)
     if parent:
-        _git(repo, "fetch", "--quiet", "--no-tags", cfg.remote, parent, env={"GIT_TERMINAL_PROMPT": "0"})
+        _git(
+            repo, "fetch", "--quiet", "--no-tags", "--", cfg.remote, parent, env=NETWORK_ENV, timeout=timeout
+        )
     tree, files = build_tree(repo, site, cfg.cname)
     message = f"Publish site built from {source}" + (" (with uncommitted changes)" if dirty else "")
+    if parent and _git(repo, "rev-parse", f"{parent}^{{tree}}") == tree:
+        # the same files: a new commit would only add noise to the branch's history
+        return Published(
+            commit=parent,
+            parent=parent,
+            files=files,
+            message="already published",
+            pushed=False,
+            unchanged=True,
+        )
     args = ["commit-tree", tree, "-m", message]
     if parent:
         args += ["-p", parent]
@@ -119,9 +195,11 @@ def publish(
                 repo,
                 "push",
                 "--quiet",
+                "--",
                 cfg.remote,
                 f"{commit}:refs/heads/{cfg.branch}",
-                env={"GIT_TERMINAL_PROMPT": "0"},
+                env=NETWORK_ENV,
+                timeout=timeout,
             )
         except DeployError as exc:
             raise DeployError(f"push to '{cfg.remote}' branch '{cfg.branch}' was rejected: {exc}") from None

@@ -9,8 +9,10 @@ accuracy measured here is the accuracy of the weights the page actually uses.
 
 from __future__ import annotations
 
+import json
+import struct
+
 import numpy as np
-from safetensors.numpy import save
 
 from .schemas import Form
 
@@ -60,8 +62,35 @@ def expand(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "int8": "I8", "int64": "I64", "int32": "I32"}
+
+
 def to_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
-    return save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+    """A safetensors file whose bytes depend only on its contents.
+
+    safetensors' own writer keeps the metadata in a Rust HashMap, so its order (and the
+    file's digest) changed from one process to the next. Written here instead, as that
+    writer lays it out (tensors by alignment, then name; header padded to 8 bytes), with
+    the metadata sorted.
+    """
+    arrays = {
+        k: np.ascontiguousarray(v, dtype=np.asarray(v).dtype.newbyteorder("<")) for k, v in tensors.items()
+    }
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    chunks, offset = [], 0
+    for name in sorted(arrays, key=lambda k: (-arrays[k].dtype.itemsize, k)):
+        a = arrays[name]
+        raw = a.tobytes()
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[a.dtype.name],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        chunks.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
 def choose_default(measured: list[Form], tolerance_points: float) -> str:

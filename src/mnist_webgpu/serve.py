@@ -1,10 +1,13 @@
-"""Serve dist/ on 127.0.0.1 for a local preview."""
+"""Serve dist/ on 127.0.0.1 for a local preview, answering as GitHub Pages does: a miss at
+any depth (or a folder without index.html) gets 404.html with status 404, nothing outside
+dist/ is ever served (a symlink pointing out of it is a miss), and no folder is listed."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
+import os
 from pathlib import Path
 
 from .errors import PipelineError
@@ -17,7 +20,34 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         ".mjs": "text/javascript",
         ".wasm": "application/wasm",
         ".safetensors": "application/octet-stream",
+        ".webmanifest": "application/manifest+json",
     }
+
+    def send_head(self):
+        root = Path(self.directory).resolve()
+        target = Path(self.translate_path(self.path))
+        if target.is_dir():
+            if not self.path.split("?", 1)[0].endswith("/"):
+                return super().send_head()  # the redirect to "folder/"
+            target = target / "index.html"
+        real = Path(os.path.realpath(target))
+        if not real.is_file() or not real.is_relative_to(root):
+            return self._not_found(root)
+        return super().send_head()
+
+    def list_directory(self, path):
+        return self._not_found(Path(self.directory).resolve())
+
+    def _not_found(self, root: Path):
+        page = root / "404.html"
+        body = page.read_bytes() if page.is_file() else b"<!doctype html><title>404</title>Not found\n"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        return None
 
 
 def make_server(site: Path, port: int) -> http.server.ThreadingHTTPServer:

@@ -6,8 +6,10 @@ is set per stage and a failure is one line and a non-zero exit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -82,6 +84,49 @@ def trained_with(metrics: Path, settings: dict) -> bool:
         return False
 
 
+def compiled_from(manifest: Path, weights: Path, forms: tuple[str, ...]) -> bool:
+    """The manifest itself, not doit's database, says the compile is current: it names the
+    weights it was compiled from and the digest of every form file. An interrupt between the
+    form files and the manifest leaves a mix doit would otherwise take as up to date."""
+    try:
+        m = schemas.read(schemas.Manifest, manifest)
+        if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != m.evaluation.source_weights_sha256:
+            return False
+        if sorted(f.form for f in m.forms) != sorted(forms):
+            return False
+        return all(
+            hashlib.sha256((manifest.parent / f.file).read_bytes()).hexdigest() == f.sha256 for f in m.forms
+        )
+    except (schemas.SchemaError, OSError):
+        return False
+
+
+def remove_outputs(paths: list[Path], stop: Path = PROJECT.root) -> None:
+    """`doit clean` for a task's files: remove them, then each folder they leave empty, up to `stop`."""
+    stop = Path(stop).resolve()
+    for path in map(Path, paths):
+        path.unlink(missing_ok=True)
+        folder = path.resolve().parent
+        while folder != stop and folder.is_relative_to(stop):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another task's outputs), or already gone
+                break
+            folder = folder.parent
+
+
+def remove_tree(path: Path) -> None:
+    """`doit clean` for a directory output, and the build/ folders it leaves empty (the lock too,
+    unless a build holds it)."""
+    shutil.rmtree(path, ignore_errors=True)
+    from . import lock
+
+    lock.remove_if_free(PROJECT.build)
+    for folder in (PROJECT.build / "models", PROJECT.build / "webgpu", PROJECT.build):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def data_task(cfg: config.Config) -> dict:
     cache_dir = cfg.cache_dir()
     return {
@@ -109,7 +154,7 @@ def train_tasks(cfg: config.Config):
                 functools.partial(trained_with, PROJECT.train_outputs(name).metrics, settings),
             ],
             "targets": [str(p) for p in PROJECT.train_outputs(name).all()],
-            "clean": True,
+            "clean": [(remove_outputs, [PROJECT.train_outputs(name).all()])],
             "verbosity": 2,
         }
 
@@ -177,7 +222,7 @@ def site_task(cfg: config.Config) -> dict:
         "file_dep": [str(p) for p in site.input_files(cfg)] + code("site"),
         "targets": [str(out / "index.html")],
         "uptodate": [config_changed(site.settings(cfg))],
-        "clean": [(shutil.rmtree, [str(out)], {"ignore_errors": True})],
+        "clean": [(remove_tree, [out])],
         "verbosity": 2,
     }
 
@@ -197,7 +242,7 @@ def verify_task(cfg: config.Config) -> dict:
             lambda: verify.same_tree(PROJECT.site_staging, PROJECT.dist),
             config_changed({"gates": gates, "models": trained}),
         ],
-        "clean": [(shutil.rmtree, [str(PROJECT.dist)], {"ignore_errors": True})],
+        "clean": [(remove_tree, [PROJECT.dist])],
         "verbosity": 2,
     }
 
@@ -297,7 +342,15 @@ def compile_tasks(cfg: config.Config):
                 *code("export"),
             ],
             "targets": [str(p) for p in PROJECT.compile_outputs(name, cfg.export.forms)],
-            "uptodate": [config_changed(settings)],
-            "clean": True,
+            "uptodate": [
+                config_changed(settings),
+                functools.partial(
+                    compiled_from,
+                    PROJECT.manifest(name),
+                    PROJECT.train_outputs(name).weights,
+                    cfg.export.forms,
+                ),
+            ],
+            "clean": [(remove_outputs, [PROJECT.compile_outputs(name, cfg.export.forms)])],
             "verbosity": 2,
         }

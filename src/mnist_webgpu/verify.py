@@ -8,50 +8,20 @@ model meets its configured accuracy gate.
 from __future__ import annotations
 
 import hashlib
-import html.parser
-import json
 import shutil
-import struct
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import files, schemas
+from . import checks, files, schemas
+from . import forms as forms_module
 from .config import Config, settings_hash, training_settings
 from .errors import PipelineError
 from .layout import Layout
-from .site.assets import CSS_URL, js_references
-
-RESOURCE_ATTRS = {("script", "src"), ("link", "href"), ("img", "src"), ("source", "src"), ("iframe", "src")}
+from .site.assets import js_references
 
 
 class VerifyError(PipelineError):
     """The staged site is incomplete or inconsistent; dist/ was left as it was."""
-
-
-class _Links(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.resources: list[str] = []  # fetched by the browser: must be ours
-        self.links: list[str] = []  # navigation: ours must exist, others may point anywhere
-
-    def handle_starttag(self, tag, attrs):
-        for name, value in attrs:
-            if value is None:
-                continue
-            if (tag, name) in RESOURCE_ATTRS and not (tag == "link" and _is_navigation(attrs)):
-                self.resources.append(value)
-            elif name == "href":
-                self.links.append(value)
-
-
-def _is_navigation(attrs) -> bool:
-    rel = dict(attrs).get("rel") or ""
-    return not ({"stylesheet", "icon", "modulepreload", "preload", "manifest"} & set(rel.split()))
-
-
-def _external(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.scheme or parts.netloc)
 
 
 def _target(site: Path, page: Path, url: str) -> Path | None:
@@ -66,23 +36,37 @@ def _target(site: Path, page: Path, url: str) -> Path | None:
 
 
 def check_references(site: Path) -> list[str]:
+    """Every page, style and script: what it loads is on the site and exists; pages keep the CSP."""
     problems = []
     site = site.resolve()
     for page in sorted(site.rglob("*")):
         rel = page.relative_to(site).as_posix()
-        if page.suffix == ".html":
-            parser = _Links()
-            parser.feed(page.read_text(encoding="utf-8"))
-            urls = [(u, True) for u in parser.resources] + [(u, False) for u in parser.links]
-        elif page.suffix in (".js", ".mjs"):
-            text = page.read_text(encoding="utf-8")
-            urls = [(u, True) for u in js_references(text)]
-        elif page.suffix == ".css":
-            urls = [(m["spec"], True) for m in CSS_URL.finditer(page.read_text(encoding="utf-8"))]
-        else:
+        if page.suffix not in (".html", ".svg", ".js", ".mjs", ".css") or not page.is_file():
             continue
+        text, unreadable = checks.read_text(page, rel)
+        if text is None:
+            problems.append(unreadable)
+            continue
+        if page.suffix in (".html", ".svg"):
+            scanned = checks.scan_page(text)
+            problems += [f"{rel}: {p}" for p in scanned.problems]
+            if page.suffix == ".html":
+                if not scanned.policies:
+                    problems.append(
+                        f"{rel}: no Content-Security-Policy <meta> (the site's pages all carry one)"
+                    )
+                for policy in scanned.policies:
+                    problems += [
+                        f"{rel}: Content-Security-Policy weakened: {p}" for p in checks.csp_problems(policy)
+                    ]
+            css = [u for block in scanned.css for u in checks.css_urls(block)]
+            urls = [(u, True) for u in scanned.fetched + css] + [(u, False) for u in scanned.links]
+        elif page.suffix in (".js", ".mjs"):
+            urls = [(u, True) for u in js_references(text) + checks.js_foreign_urls(text)]
+        else:
+            urls = [(u, True) for u in checks.css_urls(text)]
         for url, fetched in urls:
-            if _external(url) and urlsplit(url).scheme != "data":
+            if checks.foreign(url):
                 if fetched:
                     problems.append(f"{rel}: loads {url} from outside the site")
                 continue
@@ -100,24 +84,11 @@ def check_references(site: Path) -> list[str]:
 
 
 def safetensors_header(path: Path) -> dict:
-    """The JSON header of a safetensors file, with offsets checked against the file size."""
-    blob = path.read_bytes()
-    if len(blob) < 8:
-        raise VerifyError(f"{path}: too short for a safetensors file")
-    (length,) = struct.unpack("<Q", blob[:8])
-    if 8 + length > len(blob):
-        raise VerifyError(f"{path}: header length {length} runs past the end of the file")
-    header = json.loads(blob[8 : 8 + length])
-    data_size = len(blob) - 8 - length
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        if not 0 <= start <= end <= data_size:
-            raise VerifyError(
-                f"{path}: tensor {name} offsets {start}..{end} outside the {data_size}-byte data"
-            )
-    return header
+    """The JSON header of a safetensors file, every tensor checked against the file's bytes."""
+    try:
+        return checks.read_safetensors(path)[0]
+    except checks.WeightFileError as exc:
+        raise VerifyError(f"{path}: {exc}") from None
 
 
 def check_models(cfg: Config, site: Path, build: Layout) -> list[str]:
@@ -170,17 +141,23 @@ def check_manifest(path: Path, manifest: schemas.Manifest) -> list[str]:
             problems.append(f"{weights}: {len(blob)} bytes, manifest says {form.bytes}")
         elif hashlib.sha256(blob).hexdigest() != form.sha256:
             problems.append(f"{weights}: its SHA-256 is not the one the manifest records (a mixed build?)")
-    weights = path.parent / forms[manifest.default_form].file
-    if not weights.is_file():
-        return problems
-    try:
-        header = safetensors_header(weights)
-    except (VerifyError, ValueError, KeyError) as exc:
-        return [*problems, f"{weights}: unreadable safetensors ({exc})"]
+    expected = {name: spec.shape for name, spec in manifest.weights.items()}
     bound = {str(b.name) for k in manifest.kernels for b in k.bindings if b.kind == "weight"}
-    missing = sorted(name for name in bound if name not in header)
-    if missing:
-        problems.append(f"{weights}: no tensor for weights {', '.join(missing)} bound by the kernels")
+    for form in manifest.forms:  # every form: the page may be asked for any of them
+        weights = path.parent / form.file
+        if not weights.is_file():
+            continue
+        try:
+            header, tensors = checks.read_safetensors(weights)
+        except checks.WeightFileError as exc:
+            problems.append(f"{weights}: malformed safetensors ({exc})")
+            continue
+        problems += [
+            f"{weights}: {p}" for p in checks.weight_problems(tensors, expected, forms_module.SCALE_SUFFIX)
+        ]
+        missing = sorted(name for name in bound if name not in header)
+        if missing:
+            problems.append(f"{weights}: no tensor for weights {', '.join(missing)} bound by the kernels")
     return problems
 
 
@@ -204,12 +181,15 @@ def same_tree(a: Path, b: Path) -> bool:
             else {}
         )
 
-    left, right = listing(a), listing(b)
-    return (
-        bool(left)
-        and left.keys() == right.keys()
-        and all(left[k].read_bytes() == right[k].read_bytes() for k in left)
-    )
+    try:
+        left, right = listing(a), listing(b)
+        return (
+            bool(left)
+            and left.keys() == right.keys()
+            and all(left[k].read_bytes() == right[k].read_bytes() for k in left)
+        )
+    except OSError:  # another build swapping either tree right now: not up to date, run verify
+        return False
 
 
 def publish_to_dist(site: Path, dist: Path) -> None:

@@ -89,4 +89,20 @@ window.harness = {
     }
   },
 };
+/**
+ * The backend "fastest" picks for a model, and why. With `pretendHardware`, the adapter says it
+ * is not a software one, so the runtime has to race the two backends.
+ */
+harness.fastest = async (manifestUrl, pretendHardware) => {
+  const info = Object.getOwnPropertyDescriptor(GPUAdapterInfo.prototype, "isFallbackAdapter");
+  if (pretendHardware) Object.defineProperty(GPUAdapterInfo.prototype, "isFallbackAdapter", { get: () => false, configurable: true });
+  try {
+    const model = await loadModel(manifestUrl, { backend: "fastest" });
+    const r = await model.predict(new Float32Array(784));
+    model.dispose();
+    return { backend: model.backend, ran: r.backend, reason: model.backendReason, fallbackReason: model.fallbackReason };
+  } finally {
+    if (info) Object.defineProperty(GPUAdapterInfo.prototype, "isFallbackAdapter", info);
+  }
+};
 window.harnessReady = true;

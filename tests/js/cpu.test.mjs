@@ -41,8 +41,25 @@ function model(arch, shapes, seed) {
     const fanIn = shape.length > 1 ? count / shape[0] : 16;
     weights.set(name, Float32Array.from({ length: count }, () => next() / Math.sqrt(fanIn)));
   }
-  const entries = Object.fromEntries(Object.entries(shapes).map(([n, shape]) => [n, { shape }]));
-  return { manifest: { name: `test-${arch}`, model: { arch, normalize: NORMALIZE }, weights: entries }, weights };
+  // listed backwards: the layers' order must come from the kernels, as the exporter's does
+  const entries = Object.fromEntries(Object.entries(shapes).reverse().map(([n, shape]) => [n, { shape }]));
+  const manifest = { name: `test-${arch}`, model: { arch, normalize: NORMALIZE }, weights: entries };
+  manifest.kernels = kernelsFor(Object.keys(shapes));
+  return { manifest, weights };
+}
+
+/** Kernels in dispatch order as the exporter lists them: one per layer, binding its weight and bias. */
+function kernelsFor(names) {
+  const owners = [...new Set(names.map((n) => n.replace(/\.(weight|bias)$/, "")))];
+  return owners.map((owner, i) => ({
+    name: `k${i}`,
+    bindings: [
+      { binding: 1, buffer: `t${i}`, kind: "intermediate" },
+      ...names
+        .filter((n) => n.startsWith(`${owner}.`))
+        .map((n, j) => ({ binding: j + 2, buffer: `weight:${n}`, kind: "weight", name: n })),
+    ],
+  }));
 }
 
 function mlpShapes(widths) {
@@ -190,6 +207,32 @@ test("refuses an even kernel and an unknown architecture", { skip }, async () =>
   const { createCPUBackend } = await cpu();
   const even = model("cnn", cnnShapes([4], 2), 15);
   await assert.rejects(createCPUBackend(even.manifest, even.weights), /convs.0 is not an odd square kernel/);
-  const rnn = { manifest: { name: "x", model: { arch: "rnn" }, weights: {} }, weights: new Map() };
+  const rnn = { manifest: { name: "x", model: { arch: "rnn" }, weights: {}, kernels: [] }, weights: new Map() };
   await assert.rejects(createCPUBackend(rnn.manifest, rnn.weights), /no CPU fallback for architecture rnn/);
+});
+
+test("reads the layers from the manifest, whatever they are named, and refuses what it cannot run", { skip }, async () => {
+  const { createCPUBackend, layersOf } = await cpu();
+  const m = model("cnn", cnnShapes([8, 12]), 16);
+  assert.deepEqual(
+    layersOf(m.manifest).map((l) => [l.name, l.kind]),
+    [["convs.0", "conv"], ["convs.1", "conv"], ["fc1", "dense"], ["fc2", "dense"]],
+  );
+  // the same network under other state-dict names predicts the same
+  const renamed = (name) => name.replace("convs.", "features.").replace("fc", "head.");
+  const shapes = Object.fromEntries(Object.entries(cnnShapes([8, 12])).map(([n, s]) => [renamed(n), s]));
+  const other = model("cnn", shapes, 16);
+  const pixels = images(1, 17)[0];
+  const a = await (await createCPUBackend(m.manifest, m.weights)).run(pixels);
+  const b = await (await createCPUBackend(other.manifest, other.weights)).run(pixels);
+  assert.deepEqual(Array.from(b), Array.from(a));
+  // a cnn manifest without convs, a dense layer before a conv, a weight no kernel reads
+  const flat = model("cnn", mlpShapes([16]), 18);
+  await assert.rejects(createCPUBackend(flat.manifest, flat.weights), /a cnn with 0 conv layers/);
+  const mixed = model("cnn", cnnShapes([4]), 19);
+  mixed.manifest.kernels.reverse();
+  await assert.rejects(createCPUBackend(mixed.manifest, mixed.weights), /runs convs then dense layers/);
+  const unread = model("mlp", mlpShapes([16]), 20);
+  unread.manifest.kernels.pop();
+  await assert.rejects(createCPUBackend(unread.manifest, unread.weights), /no kernel reads weight layers.1/);
 });

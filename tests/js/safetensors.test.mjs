@@ -92,3 +92,32 @@ test("expands f16 exactly and int8 with per-row scales", () => {
   const noScale = parseSafetensors(file({ q: { dtype: "I8", shape: [2, 2], data_offsets: [0, 4] } }, q), "ns");
   assert.throws(() => expandWeights(noScale, { q: { shape: [2, 2] } }, "ns"), /q is int8 but q.scale is not/);
 });
+
+test("refuses non-finite weights in every form, naming the tensor and index", () => {
+  const bad = [
+    ["F32", f32([1, NaN]), 4, "NaN"],
+    ["F32", f32([Infinity, 0]), 4, "Infinity"],
+    ["F16", new Uint8Array(Uint16Array.from([0x3c00, 0x7e00]).buffer), 2, "NaN"],
+    ["F16", new Uint8Array(Uint16Array.from([0xfc00, 0x3c00]).buffer), 2, "-Infinity"],
+  ];
+  for (const [dtype, bytes, item, shown] of bad) {
+    const t = parseSafetensors(file({ w: { dtype, shape: [2], data_offsets: [0, 2 * item] } }, bytes), "bad");
+    assert.throws(() => expandWeights(t, { w: { shape: [2] } }, "bad"), new RegExp(`bad: w holds a non-finite weight \\(${shown}\\)`));
+  }
+  // int8 values are always finite: a NaN or huge scale is what poisons them
+  const q = new Uint8Array(Int8Array.from([1, 2, 3, 4]).buffer);
+  for (const scale of [NaN, Infinity, 3e38]) {
+    const data = new Uint8Array([...q, ...f32([1, scale])]);
+    const t = parseSafetensors(
+      file(
+        {
+          q: { dtype: "I8", shape: [2, 2], data_offsets: [0, 4] },
+          "q.scale": { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+        },
+        data,
+      ),
+      "i8",
+    );
+    assert.throws(() => expandWeights(t, { q: { shape: [2, 2] } }, "i8"), /i8: q holds a non-finite weight .* at index 2/);
+  }
+});

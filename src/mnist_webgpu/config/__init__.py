@@ -19,6 +19,7 @@ from .sections import (
     CACHE_ENV,
     CONFIG_ENV,
     DEFAULT_CONFIG,
+    MAX_BACKOFF_TOTAL,
     MODEL_NAME,
     NOT_TRAINING_INPUTS,
     Augment,
@@ -106,6 +107,14 @@ def parse(text: str, path: Path) -> Config:
     cfg = Config(path=Path(path).resolve(), models=tuple(models), **built)
     if cfg.site.default_model and cfg.site.default_model not in cfg.model_names:
         raise err("site.default_model", f"one of {', '.join(cfg.model_names)}", cfg.site.default_model)
+    waits = cfg.data.backoff_seconds * (2**cfg.data.retries - 1)
+    if waits > MAX_BACKOFF_TOTAL:
+        raise err(
+            "data.backoff_seconds",
+            f"at most {MAX_BACKOFF_TOTAL} s of waiting in all over data.retries = {cfg.data.retries} "
+            f"(it doubles after each retry: {waits:g} s)",
+            cfg.data.backoff_seconds,
+        )
     if cfg.train.train_limit and cfg.train.train_limit <= cfg.train.val_size:
         raise err("train.train_limit", "0 or more images than train.val_size", cfg.train.train_limit)
     for m in cfg.models:

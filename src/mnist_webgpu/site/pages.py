@@ -15,7 +15,7 @@ from ..errors import SiteError
 from ..graph import reachable
 from ..progress import duration
 
-PAGES = ("index.html", "model.html", "404.html", "sweep.html")
+PAGES = ("index.html", "model.html", "404.html", "sweep.html", "sw.js", "app.webmanifest")
 
 
 def template_files(templates: Path) -> list[Path]:

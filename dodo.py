@@ -18,7 +18,9 @@ DOIT_CONFIG = {
     "verbosity": 2,
     # a task per core: the two models train side by side (each trainer's large kernels also
     # spread over every core, so they share the machine) and the compiles overlap
-    "num_process": tasks.PARALLEL_TASKS,
+    # but `doit serve` runs in doit's own process, so that Ctrl+C and a killed doit reach the
+    # server directly (through a worker process, Ctrl+C left a traceback and a kill an orphan)
+    "num_process": 0 if "serve" in sys.argv[1:] else tasks.PARALLEL_TASKS,
 }
 
 CFG = tasks.load_config_or_exit()
@@ -39,8 +41,7 @@ def task_compile():
 
 
 def task_sweep():
-    """hyperparameter sweep: trial:<model>-<hash> per [sweep] trial, then sweep (not part of build)"""
-    yield from tasks.sweep_tasks(CFG)
+    return tasks.sweep_tasks(CFG)
 
 
 def task_site():

@@ -37,7 +37,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(BENCH)]
+sys.path[:0] = [str(ROOT / "src"), str(BENCH)]
 
 import onnx_model  # noqa: E402
 from browser_env import CHROMIUM, CHROMIUM_ARGS, ISOLATION_HEADERS, serve  # noqa: E402

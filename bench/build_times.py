@@ -13,7 +13,6 @@ training: on the full config that is tens of minutes per run on a CPU;
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -24,27 +23,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "src"))
 
-from project import copy_project  # noqa: E402
+from projectkit import clean_env, copy_project, tasks_ran  # noqa: E402
 
 from mnist_webgpu import config  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
-
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
 
 
 class Copy:
     def __init__(self, root: Path, cfg: config.Config):
         self.root = copy_project(root, cfg.path.read_text())
-        self.env = {**os.environ, config.CACHE_ENV: str(cfg.cache_dir()), **IDENTITY}
-        for var in (config.CONFIG_ENV, "DEV"):
-            self.env.pop(var, None)
+        self.env = clean_env(cfg.cache_dir())
         # the site stamps the source commit: give the copy one, as a checkout would have
         for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "bench"]):
             subprocess.run(["git", *args], cwd=root, env=self.env, capture_output=True, check=False)
@@ -63,7 +53,7 @@ class Copy:
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise PipelineError(f"bench: doit build failed in the project copy: {last}")
-        return elapsed, re.findall(r"^\.  (\S+)", result.stdout, re.M)
+        return elapsed, tasks_ran(result.stdout)
 
     def wipe(self) -> None:
         for name in ("build", "dist"):

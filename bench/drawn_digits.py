@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
@@ -282,7 +282,7 @@ def simulate(drawn: list[tuple[list[Stroke], float]], preprocess: str = "vector"
     vector: the page's rendering of the pointer paths (strokes.render_strokes); raster: the
     pad's ink canvas cropped and shrunk (the page's preprocessing before the vector one).
     """
-    from sitekit import preprocess_reference
+    from preprocess_ref import preprocess_reference
 
     out = np.zeros((len(drawn), 28, 28), np.float32)
     for i, (strokes_, width) in enumerate(drawn):

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(clang)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(chromium firefox-esr git)
+  # postgresql: the sweep tests start a throwaway server to share an Optuna study through
+  packages+=(chromium firefox-esr git postgresql)
   # node runs the JS unit tests and installs onnxruntime-web for the bench; keep a newer one if present
   command -v npm >/dev/null || packages+=(nodejs npm)
   extras="[test,bench]"

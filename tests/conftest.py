@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
+from modelkit import write_weights
+from projectkit import FAST_CONFIG, ROOT, Project, run_stage
 
 from mnist_webgpu import config, data
 
-ROOT = Path(__file__).resolve().parent.parent
-FAST_CONFIG = ROOT / "tests" / "fast.toml"
+__all__ = ["ROOT"]  # tests/test_drawn_digits.py imports it from here
 
 
 @pytest.fixture(scope="session")
@@ -40,41 +40,6 @@ def clean_env(monkeypatch):
     return os.environ
 
 
-def write_weights(cfg: config.Config, name: str, train_steps: int, mnist: data.Mnist) -> Path:
-    """build/models/<name>/weights.safetensors as the train stage writes it: random, or briefly trained."""
-    from tinygrad import Context, Tensor, nn
-    from tinygrad.nn.state import get_state_dict, safe_save
-
-    from mnist_webgpu import models
-
-    Tensor.manual_seed(0)
-    model = models.build(cfg.model(name))
-    if train_steps:
-        opt = nn.optim.Adam(nn.state.get_parameters(model), lr=3e-3)
-        rng = np.random.default_rng(0)
-        cut = (cfg.train.train_limit or 60000) - cfg.train.val_size  # never train on validation
-        with Context(TRAINING=1):
-            for _ in range(train_steps):
-                idx = rng.integers(0, cut, 64)
-                x = Tensor(mnist.train_x[idx].astype(np.float32)[:, None] / 255)
-                loss = model(x).sparse_categorical_crossentropy(Tensor(mnist.train_y[idx].astype(np.int32)))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    path = cfg.base_dir / "build" / "models" / name / "weights.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    safe_save(get_state_dict(model), str(path))
-    return path
-
-
-def run_stage(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    env[config.CONFIG_ENV] = str(project / "config.toml")
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_webgpu", *args], cwd=project, env=env, capture_output=True, text=True
-    )
-
-
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist_cache, mnist) -> Path:
     """A project directory with both fast-config models compiled: a briefly trained MLP, a random CNN."""
@@ -87,3 +52,41 @@ def exported(tmp_path_factory, mnist_cache, mnist) -> Path:
     result = run_stage(project, "compile")
     assert result.returncode == 0, result.stderr
     return project
+
+
+class BuiltProject:
+    """One `doit build` of the fast config in a git repository, handed to each test afresh.
+
+    doit records its file dependencies by absolute path, so a copy elsewhere would look stale:
+    each test gets the snapshot restored at the path it was built at, .doit.db included, and
+    finds every task up to date whatever the tests before it changed.
+    """
+
+    def __init__(self, root: Path, cache: Path):
+        self.root, self.cache = root, cache
+        self.snapshot = root.with_name(root.name + "-snapshot")
+        self.first_build: set[str] = set()
+
+    def build(self) -> None:
+        project = Project.copy(self.root, self.cache, FAST_CONFIG.read_text())
+        project.commit_all("source")
+        self.first_build = project.ran(project.doit("build"))
+        shutil.copytree(self.root, self.snapshot, symlinks=True)
+
+    def fresh(self) -> Project:
+        shutil.rmtree(self.root)
+        shutil.copytree(self.snapshot, self.root, symlinks=True)  # copy2 keeps the mtimes doit checks
+        return Project(self.root, self.cache)
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory, mnist_cache) -> BuiltProject:
+    built = BuiltProject(tmp_path_factory.mktemp("built") / "project", mnist_cache)
+    built.build()
+    return built
+
+
+@pytest.fixture
+def built(built_once) -> Iterator[Project]:
+    """A built fast-config project of this test's own: edit it, run doit in it, as you like."""
+    yield built_once.fresh()

@@ -14,12 +14,10 @@ import subprocess
 import numpy as np
 import pytest
 from browser_env import chromium_page, firefox_session, serve, stage_site
-from conftest import ROOT
+from modelkit import reference_logits
+from projectkit import ROOT
 from safetensors.numpy import load, load_file
-from tinygrad import Tensor
-from tinygrad.nn.state import get_state_dict
 
-from mnist_webgpu import config, forms, layout, models
 from mnist_webgpu.site import write_runtime
 
 IMAGES = 200
@@ -49,17 +47,6 @@ def site(exported, mnist, tmp_path_factory):
 def chromium(site):
     with chromium_page(site) as page:
         yield page
-
-
-def reference_logits(project, name: str, form: str, images: np.ndarray) -> np.ndarray:
-    """tinygrad on the CPU with the exact float32 weights the browser expands from `form`."""
-    cfg = config.load(project / "config.toml")
-    blob = (project / "build" / "webgpu" / name / layout.form_file(form)).read_bytes()
-    weights = forms.expand(load(blob))
-    model = models.build(cfg.model(name))
-    for key, t in get_state_dict(model).items():
-        t.replace(Tensor(weights[key])).realize()
-    return model(Tensor(images.astype(np.float32)[:, None] / 255)).numpy()
 
 
 def browser_logits(page, name: str, options: dict) -> dict:
@@ -121,7 +108,8 @@ def test_cpu_fallback_runs_under_the_sites_csp(chromium, site, exported, mnist):
     try:
         for name, allowed in (("csp", True), ("csp-no-wasm", False)):
             page.goto(site + f"page/{name}.html")
-            page.wait_for_function("window.harnessReady === true", timeout=30_000)
+            # a function, not an expression string: polling a string needs eval, which the CSP forbids
+            page.wait_for_function("() => window.harnessReady === true", timeout=30_000)
             result = page.evaluate(
                 """(m) => harness.logits(m, {backend: "cpu", form: "f32"}, "../inputs.bin", 8)
                           .catch((err) => ({error: err.message}))""",

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from project import copy_project
+from projectkit import copy_project
 from test_kills import MLP_ONLY
 
 from mnist_webgpu import config, lock

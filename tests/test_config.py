@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from projectkit import ROOT
 
 from mnist_webgpu import config
-
-ROOT = Path(__file__).resolve().parent.parent
 
 MINIMAL = """
 [models.mlp]
@@ -118,6 +117,7 @@ def test_cache_dir_precedence(tmp_path, clean_env, monkeypatch):
     assert load_text(tmp_path, MINIMAL).cache_dir() == (tmp_path / "xdg" / "mnist-webgpu").resolve()
 
 
+@pytest.mark.slow  # spawns doit (about a second: it stops at the config)
 def test_doit_refuses_to_run_any_task_on_a_bad_config(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL + "lr = -1\n")

@@ -7,8 +7,6 @@ import hashlib
 import http.server
 import os
 import pickle
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -16,12 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from project import copy_project
+from projectkit import ROOT, Project, task_status
 
 from mnist_webgpu import config, data, idx
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # --- tiny IDX files standing in for MNIST ---------------------------------------------
 
@@ -326,50 +321,39 @@ def test_wheel_without_the_member_is_rejected(tmp_path):
 # --- the real data and the real doit task ---------------------------------------------------
 
 
-def run_doit(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "doit", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
-
-
+@pytest.mark.slow
 def test_doit_data_is_up_to_date_then_heals_a_truncated_file(tmp_path, mnist_cache):
-    project = copy_project(tmp_path / "project")
-    (project / "config.toml").write_text(
-        f"[data]\nlocal_dir = '{mnist_cache}'\nmirrors = []\npypi_fallback = false\n"
-        "[models.mlp]\narch = 'mlp'\n"
-    )
     cache = tmp_path / "cache"
-    env = {**os.environ, config.CACHE_ENV: str(cache)}
-    env.pop(config.CONFIG_ENV, None)
+    project = Project.copy(
+        tmp_path / "project",
+        cache,
+        f"[data]\nlocal_dir = '{mnist_cache}'\nmirrors = []\npypi_fallback = false\n"
+        "[models.mlp]\narch = 'mlp'\n",
+    )
 
-    first = run_doit(project, env, "data")
-    assert first.returncode == 0, first.stderr
+    project.doit("data")
     assert data.is_complete(cache)
 
-    start = time.monotonic()
-    second = run_doit(project, env, "data")
-    elapsed = time.monotonic() - start
-    assert second.returncode == 0 and "-- data" in second.stdout, second.stdout
-    print(f"no-op doit data: {elapsed:.2f} s")
+    second = project.doit("data")
+    assert task_status(second.stdout) == {"data": "--"}, second.stdout
 
     victim = cache / "t10k-labels-idx1-ubyte"
     victim.write_bytes(victim.read_bytes()[:500])
-    third = run_doit(project, env, "data")
-    assert third.returncode == 0, third.stderr
-    assert ".  data" in third.stdout
+    third = project.doit("data")
+    assert task_status(third.stdout) == {"data": "."}, third.stdout
     assert f"cache: {victim} is corrupt (500 bytes, expected 10008)" in third.stderr
     assert data.is_complete(cache)
 
 
+@pytest.mark.slow
 def test_doit_data_fails_with_every_source_listed(tmp_path):
-    project = copy_project(tmp_path / "project")
-    (project / "config.toml").write_text(
+    project = Project.copy(
+        tmp_path / "project",
+        tmp_path / "cache",
         "[data]\nmirrors = ['http://127.0.0.1:9/']\nretries = 0\npypi_fallback = false\n"
-        "[models.mlp]\narch = 'mlp'\n"
+        "[models.mlp]\narch = 'mlp'\n",
     )
-    env = {**os.environ, config.CACHE_ENV: str(tmp_path / "cache")}
-    env.pop(config.CONFIG_ENV, None)
-    result = run_doit(project, env, "data")
+    result = project.doit("data", check=False)
     assert result.returncode != 0
     assert "error: could not get train-images-idx3-ubyte from any source (mirror http://127.0.0.1:9/:" in (
         result.stderr

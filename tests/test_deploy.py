@@ -7,25 +7,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from projectkit import GIT_IDENTITY, git
 
 from mnist_webgpu import deploy
 from mnist_webgpu.config import DeployConfig
 
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    for key, value in IDENTITY.items():
+    for key, value in GIT_IDENTITY.items():
         monkeypatch.setenv(key, value)
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "--quiet", "--bare", str(remote))

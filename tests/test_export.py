@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_stage
+from doit.tools import config_changed
+from projectkit import ROOT, run_stage
 from safetensors.numpy import load, load_file
 
-from mnist_webgpu import config, forms, layout, models, schemas, tasks
+from mnist_webgpu import forms, layout, models, schemas, tasks
 
 
 def manifest(project: Path, name: str) -> dict:
@@ -213,4 +215,17 @@ def test_compile_tasks_declare_inputs_and_outputs(fast_config):
         "weights.int8.safetensors",
     ]
     assert task["actions"][0].action[-2:] == ["compile", "cnn"]
-    assert isinstance(config.load(fast_config.path), config.Config)
+
+
+def test_compile_tasks_go_stale_on_export_settings_not_on_site_ones(fast_config):
+    def settings(cfg) -> dict:
+        """What doit hashes to decide whether the cnn export is current."""
+        (task,) = [t for t in tasks.compile_tasks(cfg) if t["name"] == "cnn"]
+        (state,) = [u for u in task["uptodate"] if isinstance(u, config_changed)]
+        return state.config
+
+    replace = dataclasses.replace
+    export = replace(fast_config, export=replace(fast_config.export, tolerance_points=0.5))
+    retitled = replace(fast_config, site=replace(fast_config.site, title="Another title"))
+    assert settings(export) != settings(fast_config)
+    assert settings(retitled) == settings(fast_config)

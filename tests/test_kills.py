@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from project import copy_project
+from projectkit import copy_project
 
 from mnist_webgpu import config
 

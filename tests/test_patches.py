@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from projectkit import FAST_CONFIG, run_stage
 from tinygrad import Context
 from tinygrad.codegen.opt import heuristic
 from tinygrad.runtime.ops_cpu import CPUProgram
 
 from mnist_webgpu import patches
 from mnist_webgpu.patches import cpu
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
@@ -91,18 +86,8 @@ def test_the_switch_turns_every_patch_off(monkeypatch, fast_config):
 @pytest.mark.slow
 def test_plain_tinygrad_trains_the_model_too(tmp_path, mnist_cache):
     """With every patch off the trainer still learns (slower): the escape hatch for a new tinygrad."""
-    (tmp_path / "config.toml").write_text((ROOT / "tests" / "fast.toml").read_text())
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), MNIST_WEBGPU_PATCHES="0")
-    env["MNIST_WEBGPU_CONFIG"] = str(tmp_path / "config.toml")
-    env["MNIST_WEBGPU_CACHE"] = str(mnist_cache)
-    env.pop("DEV", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_webgpu", "train", "mlp"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    (tmp_path / "config.toml").write_text(FAST_CONFIG.read_text())
+    done = run_stage(tmp_path, "train", "mlp", cache=mnist_cache, extra_env={patches.SWITCH: "0"})
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "build" / "models" / "mlp" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.85

@@ -59,7 +59,7 @@ def test_the_writer_matches_safetensors_and_reads_back():
 
 @pytest.mark.slow
 def test_two_compiles_write_identical_weight_files_and_manifests(exported):
-    from conftest import run_stage
+    from projectkit import run_stage
 
     out = exported / "build" / "webgpu" / "mlp"
 

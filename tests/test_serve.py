@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
+from project import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +74,55 @@ def test_serve_without_a_build_says_so(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "error: dist: no index.html to serve; run `doit build` first"
+
+
+def serve_through_doit(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    """`doit serve` in a copy of the project with a one-page dist/, in its own process group."""
+    project = copy_project(tmp_path / "project", "[models.mlp]\narch = 'mlp'\n")
+    (project / "dist").mkdir()
+    (project / "dist" / "index.html").write_text("<!doctype html><title>hi</title>")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_WEBGPU_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit", "serve", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2):
+                return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"doit serve never answered: {proc.stdout.read()}")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_doit_serve_with_one_line(tmp_path):
+    proc, port = serve_through_doit(tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal does: the whole group
+    out, _ = proc.communicate(timeout=30)
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert "serve: stopped" in out
+    assert not listening(port)
+
+
+@pytest.mark.slow
+def test_killing_doit_stops_the_server_it_started(tmp_path):
+    proc, port = serve_through_doit(tmp_path)
+    proc.kill()  # doit alone, SIGKILL: it cannot pass anything on to its child
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not listening(port), "the server outlived doit and kept the port"

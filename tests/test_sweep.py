@@ -1,22 +1,18 @@
-"""The sweep: [sweep] config, trial tasks under the real doit, results, report and site page."""
+"""The sweep: [sweep] config (grid, trials, search), the record, report and site page.
+
+Workers, storages and the real trainer: tests/test_study.py."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 import sitekit
 
-from mnist_webgpu import charts, config, site, sweep, sweep_report
+from mnist_webgpu import charts, config, site, sweep, sweep_report, tasks
+from mnist_webgpu.config import sweep as sweep_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,12 +112,18 @@ def test_trial_ids_follow_what_the_trial_trains():
             "trials = [{ steps = 5, warmup_steps = 10 }]",
             "sweep.mlp.trials[0].warmup_steps: expected fewer than steps, got 10",
         ),
-        ("trials = [{ steps = 5 }]\n[sweep.mlp.x]", "sweep.mlp.x: unknown key (known keys: grid, trials)"),
+        (
+            "trials = [{ steps = 5 }]\n[sweep.mlp.x]",
+            "sweep.mlp.x: unknown key (known keys: grid, trials, search",
+        ),
         (
             "grid = { augment = [{ shift = 99 }] }",
             "sweep.mlp.grid.augment[0].shift: expected a number of pixels",
         ),
-        ("grid = { widths = [[16, 0]] }", "sweep.mlp.grid.widths[0]: expected a non-empty list of positive"),
+        (
+            "grid = { widths = [[16, 0]] }",
+            "sweep.mlp.grid.widths[0]: expected a list of 1 to 8 integers between 1 and 65,536",
+        ),
     ],
 )
 def test_bad_trial_values_name_their_place(sweep_text, message):
@@ -162,15 +164,22 @@ def test_the_snippet_is_the_trials_section_as_toml():
 # --- report and page, from made-up rows ---------------------------------------------------------
 
 
-def row(trial: str, acc: float, seconds: float, current: bool = True, **used) -> dict:
+def row(
+    trial: str, acc: float, seconds: float, current: bool = True, state: str = "complete", **used
+) -> dict:
     hyper = {"lr": 0.001, "batch_size": 16, "optimizer": "adam", "steps": 20, "augment": {"shift": 1.0}}
-    return {
+    out = {
         "model": "mlp",
         "trial": trial,
+        "study": "mlp.grid.0123abcd",
+        "number": int(trial[-1], 16) if trial[-1] in "0123456789abcdef" else 0,
+        "state": state,
+        "steps_done": 10 if state == "pruned" else 20,
         "where": "sweep.mlp.grid",
         "best_step": 20,
         "settings_hash": "0" * 64,
-        "code_hash": "1" * 64,
+        "sampled": {},
+        "worker": "w1",
         "overrides": {"lr": used.get("lr", 0.001)},
         "hyperparameters": {**hyper, **used},
         "val_accuracy": acc,
@@ -183,6 +192,9 @@ def row(trial: str, acc: float, seconds: float, current: bool = True, **used) ->
         "date": "2025-01-02T03:04:05+00:00",
         "current": current,
     }
+    if state != "complete":
+        del out["params"]  # a trial pruned before it finished has no read-back: the record omits it
+    return out
 
 
 ROWS = [
@@ -190,14 +202,17 @@ ROWS = [
     row("mlp-bbbbbbbb", 0.90, 40.0, lr=0.01),
     row("mlp-cccccccc", 0.85, 12.0, lr=0.003, batch_size=32),
     row("mlp-dddddddd", 0.99, 5.0, current=False),
+    row("mlp-eeeeeeee", 0.95, 2.0, state="pruned", lr=0.02),
 ]
 
 
 def test_report_ranks_current_trials_and_finds_the_best_per_second():
     (m,) = sweep_report.report(ROWS)
-    assert [r["trial"] for r in m["rows"]] == ["mlp-bbbbbbbb", "mlp-cccccccc", "mlp-aaaaaaaa"]
+    # a pruned trial never ranks above a finished one, however well it was doing, nor counts as best
+    assert [r["trial"] for r in m["rows"]] == ["mlp-bbbbbbbb", "mlp-cccccccc", "mlp-aaaaaaaa", "mlp-eeeeeeee"]
+    assert m["rows"][-1]["status"] == "pruned at step 10"
     assert m["best"]["trial"] == "mlp-bbbbbbbb" and m["fastest"]["trial"] == "mlp-aaaaaaaa"
-    assert m["earlier"] == 1
+    assert (m["earlier"], m["finished"], m["pruned"], m["failed"]) == (1, 3, 1, 0)
     # the swept key and the key whose used value varied are columns; constant ones are not
     assert m["columns"] == ["lr", "batch_size"]
 
@@ -218,8 +233,15 @@ def test_markdown_table():
     )
     assert any("per training second: `mlp-aaaaaaaa`" in line for line in lines)
     table = [line for line in lines if line.startswith("| `mlp-")]
-    assert [t.split("|")[1].strip() for t in table] == ["`mlp-bbbbbbbb`", "`mlp-cccccccc`", "`mlp-aaaaaaaa`"]
+    assert [t.split("|")[1].strip() for t in table] == [
+        "`mlp-bbbbbbbb`",
+        "`mlp-cccccccc`",
+        "`mlp-aaaaaaaa`",
+        "`mlp-eeeeeeee`",
+    ]
+    assert table[-1].split("|")[-4].strip() == "pruned at step 10"
     assert "| trial | lr | batch_size | val. accuracy |" in text
+    assert "3 finished, 1 pruned, 0 failed" in text
     assert "mlp-dddddddd" not in text and "1 earlier trial(s)" in text
     assert "test set plays no part" in text
 
@@ -233,18 +255,22 @@ def test_scatter_is_valid_svg_with_one_dot_per_trial():
     assert ET.fromstring(charts.scatter([], title="t")) is not None
 
 
-def test_site_gets_a_sweep_page_only_with_results(tmp_path, fast_config, mnist):
+def test_site_gets_a_sweep_page_from_the_committed_record(tmp_path, fast_config, mnist):
     paths = sitekit.make_inputs(tmp_path, fast_config, mnist)
     without = site.render(fast_config, tmp_path / "plain", paths)
     assert not (without / "sweep.html").exists() and "sweep.html" not in (without / "index.html").read_text()
     assert paths.layout.sweep_results not in site.input_files(fast_config, paths)
 
+    # the record sits beside build/, in the project: committed, so a fresh checkout has it
+    assert paths.layout.sweep_results == tmp_path / "sweeps" / "results.json"
     paths.layout.sweep_results.parent.mkdir(parents=True)
     sweep.write_results(ROWS, paths.layout.sweep_results)
     out = site.render(fast_config, tmp_path / "out", paths)
     page = (out / "sweep.html").read_text()
     table = page[page.index("<tbody>") :]
     assert table.index("mlp-bbbbbbbb") < table.index("mlp-cccccccc") < table.index("mlp-aaaaaaaa")
+    assert 'data-state="pruned"' in table and "pruned at step 10" in table
+    # one dot per finished trial: a pruned trial's time is partial
     assert (
         "<svg" in page and page.count('class="dot ') == 3 and "style=" not in page and "<script" not in page
     )
@@ -257,121 +283,137 @@ def test_site_gets_a_sweep_page_only_with_results(tmp_path, fast_config, mnist):
     assert verify.check_references(out) == []
 
 
-# --- the real doit -----------------------------------------------------------------------------
+def test_the_default_build_reads_the_record_and_never_runs_the_sweep(fast_config):
+    """build -> verify -> site: the record is a file the site reads, never a task's target."""
+    graph = {"build": tasks.build_task(), "verify": tasks.verify_task(fast_config)}
+    graph["site"] = tasks.site_task(fast_config)
+    assert graph["build"]["task_dep"] == ["verify"] and graph["verify"]["task_dep"] == ["site"]
+    assert "task_dep" not in graph["site"]
+    sweep_task = tasks.sweep_tasks(fast_config)
+    assert sweep_task["basename"] == "sweep" and not sweep_task.get("targets")
+    # nothing the build depends on is produced by the sweep task
+    assert not {d for t in graph.values() for d in t.get("file_dep", [])} & set(sweep_task.get("targets", []))
 
 
-class Project:
-    def __init__(self, root: Path, cache: Path):
-        self.root = root
-        self.env = {**os.environ, config.CACHE_ENV: str(cache)}
-        for var in (config.CONFIG_ENV, "DEV", "PYTHONPATH"):
-            self.env.pop(var, None)
-
-    def write(self, text: str) -> None:
-        (self.root / "config.toml").write_text(text)
-
-    def doit(self, *args: str) -> dict[str, str]:
-        """trial/sweep task -> '.' (ran) or '--' (up to date)."""
-        result = subprocess.run(
-            [sys.executable, "-m", "doit", *args], cwd=self.root, env=self.env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        self.stdout = result.stdout
-        return {m[2]: m[1] for m in re.finditer(r"^(\.|--)\s+(trial:\S+|sweep)$", result.stdout, re.M)}
-
-    def results(self) -> dict[str, dict]:
-        data = json.loads((self.root / "build/sweep/results.json").read_text())
-        return {r["trial"]: r for r in data["rows"]}
+def test_the_committed_record_is_a_valid_report():
+    record = ROOT / "sweeps" / "results.json"
+    if not record.exists():
+        pytest.skip("no committed sweep record yet")
+    models = sweep_report.report(sweep.load_results(record))
+    assert models, "the committed record has no finished current trial"
+    for m in models:
+        assert all(r["split"] and r["device"] and r["tinygrad_version"] for r in m["rows"])
+        assert not any("test" in k for r in m["rows"] for k in r), "a trial never scores the test set"
+    assert (ROOT / "HYPERPARAMETERS.md").read_text() == sweep_report.markdown(models)
 
 
-def ran(status: dict[str, str]) -> set[str]:
-    return {t for t, s in status.items() if s == "." and t.startswith("trial:")}
+# --- search sections -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def project(tmp_path, mnist_cache) -> Project:
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("dodo.py", "src", "templates", "site_src"):
-        src = ROOT / name
-        copy = shutil.copytree if src.is_dir() else shutil.copy
-        copy(src, root / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
-    return Project(root, mnist_cache)
-
-
-@pytest.mark.slow
-def test_doit_sweep_runs_each_trial_once_and_only_what_changed(project):
-    project.write(BASE + SWEEP)
-    ids = [t.id for t in parse(BASE + SWEEP).trials]
-    first = project.doit("-n", "2", "sweep")
-    assert ran(first) == {f"trial:{i}" for i in ids} and first["sweep"] == "."
-    rows = project.results()
-    assert set(rows) == set(ids)
-    # the rows differ in the swept knob, as the trainer used it, and in nothing else they set
-    used = [rows[i]["hyperparameters"] for i in ids]
-    assert (used[0]["lr"], used[1]["lr"]) == (0.001, 0.02) and used[1]["lr_last"] == pytest.approx(0.02)
-    assert {k for k in used[0] if used[0][k] != used[1][k]} == {"lr", "lr_first", "lr_last"}
-    assert used[0]["batch_size"] == 16 and used[0]["widths"] == [16] and used[0]["steps"] == 20
-    assert used[0]["augment"] == {"shift": 1.0, "rotate": 5.0, "scale": 0.0}
-    for r in rows.values():
-        assert 0 < r["val_accuracy"] <= 1 and r["train_seconds"] > 0 and r["steps_per_second"] > 0
-        assert r["params"] == 784 * 16 + 16 + 16 * 10 + 10 and r["device"] == "CPU"
-        assert r["tinygrad_version"] == "0.14.0" and r["date"] and r["current"]
-        assert not any("test" in k for k in r), "a trial never scores the test set"
-    assert "[models.mlp]" in project.stdout and "config.toml was not changed" in project.stdout
-    md = (project.root / "build/sweep/HYPERPARAMETERS.md").read_text()
-    assert "## mlp" in md and not (project.root / "HYPERPARAMETERS.md").exists()
-    assert not (project.root / "build/models").exists(), "a sweep trains no model of the build"
-
-    assert ran(project.doit("sweep", "--write-md")) == set()
-    assert (project.root / "HYPERPARAMETERS.md").read_text() == md
-
-    project.write(BASE + SWEEP.replace("0.02", "0.005"))
-    changed = project.doit("sweep")
-    new_id = parse(BASE + SWEEP.replace("0.02", "0.005")).trials[1].id
-    assert ran(changed) == {f"trial:{new_id}"} and changed[f"trial:{ids[0]}"] == "--"
-    after = project.results()
-    assert after[ids[0]] == {**rows[ids[0]]}  # untouched
-    assert after[ids[1]]["current"] is False and after[new_id]["current"] is True  # kept, not ranked
-
-
-@pytest.mark.slow
-def test_a_killed_sweep_resumes_and_keeps_finished_rows(project):
-    slow = BASE + "\n[sweep.mlp]\ntrials = [{ lr = 0.001 }, { lr = 0.002, steps = 100000, eval_every = 5 }]\n"
-    quick, endless = parse(slow).trials
-    # an earlier sweep's result: a failed or killed run must not lose it
-    project.write(BASE + "\n[sweep.mlp]\ntrials = [{ lr = 0.004 }]\n")
-    project.doit("sweep")
-    (earlier,) = project.results()
-
-    project.write(slow)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "doit", "sweep"],
-        cwd=project.root,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: the kill reaches the trainer too
+def test_search_section_becomes_optuna_distributions():
+    cfg = parse(
+        BASE
+        + """
+[sweep]
+storage = "sqlite:///x.db"
+heartbeat_seconds = 3
+[sweep.mlp]
+n_trials = 12
+prune_warmup_steps = 10
+[sweep.mlp.search]
+lr = { low = 1e-4, high = 1e-2, log = true }
+steps = { low = 10, high = 40, step = 10 }
+widths = [[16], [32, 16]]
+augment = { rotate = { low = 0.0, high = 10.0 }, shift = [0, 2] }
+"""
     )
-    try:
-        deadline = time.monotonic() + 300
-        quick_result = project.root / "build/sweep/mlp" / f"{quick.id}.json"
-        endless_started = False
-        # trials run side by side on a machine with more cores: wait for both states
-        for line in proc.stdout:
-            endless_started = endless_started or line.startswith(f"{endless.id}: step ")
-            if (endless_started and quick_result.is_file()) or time.monotonic() > deadline:
-                break
-        os.killpg(proc.pid, signal.SIGKILL)  # no chance for doit to save its database
-    finally:
-        proc.wait(timeout=60)
-    assert quick_result.is_file()
-    assert not (project.root / "build/sweep/mlp" / f"{endless.id}.json").exists()
-    assert set(project.results()) == {earlier}  # results.json as the last finished sweep left it
+    plan = cfg.sweep
+    assert (plan.storage, plan.heartbeat_seconds, plan.trials) == ("sqlite:///x.db", 3, ())
+    (s,) = plan.searches
+    assert (s.model, s.n_trials, s.prune_warmup_steps, s.prune_startup_trials) == ("mlp", 12, 10, 4)
+    by = {p.name: p for p in s.params}
+    assert (by["lr"].kind, by["lr"].low, by["lr"].high, by["lr"].log) == ("float", 1e-4, 1e-2, True)
+    assert (by["steps"].kind, by["steps"].step) == ("int", 10)
+    assert by["widths"].choices == ("[16]", "[32, 16]")  # lists travel as JSON text
+    assert by["augment.rotate"].kind == "float" and by["augment.shift"].choices == (0.0, 2.0)
+    # a drawn point is the model's section with those keys, validated; a table merges
+    t = sweep_config.search_trial(
+        cfg, "mlp", {"lr": 0.001, "widths": "[32, 16]", "augment.rotate": 4.0}, "sweep.mlp.search"
+    )
+    assert t.config.widths == (32, 16) and t.config.lr == 0.001
+    assert (t.config.augment.shift, t.config.augment.rotate) == (1.0, 4.0)
+    assert re.fullmatch(r"mlp-[0-9a-f]{8}", t.id) and t.where == "sweep.mlp.search"
+    # the study follows the space: a new space (or new base settings) is a new study
+    again = parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.01] }\nn_trials = 2\n").sweep.searches[0]
+    other = parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.02] }\nn_trials = 2\n").sweep.searches[0]
+    assert again.key != other.key
+    more = parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.01] }\nn_trials = 9\n").sweep.searches[0]
+    assert more.key == again.key  # asking for more trials continues the same study
 
-    project.write(slow.replace("steps = 100000", "steps = 20"))
-    resumed = project.doit("sweep")
-    finished = parse(slow.replace("steps = 100000", "steps = 20")).trials[1]
-    assert resumed[f"trial:{quick.id}"] == "--" and ran(resumed) == {f"trial:{finished.id}"}
-    assert set(project.results()) == {earlier, quick.id, finished.id}
+
+@pytest.mark.parametrize(
+    ("sweep_text", "message"),
+    [
+        ("search = { lr = [0.001] }", "sweep.mlp.n_trials: expected a whole number of trials from 1 to 256"),
+        ("n_trials = 4\ngrid = { lr = [1] }", "sweep.mlp.n_trials: only a search has it"),
+        (
+            "search = { lr = [0.001] }\nn_trials = 4\ngrid = { lr = [1] }",
+            "sweep.mlp.grid: a section has either search or grid/trials, not both",
+        ),
+        (
+            "search = { lr = { low = 0.01, high = 0.001 } }\nn_trials = 2",
+            "sweep.mlp.search.lr.high: expected more than low (0.01), got 0.001",
+        ),
+        (
+            "search = { lr = { low = -1, high = 1 } }\nn_trials = 2",
+            "sweep.mlp.search.lr.low: expected a number > 0",
+        ),
+        (
+            "search = { batch_size = { low = 8.5, high = 32 } }\nn_trials = 2",
+            "sweep.mlp.search.batch_size.low: expected a whole number (batch_size is one), got 8.5",
+        ),
+        (
+            "search = { optimizer = { low = 1, high = 2 } }\nn_trials = 2",
+            "sweep.mlp.search.optimizer: expected a list of values (optimizer is not a number)",
+        ),
+        (
+            'search = { optimizer = ["adam", "rmsprop"] }\nn_trials = 2',
+            "sweep.mlp.search.optimizer[1]: expected one of",
+        ),
+        (
+            "search = { lr = { low = 1, high = 2, lg = true } }\nn_trials = 2",
+            "sweep.mlp.search.lr.lg: unknown key",
+        ),
+        ("search = { augment = { spin = [1] } }\nn_trials = 2", "sweep.mlp.search.augment.spin: unknown key"),
+        ("search = { lr = [0.001] }\nn_trials = 0", "sweep.mlp.n_trials: expected a whole number of trials"),
+        (
+            "search = { lr = [0.001] }\nn_trials = 2\nprune_warmup_steps = -1",
+            "sweep.mlp.prune_warmup_steps: expected a whole number of training steps >= 0, got -1",
+        ),
+    ],
+)
+def test_bad_search_sections_name_their_place(sweep_text, message):
+    with pytest.raises(config.ConfigError) as info:
+        parse(BASE + "\n[sweep.mlp]\n" + sweep_text + "\n")
+    assert str(info.value).startswith("config.toml: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("top", "message"),
+    [
+        ("storage = 5", "sweep.storage: expected an Optuna storage URL"),
+        (
+            "heartbeat_seconds = 0",
+            "sweep.heartbeat_seconds: expected a whole number of seconds from 1 to 600",
+        ),
+        (
+            "stroage = 'x'",
+            "sweep.stroage: expected the name of a model in [models] (mlp, cnn) or one of storage",
+        ),
+    ],
+)
+def test_bad_top_level_sweep_keys(top, message):
+    with pytest.raises(config.ConfigError) as info:
+        parse(BASE + "\n[sweep]\n" + top + "\n")
+    assert message in str(info.value) and "\n" not in str(info.value)

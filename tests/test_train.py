@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from project import copy_project
+from projectkit import FAST_CONFIG, ROOT, Project, run_stage, stage_command, stage_env, task_status
 from tinygrad import Context, Tensor
 from tinygrad.codegen import to_program_cache
 from tinygrad.nn.state import get_state_dict, safe_load
@@ -26,8 +25,7 @@ from mnist_webgpu import config, layout, patches, train
 from mnist_webgpu.config import Augment
 from mnist_webgpu.patches import cpu as cpu_patches
 
-ROOT = Path(__file__).resolve().parent.parent
-FAST = (ROOT / "tests" / "fast.toml").read_text()
+FAST = FAST_CONFIG.read_text()
 OUTPUTS = ("weights.safetensors", "misclassified.json", "metrics.json")
 
 
@@ -36,21 +34,6 @@ def project(tmp: Path, toml: str = FAST) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "config.toml").write_text(toml)
     return tmp
-
-
-def run_stage(cwd: Path, *args: str, cache: Path, **popen) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    env[config.CONFIG_ENV] = str(cwd / "config.toml")
-    env[config.CACHE_ENV] = str(cache)
-    env.pop("DEV", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_webgpu", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        **popen,
-    )
 
 
 def outputs_present(root: Path, name: str) -> list[str]:
@@ -161,6 +144,8 @@ def test_past_the_schedules_end_the_last_rate_holds(fast_config, mnist):
 # --- the stage, through the CLI ----------------------------------------------------------
 
 
+# the trained_mlp fixture runs the train stage's CLI: 150 steps of the fast MLP
+@pytest.mark.slow
 def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
     folder = trained_mlp / "build" / "models" / "mlp"
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -198,11 +183,13 @@ def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in expected.items()}
 
 
+@pytest.mark.slow
 def test_loss_decreases(trained_mlp):
     curves = json.loads((trained_mlp / "build/models/mlp/metrics.json").read_text())["curves"]
     assert curves["train_loss"][-1] < 0.7 * curves["train_loss"][0]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_weights(trained_mlp, tmp_path, mnist_cache):
     again = project(tmp_path / "again")
     assert run_stage(again, "train", "mlp", cache=mnist_cache).returncode == 0
@@ -211,18 +198,17 @@ def test_same_seed_gives_the_same_weights(trained_mlp, tmp_path, mnist_cache):
     assert hashlib.sha256(first).hexdigest() == hashlib.sha256(second).hexdigest()
 
 
+@pytest.mark.slow
 def test_killed_training_leaves_no_complete_looking_outputs(trained_mlp, tmp_path, mnist_cache):
     root = project(
         tmp_path, FAST.replace("steps = 150", "steps = 5000").replace("eval_every = 50", "eval_every = 20")
     )
     # a complete set from an earlier run: the new run must not leave it looking current
     shutil.copytree(trained_mlp / "build", root / "build")
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    env[config.CONFIG_ENV], env[config.CACHE_ENV] = str(root / "config.toml"), str(mnist_cache)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_webgpu", "train", "mlp"],
+        stage_command("train", "mlp"),
         cwd=root,
-        env=env,
+        env=stage_env(root, mnist_cache),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -297,41 +283,29 @@ seed = 7
 """
 
 
-def doit_ran(output: str) -> dict[str, str]:
-    """train task name -> '.' (ran) or '--' (up to date), from doit's own report lines."""
-    return {m[2]: m[1] for m in re.finditer(r"^(\.|--)\s+(train:\S+)$", output, re.MULTILINE)}
-
-
+@pytest.mark.slow
 def test_doit_retrains_only_the_model_whose_config_changed(tmp_path, mnist_cache):
-    root = copy_project(tmp_path / "project")
     head = FAST.split("[models.mlp]")[0]
     tail = "[site]" + FAST.split("[site]")[1]
-    (root / "config.toml").write_text(head + TINY_MODELS + tail)
-    env = dict(
-        os.environ, **{config.CONFIG_ENV: str(root / "config.toml"), config.CACHE_ENV: str(mnist_cache)}
-    )
-    env.pop("PYTHONPATH", None)
-    env.pop("DEV", None)
+    project = Project.copy(tmp_path / "project", mnist_cache, head + TINY_MODELS + tail)
 
     def doit() -> dict[str, str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "doit", "train"], cwd=root, env=env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return doit_ran(result.stdout)
+        status = task_status(project.doit("train").stdout)
+        return {name: s for name, s in status.items() if name.startswith("train:")}
 
     assert doit() == {"train:mlp": ".", "train:cnn": "."}
     assert doit() == {"train:mlp": "--", "train:cnn": "--"}
-    config_text = (root / "config.toml").read_text()
-    (root / "config.toml").write_text(config_text.replace("lr = 0.003", "lr = 0.002", 1))
+    project.edit("config.toml", "lr = 0.003", "lr = 0.002")
     assert doit() == {"train:mlp": ".", "train:cnn": "--"}
-    metrics = json.loads((root / "build/models/mlp/metrics.json").read_text())
+    metrics = json.loads((project.root / "build/models/mlp/metrics.json").read_text())
     assert metrics["config"]["lr"] == 0.002
 
 
 # --- the fast path: same training, fewer seconds -------------------------------------------
 
 
+# two CNN trainers in this process: tinygrad builds every training kernel twice (~1 min)
+@pytest.mark.slow
 def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monkeypatch):
     """The fast CPU path (im2col, matmul tiles, split kernels run on two threads, no split reduces)
     against plain conv2d in tinygrad's own kernels, run one part after another."""
@@ -415,7 +389,7 @@ print("== rows", rows[:, 0].tolist(), flush=True)
 def test_the_batch_gather_stays_one_kernel_while_longer_sums_still_split(tmp_path):
     """A gather over 60,000 rows, as train_x[idx] is, against tinygrad splitting it in two."""
     (tmp_path / "config.toml").write_text(FAST)
-    env = {**os.environ, "MNIST_WEBGPU_CACHE": str(tmp_path / "cache")}
+    env = stage_env(tmp_path, tmp_path / "cache")  # this checkout's src, not an installed copy
     env.pop("REDUCEOP_SPLIT_THRESHOLD", None)
     out = subprocess.run(
         [sys.executable, "-c", GATHER_AND_SUM, str(tmp_path / "config.toml")],
@@ -457,6 +431,7 @@ def kernel_rows(db: Path) -> int:
         return sum(conn.execute(f"SELECT COUNT(*) FROM '{t}'").fetchone()[0] for t in tables)
 
 
+@pytest.mark.slow
 def test_the_kernel_cache_lives_in_the_project_cache_and_is_reused(tmp_path, mnist_cache):
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from test_app import ONE, browser, served, session  # noqa: F401  (pytest fixtures)
+from appkit import ONE
+from test_app import browser, served, session  # noqa: F401  (pytest fixtures)
 
 
 def tap(s, x: float, y: float):

@@ -57,58 +57,49 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="model names from [models] (default: all)")
 
 
-def _trial(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import sweep
-
-    trial = sweep.find_trial(cfg, args.trial)
-    from . import patches
-
-    patches.apply_tinygrad_env(cfg)  # as for _train: before tinygrad is imported
-    from . import train
-
-    result = train.run_trial(cfg, trial.config, trial.id)
-    path = sweep.write_trial(cfg, trial, result)
-    print(
-        f"{trial.id}: validation accuracy {result['val_accuracy']:.2%} in {result['train_seconds']:.1f} s "
-        f"-> {path}",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _trial_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "trial", metavar="TRIAL", help="a trial id such as mlp-3f2a1b9c (see `doit list --all`)"
-    )
-
-
 def _sweep(cfg: config.Config, args: argparse.Namespace) -> None:
-    from . import files, sweep, sweep_report
-    from .layout import PROJECT
+    from . import study
 
-    rows = sweep.merge(cfg)
-    sweep.write_results(rows)
-    models = sweep_report.report(rows)
-    text = sweep_report.markdown(models)
-    files.write_text(PROJECT.sweep_report, text)
-    print(f"sweep: {len(rows)} result row(s) in {PROJECT.sweep_results}; report in {PROJECT.sweep_report}")
-    if args.write_md:
-        files.write_text(cfg.base_dir / "HYPERPARAMETERS.md", text)
-        print(f"sweep: wrote {cfg.base_dir / 'HYPERPARAMETERS.md'}")
-    missing = [t.id for t in cfg.trials if not sweep.trial_path(t).exists()]
-    if missing:
-        print(f"sweep: {len(missing)} trial(s) not run yet: {', '.join(missing)}")
-    by_id = {t.id: t for t in cfg.trials}
-    for m in models:
-        print("\n" + sweep_report.snippet(by_id[m["best"]["trial"]].config, m["best"]), end="")
-    if models:
-        print("\n(paste a section over the one in config.toml to adopt it; config.toml was not changed)")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
+    if args.workers < 0:
+        raise PipelineError(f"--workers: expected a number of worker processes >= 0, got {args.workers}")
+    study.sweep_stage(
+        cfg, args.storage, args.workers, devices, log=lambda *a, **k: print(*a, **k, flush=True)
+    )
 
 
 def _sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--write-md", action="store_true", help="also write HYPERPARAMETERS.md at the project root"
+        "--storage", default="", help="Optuna storage URL (default: [sweep] storage or SQLite)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes here (0: export the record only)"
+    )
+    parser.add_argument("--devices", default="", help="one worker per tinygrad device, e.g. CUDA:0,CUDA:1")
+
+
+def _sweep_worker(cfg: config.Config, args: argparse.Namespace) -> None:
+    import os
+
+    from . import patches
+
+    patches.apply_tinygrad_env(cfg)  # before tinygrad is imported
+    from . import study
+
+    if args.device:
+        os.environ.update(study.device_env(args.device))  # this worker's device wins over [train] device
+
+    url, where = study.storage_url(cfg, args.storage)
+    storage = study.open_storage(url, where, cfg.sweep.heartbeat_seconds if cfg.sweep else 10)
+    name = args.name or f"{os.uname().nodename}-{os.getpid()}"
+    n = study.work(cfg, storage, name, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"{name}: done, {n} trial(s) run here", file=sys.stderr, flush=True)
+
+
+def _sweep_worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default="", help="the sweep's Optuna storage URL")
+    parser.add_argument("--device", default="", help="tinygrad device for this worker, e.g. CUDA:1")
+    parser.add_argument("--name", default="", help="how this worker names itself in the study")
 
 
 def _site(cfg: config.Config, args: argparse.Namespace) -> None:
@@ -184,11 +175,15 @@ STAGES = {
         "compile trained models to WGSL kernels and weight files in build/webgpu/<name>/",
         _compile_args,
     ),
-    "trial": (_trial, "train one sweep trial, scored on the validation split only", _trial_args),
     "sweep": (
         _sweep,
-        "merge sweep trial results into build/sweep/results.json, write HYPERPARAMETERS.md",
+        "run the [sweep] Optuna studies here, export sweeps/results.json and HYPERPARAMETERS.md",
         _sweep_args,
+    ),
+    "sweep-worker": (
+        _sweep_worker,
+        "join a sweep's storage (here or on another machine) and run trials until its studies are done",
+        _sweep_worker_args,
     ),
     "site": (_site, "render the web app and model pages into build/site/", None),
     "verify": (_verify, "check the staged site, then swap it into dist/", None),

@@ -4,7 +4,8 @@
     build/webgpu/<model>/       compile:  weights.<form>.safetensors, manifest.json (last)
     build/site/                 site:     the rendered site, before verify
     dist/                       verify:   the verified site, ready to publish
-    build/sweep/                sweep:    <model>/<trial>.json, results.json, HYPERPARAMETERS.md
+    build/sweep/optuna.db       sweep:    the default Optuna storage (any other is a URL)
+    sweeps/results.json         sweep:    the committed record of every trial; HYPERPARAMETERS.md beside
 
 Paths are relative to the project directory doit runs in (tests root them elsewhere).
 Free of tinygrad, so doit can plan tasks without importing it.
@@ -94,15 +95,17 @@ class Layout:
         return self.build / "sweep"
 
     @property
+    def sweep_db(self) -> Path:
+        return self.sweep_dir / "optuna.db"
+
+    @property
     def sweep_results(self) -> Path:
-        return self.sweep_dir / "results.json"
+        """Committed, not built: `doit build` renders the sweep page from it without training."""
+        return self.root / "sweeps" / "results.json"
 
     @property
     def sweep_report(self) -> Path:
-        return self.sweep_dir / "HYPERPARAMETERS.md"
-
-    def trial_result(self, model: str, trial_id: str) -> Path:
-        return self.sweep_dir / model / f"{trial_id}.json"
+        return self.root / "HYPERPARAMETERS.md"
 
 
 PROJECT = Layout()  # the project directory doit runs in

@@ -2,7 +2,7 @@
 
     Metrics, Misclassified   build/models/<model>/metrics.json, misclassified.json   (train)
     Manifest                 build/webgpu/<model>/manifest.json                      (compile)
-    TrialResult              build/sweep/<model>/<trial>.json, rows of results.json   (sweep)
+    TrialResult              rows of sweeps/results.json                             (sweep)
 
 A writer builds the record and `write`s it (atomically); a reader `read`s it back and
 gets the same record or one SchemaError line naming the file and the key that does not
@@ -167,16 +167,20 @@ class Manifest:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """One finished sweep trial; results.json rows are these without curves, marked current or not."""
+    """One finished Optuna trial of the sweep: a row of sweeps/results.json (sweep.row writes it)."""
 
     model: str
-    trial: str
+    trial: str  # <model>-<hash of its training settings>
+    study: str
+    number: int
+    state: str  # complete, pruned or failed
     where: str
     overrides: dict[str, Any]
-    val_accuracy: float
+    sampled: dict[str, Any]  # Optuna's parameters
+    hyperparameters: dict[str, Any]  # read back from the trainer; a pruned trial: as asked for
+    val_accuracy: float  # a pruned trial: its best so far
     best_step: int
-    hyperparameters: dict[str, Any]
-    params: int
+    steps_done: int
     train_seconds: float
     steps_per_second: float
     split: SplitSizes
@@ -184,14 +188,15 @@ class TrialResult:
     tinygrad_version: str
     date: str
     settings_hash: str
-    code_hash: str
-    curves: Curves | None = None
+    worker: str
+    params: int | None = None  # unknown for a trial pruned before it finished
+    error: str | None = None
     current: bool | None = None
 
 
 @dataclass(frozen=True)
 class SweepResults:
-    """build/sweep/results.json: every trial ever run, current or not."""
+    """sweeps/results.json: the committed record of every trial ever exported, current or not."""
 
     format: int
     rows: list[TrialResult]

@@ -8,6 +8,8 @@ import contextlib
 import functools
 import http.server
 import os
+import threading
+import time
 from pathlib import Path
 
 from .errors import PipelineError
@@ -61,8 +63,22 @@ def make_server(site: Path, port: int) -> http.server.ThreadingHTTPServer:
         raise PipelineError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
 
 
+def stop_with_parent(httpd: http.server.HTTPServer, every: float = 0.5) -> None:
+    """Shut the server down once the process that started it (doit) is gone: a killed doit
+    must not leave the port taken by an orphan."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        httpd.shutdown()
+
+    threading.Thread(target=watch, daemon=True, name="stop-with-parent").start()
+
+
 def serve(site: Path, port: int) -> None:
     httpd = make_server(site, port)
     print(f"Serving {site} at http://127.0.0.1:{httpd.server_port}/ (Ctrl+C stops)", flush=True)
+    stop_with_parent(httpd)
     with httpd, contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()

@@ -1,19 +1,19 @@
-"""Sweep results: one file per finished trial, merged into build/sweep/results.json.
+"""The sweep's committed record: sweeps/results.json, one row per finished Optuna trial.
 
-A trial task writes build/sweep/<model>/<trial>.json atomically when it finishes; that
-file is both its doit target and its "done" mark, so a killed sweep loses only the
-trials still running. The `sweep` step merges every trial file into results.json:
+    {"format": 2, "rows": [row, ...]}    rows sorted by model, finished first, best validation first
 
-    {"format": 1, "rows": [row, ...]}    rows sorted by model, then best validation first
+A row: model, trial (<model>-<settings hash>), study, number, state (complete, pruned,
+failed), where (its place in config.toml), overrides (what the sweep set), sampled
+(Optuna's parameters), hyperparameters (what the trainer used, read back from it; for a
+pruned trial, what it asked for), val_accuracy (a pruned trial: its best so far),
+best_step, steps_done, train_seconds, steps_per_second, params, split, device,
+tinygrad_version, date, settings_hash, worker, current (whether config.toml still
+asks for this trial).
 
-A row: model, trial, where (its place in config.toml), overrides (what the sweep set),
-hyperparameters (what the trainer used, read back from it), val_accuracy, best_step,
-train_seconds, steps_per_second, params, split, device, tinygrad_version, date,
-settings_hash, code_hash, current (whether config.toml still has this trial).
-
-Rows of trials no longer in the config are kept (current = false): results accumulate
-and are never lost to a config edit. Reports rank only the current trials, which share
-one data split and so compare fairly. Kept free of tinygrad so doit can plan with it.
+The record is kept in the repository: `doit build` renders the sweep page from it
+without training; `doit sweep` merges the storage's trials into it. Rows of trials no
+longer in the config stay (current = false) and are not ranked. Kept free of tinygrad
+and Optuna so the site stage can read it.
 """
 
 from __future__ import annotations
@@ -22,90 +22,99 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import files, schemas, sources
+from . import files, schemas
 from .config import Config, Trial, settings_hash, training_settings
 from .errors import PipelineError
-from .layout import PROJECT
+from .schemas import plain
 
-FORMAT = 1
+FORMAT = 2
+# what a finished trial keeps of train.run_trial's result (its curve is the trial's intermediate values)
+RESULT_KEYS = (
+    "val_accuracy",
+    "best_step",
+    "hyperparameters",
+    "params",
+    "train_seconds",
+    "steps_per_second",
+    "split",
+    "device",
+    "tinygrad_version",
+    "date",
+)
+STATES = ("complete", "pruned", "failed")
 
 
 class SweepError(PipelineError):
-    """A sweep input or result is missing or malformed; the message names the file."""
-
-
-def trial_path(trial: Trial) -> Path:
-    return PROJECT.trial_result(trial.model, trial.id)
+    """A sweep input, storage or result is missing or malformed; the message names it."""
 
 
 def trial_settings_hash(cfg: Config, trial: Trial) -> str:
     return settings_hash(training_settings(cfg.train, trial.config))
 
 
-def code_hash() -> str:
-    """The trainer's code and everything it imports (and the [sweep] rules): editing any reruns trials."""
-    return sources.digest("train", "config")
-
-
-def find_trial(cfg: Config, trial_id: str) -> Trial:
-    for t in cfg.trials:
-        if t.id == trial_id:
-            return t
-    known = ", ".join(t.id for t in cfg.trials) or "none: config.toml has no [sweep] section"
-    raise SweepError(f"{cfg.path}: sweep: no trial {trial_id} (known: {known})")
-
-
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SweepError(f"{path}: unreadable sweep result ({exc}); delete it to rebuild it") from None
-
-
-def trial_done(path: Path, want_settings: str, want_code: str) -> bool:
-    """doit's up-to-date check: the file itself, not doit's database, says a trial is done,
-    so trials finished before a kill count even if doit never recorded them."""
-    try:
-        row = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return row.get("settings_hash") == want_settings and row.get("code_hash") == want_code
-
-
-def write_trial(cfg: Config, trial: Trial, result: dict[str, Any]) -> Path:
-    row = {
-        "model": trial.model,
-        "trial": trial.id,
-        "where": trial.where,
-        "overrides": {k: schemas.plain(v) for k, v in trial.overrides.items()},
-        **result,
-        "settings_hash": trial_settings_hash(cfg, trial),
-        "code_hash": code_hash(),
+def row(model: str, study: str, t) -> dict[str, Any]:
+    """The record row of a finished Optuna trial (a FrozenTrial, duck-typed: no Optuna import)."""
+    a = t.user_attrs
+    state = t.state.name.lower()
+    state = {"fail": "failed"}.get(state, state)
+    curve = t.intermediate_values
+    steps_done = a.get("steps_done") or (max(curve) if curve else 0)
+    seconds = a.get("train_seconds", 0.0)
+    best_step = a.get("best_step") or (max(curve, key=lambda s: (curve[s], -s)) if curve else 0)
+    out = {
+        "model": model,
+        "trial": a["trial"],
+        "study": study,
+        "number": t.number,
+        "state": state,
+        "where": a.get("where", ""),
+        "overrides": a.get("overrides", {}),
+        "sampled": dict(t.params),
+        "hyperparameters": a.get("hyperparameters") or a.get("requested", {}),
+        "val_accuracy": t.value if state == "complete" else max(curve.values(), default=0.0),
+        "best_step": best_step,
+        "steps_done": steps_done,
+        "train_seconds": seconds,
+        "steps_per_second": a.get("steps_per_second") or (round(steps_done / seconds, 3) if seconds else 0.0),
+        "params": a.get("params"),
+        "split": a.get("split", {}),
+        "device": a.get("device", ""),
+        "tinygrad_version": a.get("tinygrad_version", ""),
+        "date": a.get("date", ""),
+        "settings_hash": a.get("settings_hash", ""),
+        "worker": a.get("worker", ""),
     }
-    path = trial_path(trial)
-    schemas.write(path, schemas.parse(schemas.TrialResult, row, str(path)))
-    return path
+    if state == "failed":
+        out["error"] = a.get("error", "")
+    return plain(schemas.parse(schemas.TrialResult, out, f"trial #{t.number} of study {study}"))
 
 
-def merge(cfg: Config, sweep_dir: Path = PROJECT.sweep_dir) -> list[dict[str, Any]]:
-    """Rows of the previous results file, updated by every trial file on disk."""
-    results = sweep_dir / "results.json"
-    rows: dict[str, dict] = {}
-    if results.exists():
-        rows = {r["trial"]: r for r in load_results(results)}
-    for path in sorted(sweep_dir.glob("*/*.json")):
-        row = schemas.plain(schemas.parse(schemas.TrialResult, _read(path), str(path)))
-        row.pop("curves", None)  # the trial file keeps them; the summary does not need them
-        rows[row["trial"]] = row
-    current = {t.id for t in cfg.trials}
-    for row in rows.values():
-        row["current"] = row["trial"] in current
+def _key(r: dict) -> tuple:
+    return (r["study"], r["number"], r["trial"], r["date"])
+
+
+def is_current(cfg: Config, r: dict) -> bool:
+    plan = cfg.sweep
+    if plan is None:
+        return False
+    if ".search." in r["study"]:
+        return r["study"] in {f"{s.model}.search.{s.key}" for s in plan.searches}
+    return r["trial"] in {t.id for t in plan.trials}
+
+
+def merge_rows(cfg: Config, old: list[dict], new: list[dict]) -> list[dict]:
+    """The record's rows updated by the storage's: finished trials never change, so nothing is lost."""
+    rows = {_key(r): r for r in old}
+    rows.update({_key(r): r for r in new})
+    for r in rows.values():
+        r["current"] = is_current(cfg, r)
     return sorted(
-        rows.values(), key=lambda r: (r["model"], -r["val_accuracy"], r["train_seconds"], r["trial"])
+        rows.values(),
+        key=lambda r: (r["model"], STATES.index(r["state"]), -r["val_accuracy"], r["train_seconds"], _key(r)),
     )
 
 
-def write_results(rows: list[dict], target: Path = PROJECT.sweep_results) -> bool:
+def write_results(rows: list[dict], target: Path) -> bool:
     """Write atomically, and only when something changed (the site depends on this file)."""
     text = json.dumps({"format": FORMAT, "rows": rows}, indent=1) + "\n"
     if target.exists() and target.read_text(encoding="utf-8") == text:
@@ -114,9 +123,9 @@ def write_results(rows: list[dict], target: Path = PROJECT.sweep_results) -> boo
     return True
 
 
-def load_results(path: Path = PROJECT.sweep_results) -> list[dict[str, Any]]:
-    """The rows of a results file, each checked against the trial schema."""
-    results = schemas.read(schemas.SweepResults, path)
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of a record, each checked against the trial schema."""
+    results = schemas.read(schemas.SweepResults, path, "run `doit sweep`")
     if results.format != FORMAT:
-        raise SweepError(f"{path}: not a format-{FORMAT} results file; move it aside to rebuild it")
-    return [schemas.plain(r) for r in results.rows]
+        raise SweepError(f"{path}: not a format-{FORMAT} sweep record; move it aside and run `doit sweep`")
+    return [plain(r) for r in results.rows]

@@ -1,6 +1,7 @@
-"""From the sweep's results rows: per-model rankings, HYPERPARAMETERS.md, a config snippet.
+"""From the sweep record's rows: per-model rankings, HYPERPARAMETERS.md, a config snippet.
 
-Only current rows (trials config.toml still lists) are ranked: they share one data split.
+Only current rows (trials config.toml still asks for) are shown: they share one data split.
+Finished trials are ranked by validation accuracy; pruned and failed ones follow, marked.
 A table's columns are every key some trial set plus every key whose used value differs
 between trials, so a knob the trainer ignored appears as a column of identical values.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .config import ModelConfig
+from .config import Config, ConfigError, ModelConfig
+from .config import sweep as sweep_config
 from .schemas import plain
 
 FIRST_COLUMNS = ("lr", "batch_size", "steps", "optimizer", "lr_schedule", "widths", "augment")
@@ -40,22 +42,42 @@ def per_second(row: dict) -> float:
     return row["val_accuracy"] / row["train_seconds"] if row["train_seconds"] > 0 else 0.0
 
 
+def status(row: dict) -> str:
+    if row["state"] == "pruned":
+        return f"pruned at step {row['steps_done']}"
+    if row["state"] == "failed":
+        return "failed"
+    return ""
+
+
 def report(rows: list[dict]) -> list[dict[str, Any]]:
-    """One entry per model with current trials, ranked by validation accuracy."""
+    """One entry per model with a finished current trial: ranked, then its pruned and failed ones."""
     out = []
-    for model in sorted({r["model"] for r in rows if r.get("current")}):
+    for model in sorted({r["model"] for r in rows if r.get("current") and r["state"] == "complete"}):
+        mine = [r for r in rows if r["model"] == model and r.get("current")]
         ranked = sorted(
-            (r for r in rows if r["model"] == model and r.get("current")),
-            key=lambda r: (-r["val_accuracy"], r["train_seconds"], r["trial"]),
+            (r for r in mine if r["state"] == "complete"),
+            key=lambda r: (-r["val_accuracy"], r["train_seconds"], r["trial"], r["number"]),
         )
-        cols = columns(ranked)
+        stopped = sorted((r for r in mine if r["state"] != "complete"), key=lambda r: -r["val_accuracy"])
+        cols = columns(ranked + stopped)
         out.append(
             {
                 "model": model,
                 "columns": cols,
-                "rows": [{**r, "cells": [fmt(r["hyperparameters"].get(c)) for c in cols]} for r in ranked],
+                "rows": [
+                    {**r, "cells": [fmt(r["hyperparameters"].get(c)) for c in cols], "status": status(r)}
+                    for r in ranked + stopped
+                ],
                 "best": ranked[0],
                 "fastest": max(ranked, key=per_second),
+                "finished": len(ranked),
+                "pruned": sum(r["state"] == "pruned" for r in stopped),
+                "failed": sum(r["state"] == "failed" for r in stopped),
+                "studies": sorted({r["study"] for r in mine}),
+                "devices": sorted({r["device"] for r in mine if r["device"]}),
+                "tinygrad": sorted({r["tinygrad_version"] for r in mine if r["tinygrad_version"]}),
+                "dates": sorted(r["date"][:10] for r in mine if r["date"]),
                 "earlier": sum(1 for r in rows if r["model"] == model and not r.get("current")),
             }
         )
@@ -70,16 +92,18 @@ def markdown(models: list[dict]) -> str:
     lines = [
         "# Hyperparameters",
         "",
-        "Written by `doit sweep` from `build/sweep/results.json`; do not edit by hand.",
-        "Every trial is chosen and scored on the validation split only (images held out of",
-        "training); the test set plays no part. Hyperparameters are the values the trainer",
-        "used, read back from it, not the ones asked for.",
+        "Written by `doit sweep` from the committed record `sweeps/results.json`; do not edit by hand.",
+        "Each trial is an Optuna trial: a grid point, a listed trial, or a point drawn by TPE, trained",
+        "by the real trainer. Every trial is chosen and scored on the validation split only (images",
+        "held out of training); the test set plays no part. Hyperparameters are the values the",
+        "trainer used, read back from it (a pruned trial shows the ones it asked for).",
     ]
     if not models:
         lines += ["", "No sweep results yet: add a `[sweep.<model>]` section and run `doit sweep`."]
     for m in models:
         split = m["best"].get("split", {})
         fastest = m["fastest"]
+        dates = m["dates"]
         lines += [
             "",
             f"## {m['model']}",
@@ -87,11 +111,15 @@ def markdown(models: list[dict]) -> str:
             f"- Best: {_summary(m['best'])}.",
             f"- Best accuracy per training second: {_summary(fastest)}"
             f" ({per_second(fastest) * 100:.2f} points/s).",
+            f"- {m['finished']} finished, {m['pruned']} pruned, {m['failed']} failed trial(s);"
+            f" studies {', '.join(f'`{s}`' for s in m['studies'])}.",
+            f"- Device {', '.join(m['devices']) or '?'}, tinygrad {', '.join(m['tinygrad']) or '?'},"
+            f" {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}.",
             f"- Split: {split.get('train', '?')} training images, {split.get('val', '?')} validation images.",
         ]
         if m["earlier"]:
             lines.append(
-                f"- {m['earlier']} earlier trial(s) no longer in config.toml are kept in results.json."
+                f"- {m['earlier']} earlier trial(s) no longer in config.toml are kept in the record."
             )
         head = [
             "trial",
@@ -100,8 +128,8 @@ def markdown(models: list[dict]) -> str:
             "train time",
             "steps/s",
             "params",
+            "state",
             "device",
-            "tinygrad",
             "date",
         ]
         lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -112,13 +140,26 @@ def markdown(models: list[dict]) -> str:
                 f"{r['val_accuracy']:.2%}",
                 f"{r['train_seconds']:.1f} s",
                 f"{r['steps_per_second']:.1f}",
-                str(r["params"]),
+                str(r.get("params") or "-"),
+                r["status"] or "finished",
                 r["device"],
-                r["tinygrad_version"],
                 r["date"][:10],
             ]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def config_of(cfg: Config, row: dict) -> ModelConfig | None:
+    """The [models.<name>] section a row trained, if config.toml still describes it."""
+    for t in cfg.trials:
+        if t.id == row["trial"]:
+            return t.config
+    if row.get("sampled") and ".search." in row["study"]:
+        try:
+            return sweep_config.search_trial(cfg, row["model"], row["sampled"], "sweeps/results.json").config
+        except (ConfigError, KeyError):
+            return None
+    return None
 
 
 def _toml(value: Any) -> str:

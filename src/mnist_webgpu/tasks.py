@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -160,55 +161,47 @@ def train_tasks(cfg: config.Config):
 
 
 def sweep_tasks(cfg: config.Config):
-    """`trial:<model>-<hash>` per [sweep] trial, then `sweep`, which merges and reports them.
+    """`sweep`: run the [sweep] Optuna studies with local workers, then export the record.
 
-    A trial is up to date when its result file records the same settings and trainer
-    code: the file, not doit's database, is the record, so trials that finished before
-    a kill are kept however doit was stopped. Not part of `build`.
+    The storage (not doit's database) knows which trials are done, so the task always
+    runs: a finished study costs a look at the storage and an export. Not part of `build`.
     """
-    from . import sweep
 
-    code_hash = sweep.code_hash()
-    for trial in cfg.trials:
-        target = sweep.trial_path(trial)
-        yield {
-            "basename": "trial",
-            "name": trial.id,
-            "doc": f"train sweep trial {trial.id} ({trial.where}: {_describe(trial.overrides)})",
-            "actions": [side_by_side_stage(cfg, "trial", trial.id)],
-            "task_dep": ["data"],
-            "targets": [str(target)],
-            "uptodate": [
-                functools.partial(sweep.trial_done, target, sweep.trial_settings_hash(cfg, trial), code_hash)
-            ],
-            "verbosity": 2,
-        }
+    def command(storage: str, workers: int, devices: str) -> list[str]:
+        flags = ["--workers", str(workers)] + ["--storage", storage] * bool(storage)
+        return stage_command("sweep", *flags, *["--devices", devices] * bool(devices))
 
-    def command(write_md: bool) -> list[str]:
-        return stage_command("sweep", *(["--write-md"] * write_md))
-
-    yield {
+    return {
         "basename": "sweep",
-        "doc": "train every [sweep] trial (validation split only), then rank them into HYPERPARAMETERS.md",
+        "doc": "run the [sweep] Optuna studies (validation split only); export sweeps/, HYPERPARAMETERS.md",
         "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
-        "task_dep": [f"trial:{t.id}" for t in cfg.trials],
+        "task_dep": ["data"],
         "params": [
             {
-                "name": "write_md",
-                "long": "write-md",
-                "type": bool,
-                "default": False,
-                "help": "also write HYPERPARAMETERS.md at the project root",
-            }
+                "name": "storage",
+                "long": "storage",
+                "type": str,
+                "default": "",
+                "help": "Optuna storage URL (default: [sweep] storage, else SQLite in build/sweep/)",
+            },
+            {
+                "name": "workers",
+                "long": "workers",
+                "type": int,
+                "default": 1,
+                "help": "worker processes on this machine (0: only export the record)",
+            },
+            {
+                "name": "devices",
+                "long": "devices",
+                "type": str,
+                "default": "",
+                "help": "one worker per tinygrad device, e.g. CUDA:0,CUDA:1",
+            },
         ],
-        # cheap, and it ends by printing the best trials: it always runs
         "uptodate": [False],
         "verbosity": 2,
     }
-
-
-def _describe(overrides: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "the model's own settings"
 
 
 def site_task(cfg: config.Config) -> dict:
@@ -303,12 +296,21 @@ def bench_task(cfg: config.Config) -> dict:
 
 
 def serve_task(cfg: config.Config) -> dict:
-    def command(port: int) -> list[str]:
-        return stage_command("serve", "--port", str(port))
+    def run(port: int) -> bool:
+        # Ctrl+C reaches the server and doit alike: the server stops quietly, and doit's
+        # side says so in one line instead of a KeyboardInterrupt traceback
+        try:
+            return (
+                subprocess.run(stage_command("serve", "--port", str(port)), env=stage_env(cfg)).returncode
+                == 0
+            )
+        except KeyboardInterrupt:
+            print("serve: stopped", flush=True)
+            return True
 
     return {
         "doc": f"serve dist/ on http://127.0.0.1:{cfg.serve.port}/ for a local preview",
-        "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
+        "actions": [(run,)],
         "params": [
             {
                 "name": "port",

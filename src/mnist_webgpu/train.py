@@ -276,8 +276,12 @@ class Fitted:
         return sum(int(v.numel()) for v in self.trainer.state.values())
 
 
-def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str) -> Fitted:
-    """Train `mc` from scratch; keep the weights of its best validation score. No test images."""
+def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str, on_eval=None) -> Fitted:
+    """Train `mc` from scratch; keep the weights of its best validation score. No test images.
+
+    `on_eval(step, val_accuracy, seconds)` is called at each evaluation point; a sweep
+    reports there and stops a lagging trial by raising (Optuna's pruning).
+    """
     sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
     pool_x, pool_y = pen.with_pen_copies(mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train], mc)
@@ -312,6 +316,8 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
                 )
             if val_accuracy > best_accuracy:
                 best_accuracy, best_step, best_weights = val_accuracy, done, trainer.snapshot()
+            if on_eval is not None:
+                on_eval(done, val_accuracy, time.monotonic() - started)
     finally:
         progress.close()
     train_seconds = time.monotonic() - started
@@ -351,11 +357,11 @@ def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
     }
 
 
-def run_trial(cfg: Config, mc: ModelConfig, label: str) -> dict[str, Any]:
+def run_trial(cfg: Config, mc: ModelConfig, label: str, on_eval=None) -> dict[str, Any]:
     """One sweep trial: train and score on the validation split only; the test set stays unread."""
     check_data(cfg.cache_dir())
     device = check_device()
-    fitted = fit(cfg, mc, label, data.load(cfg.cache_dir()), device)
+    fitted = fit(cfg, mc, label, data.load(cfg.cache_dir()), device, on_eval)
     return {
         "val_accuracy": fitted.val_accuracy,
         "best_step": fitted.best_step,

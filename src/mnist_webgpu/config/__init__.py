@@ -119,8 +119,8 @@ def parse(text: str, path: Path) -> Config:
         raise err("train.train_limit", "0 or more images than train.val_size", cfg.train.train_limit)
     for m in cfg.models:
         check_model(cfg.train, m, lambda key, m=m: f"models.{m.name}.{key}", err)
-    trials = sweep.parse(raw.get("sweep", {}), models_table, cfg, err)
-    return dataclasses.replace(cfg, trials=trials)
+    plan = sweep.parse(raw.get("sweep", {}), models_table, cfg, err)
+    return dataclasses.replace(cfg, trials=plan.trials, sweep=plan)
 
 
 def config_path() -> Path:

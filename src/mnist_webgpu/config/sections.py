@@ -224,7 +224,8 @@ class Config:
     site: SiteConfig
     deploy: DeployConfig
     serve: ServeConfig
-    trials: tuple[Trial, ...] = ()  # [sweep]: every trial of every model, in config order
+    trials: tuple[Trial, ...] = ()  # [sweep]: every grid/listed trial of every model, in config order
+    sweep: Any = None  # the whole [sweep] section as config.sweep.Plan (searches, storage, ...)
 
     def model(self, name: str) -> ModelConfig:
         """The [models.<name>] section; the one "no such model" error of the pipeline."""

@@ -55,7 +55,7 @@ def input_files(cfg: Config, paths: Paths | None = None) -> list[Path]:
     for name in cfg.model_names:
         outputs = lay.train_outputs(name)
         deps += [outputs.metrics, outputs.misclassified, *lay.compile_outputs(name, cfg.export.forms)]
-    # only once it exists: listing it always would make `doit build` run the sweep
+    # the committed sweep record: a checkout without one gets no sweep page
     if lay.sweep_results.is_file():
         deps.append(lay.sweep_results)
     return deps
@@ -179,7 +179,8 @@ def load_sweep(p: Paths) -> list[dict[str, Any]]:
     rows = schemas.read(schemas.SweepResults, results, "run `doit sweep`").rows
     models = sweep_report.report([schemas.plain(r) for r in rows])
     for m in models:
-        points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in m["rows"]]
+        done = [r for r in m["rows"] if r["state"] == "complete"]  # a pruned trial's time is partial
+        points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in done]
         title = f"{m['model']}: validation accuracy vs training seconds"
         m["scatter_svg"] = Markup(charts.scatter(points, title=title, best=m["best"]["trial"]))
     return models

@@ -1,6 +1,7 @@
 """Serving a runtime test site on 127.0.0.1 and launching the browsers installed here.
 
-Shared by tests/test_browser_parity.py and bench/browser_latency.py.
+Shared by the tests (test_browser_parity, test_app, test_drawn_digits) and the bench scripts;
+it lives in bench/ because bench never imports tests (pytest's pythonpath has bench/).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from projectkit import ROOT, free_port
 
 from mnist_webgpu.site import write_runtime
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 # WebGPU on SwiftShader, headless, as root, on a closed network (see shared notes ENVIRONMENT.md)
 CHROMIUM_ARGS = [
@@ -35,7 +36,8 @@ CHROMIUM_ARGS = [
 
 
 def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) -> None:
-    """site/runtime (site_src as it ships), site/page (harness), site/models/<name>, site/inputs.bin."""
+    """site/runtime (site_src as it ships), site/page (the harness page in tests/browser),
+    site/models/<name>, site/inputs.bin."""
     write_runtime(ROOT / "site_src", site / "runtime")
     shutil.copytree(ROOT / "tests" / "browser", site / "page", dirs_exist_ok=True)
     for name in names:
@@ -97,19 +99,12 @@ def chromium_page(base_url: str):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(base_url + "page/index.html")
-            page.wait_for_function("window.harnessReady === true", timeout=30_000)
+            # a function, not an expression string: polling a string needs eval, which a CSP may forbid
+            page.wait_for_function("() => window.harnessReady === true", timeout=30_000)
             page.errors = errors
             yield page
         finally:
             browser.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -119,7 +114,7 @@ def firefox_session(profile: Path):
 
     from marionette_driver.marionette import Marionette
 
-    port = _free_port()
+    port = free_port()
     profile.mkdir(parents=True, exist_ok=True)
     prefs = {
         "marionette.port": port,

@@ -1,31 +1,32 @@
-"""Draw MNIST test digits onto the app's canvas with pointer events; measure what it predicts.
+"""Draw digits onto the app's pad with pointer events, the way people draw; count what it reads.
 
-Each digit is drawn with the app's own pen (pointer events at canvas scale, one pen width),
-so the page's whole pipeline (stroke rendering, crop, scale, centre of mass, model) is
-exercised. The figure to compare is the model's accuracy on the same digits fed directly.
-How a digit becomes pen strokes (--method):
+The headline figure: each digit's centre line (its skeleton, traced into polylines) drawn
+as pen strokes with pointer events through the real page (its pad, preprocessing and
+runtime), in four conditions (CONDITIONS):
 
-  rows   (the default) the digit filled row by row, drawn as large as the pad takes:
-         horizontal strokes over the ink (the 28x28 image upsampled to the ink canvas,
-         >= half intensity) eroded by the pen's radius, so that the pen's width grows them
-         back to the ink's outline; plus its skeleton, for strokes thinner than the pen;
-  fixed  its one-pixel skeleton, one stroke per skeleton edge, at one size for every digit
-         (a 28x28 frame fills the pad): every stroke comes out ~2.5-3.5 px thick at 28x28;
-  sized  its skeleton traced into strokes, drawn at the size at which the app's pen comes
-         out as thick as the digit's own strokes once the page has normalized the drawing
-         (clamped to the pad: a digit thinner than the pen allows is drawn as large as the
-         pad takes); sized-pruned: the same without skeleton spurs shorter than that width.
+  centred   the middle of the pad, 50-80% of its height, upright;
+  anywhere  anywhere on the pad, 30-95% of its height, tilted up to 12 degrees;
+  small     anywhere, 15-30% of the pad's height, upright;
+  pen       centred and 50-80% high like `centred`, with a pen much thinner (2.5% of the
+            pad) or much thicker (20%) than the app's 10%, alternately.
 
-The skeleton methods lose what thinning destroys (small loops filled with ink, short bars,
-the shape at junctions) and score 2-3 points under the images; see README.md.
+The secondary figure, `--fidelity`: each digit's ink filled row by row as large as the pad
+takes (horizontal strokes over the ink eroded by the pen's radius, plus the skeleton where
+the ink is thinner than the pen): it reproduces MNIST's pixels, so it measures how faithful
+the page's preprocessing is, not how people draw.
 
-    python bench/drawn_digits.py [--site dist] [--count 300] [--models mlp,cnn] [--method M]
-        [--json] [--failures DIR] [--offline]
+Digits come from the validation split (the last val_size training images) unless `--test`:
+develop on validation, draw test digits once for the figures to report.
+
+    python bench/drawn_digits.py [--site dist] [--count 300] [--models mlp,cnn] [--test]
+        [--conditions centred,anywhere,small,pen] [--fidelity] [--json] [--failures DIR]
+        [--offline [--preprocess vector|raster]]
 
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
-saw (the page's 28x28 preview). --offline runs no browser: a Python stand-in of the pen and
-the page's preprocessing draws validation digits (never the test set) and tinygrad runs the
-site's weights, for choosing a method without looking at test digits.
+saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
+the page's preprocessing (mnist_webgpu.strokes.render_strokes, the reference of the page's
+vector rendering; `--preprocess raster` the pad's ink canvas shrunk as the page did before)
+and tinygrad on the site's weights.
 """
 
 from __future__ import annotations
@@ -44,45 +45,22 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
-from mnist_webgpu import charts  # noqa: E402
+from mnist_webgpu import charts, pen, strokes  # noqa: E402
 
 NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-METHODS = ("fixed", "sized", "sized-pruned", "rows")
-DEFAULT_METHOD = "rows"
+CONDITIONS = ("centred", "anywhere", "small", "pen")
+FIDELITY = "rows"
 INK_SIZE = 280  # the pad's ink canvas (site_src/draw.js): the grid the rows method fills
 MARGIN = 0.01  # ink kept this far (a fraction of the pad) from the pad's edges
+THIN_PEN, THICK_PEN = 0.025, 0.2
+MIN_EXTENT = 0.05  # site_src/verdict.js: smaller drawings are declined ("Draw bigger")
 
 Point = tuple[int, int]
 Stroke = list[list[float]]
 
 
-def skeleton(image: np.ndarray, threshold: int = 100) -> np.ndarray:
-    """Zhang-Suen thinning of the ink (pixels >= threshold) to a one-pixel-wide skeleton."""
-    ink = np.pad(image >= threshold, 1).astype(np.uint8)
-    changed = True
-    while changed:
-        changed = False
-        for phase in (0, 1):
-            remove = []
-            for r, c in zip(*np.nonzero(ink), strict=True):
-                p = [ink[r - 1, c], ink[r - 1, c + 1], ink[r, c + 1], ink[r + 1, c + 1],
-                     ink[r + 1, c], ink[r + 1, c - 1], ink[r, c - 1], ink[r - 1, c - 1]]  # fmt: skip
-                neighbours = sum(p)
-                transitions = sum(p[i] == 0 and p[(i + 1) % 8] == 1 for i in range(8))
-                if phase == 0:
-                    corner = p[0] * p[2] * p[4] == 0 and p[2] * p[4] * p[6] == 0
-                else:
-                    corner = p[0] * p[2] * p[6] == 0 and p[0] * p[4] * p[6] == 0
-                if 2 <= neighbours <= 6 and transitions == 1 and corner:
-                    remove.append((r, c))
-            for r, c in remove:
-                ink[r, c] = 0
-            changed |= bool(remove)
-    return ink[1:-1, 1:-1].astype(bool)
-
-
 def skeleton_points(image: np.ndarray) -> set[Point]:
-    return {(int(r), int(c)) for r, c in zip(*np.nonzero(skeleton(image)), strict=True)}
+    return {(int(r), int(c)) for r, c in zip(*np.nonzero(pen.skeletons(image[None])[0]), strict=True)}
 
 
 def graph(points: set[Point]) -> dict[Point, list[Point]]:
@@ -125,114 +103,51 @@ def trace(adj: dict[Point, list[Point]]) -> list[list[Point]]:
     return paths
 
 
-def path_length(path: list[Point]) -> float:
-    return sum(math.hypot(a[0] - b[0], a[1] - b[1]) for a, b in zip(path, path[1:], strict=False))
+def skeleton_paths(image: np.ndarray) -> list[np.ndarray]:
+    """The digit's centre line as polylines of (x, y) MNIST pixel coordinates (pixel centres)."""
+    return [np.array([[c + 0.5, r + 0.5] for r, c in path]) for path in trace(graph(skeleton_points(image)))]
 
 
-def prune_spurs(points: set[Point], longest: float) -> set[Point]:
-    """Drops branches from an end to a junction shorter than `longest` px (thinning artefacts)."""
-    adj = graph(points)
-    drop: set[Point] = set()
-    for path in trace(adj):
-        degrees = sorted((len(adj[path[0]]), len(adj[path[-1]])))
-        if degrees[0] == 1 and degrees[1] >= 3 and path_length(path) < longest:
-            drop |= {p for p in path if len(adj[p]) < 3}
-    return points - drop
-
-
-def _long_side(rows, cols) -> int:
-    return max(max(rows) - min(rows), max(cols) - min(cols))
-
-
-def stroke_thickness(image: np.ndarray, points: set[Point]) -> float:
-    """The pen width w (MNIST px) whose strokes along the skeleton hold the digit's ink.
-
-    A pen of width w along polylines of total length L covers L*w, plus a half disc
-    (pi w^2 / 8) at each free end, minus ~w^2 / 2 of overlap per extra branch at a
-    junction. Thinning also shortens every stroke, so the skeleton (longer side E) is
-    stretched by k = (B - w) / E to give the drawing the digit's own extent B once the pen
-    is added: solve L k w + c w^2 = the ink mass (pixel intensities / 255, summed) for w.
-    """
-    mass = float(image.sum()) / 255
-    adj = graph(points)
-    if not adj or mass <= 0:
-        return 0.0
-    length = sum(path_length(p) for p in trace(adj))
-    ends = sum(1 if len(n) == 1 else 2 if not n else 0 for n in adj.values())
-    joins = sum(len(n) - 2 for n in adj.values() if len(n) > 2)
-    c = math.pi / 8 * ends - joins / 2
-    ys, xs = np.nonzero(image)
-    box = _long_side(ys, xs) + 1
-    extent = _long_side(*zip(*adj, strict=True))
-    if length > 0 and extent > 0:
-        a, b = c - length / extent, length * box / extent  # a w^2 + b w - mass = 0
-        if b * b + 4 * a * mass > 0:
-            return 2 * mass / (b + math.sqrt(b * b + 4 * a * mass))
-    disc = length**2 + 4 * c * mass  # no stretch
-    if length > 0 and disc > 0:
-        return 2 * mass / (length + math.sqrt(disc))
-    return math.sqrt(4 * mass / math.pi)  # a dot
-
-
-def sized_scale(thickness: float, extent: float, box: float, pen: float) -> float:
-    """Pad fraction per MNIST pixel at which the pen comes out `thickness` px thick.
-
-    The page scales a drawing's longer side to 20 px, so its strokes come out as thick,
-    relative to the digit, as the pen is relative to the drawing. A skeleton of longer
-    side `extent` drawn at `scale` spans extent * scale + pen: that is to the pen as the
-    digit's longer side `box` is to `thickness`. It must also fit the pad: a digit thinner
-    than the pen allows is drawn as large as the pad takes.
-    """
-    fit = (1 - pen - 2 * MARGIN) / extent if extent > 0 else math.inf
-    if thickness <= 0:
-        want = math.inf
-    elif extent > 0 and box > thickness:
-        want = pen * (box - thickness) / (thickness * extent)
+def placement(condition: str, rng: np.random.Generator, app_pen: float) -> dict:
+    """Where and how a digit is drawn: long side (pad fraction), tilt (radians), centre, pen."""
+    if condition in ("centred", "pen"):
+        size, tilt, anywhere = rng.uniform(0.5, 0.8), 0.0, False
+    elif condition == "anywhere":
+        size, tilt, anywhere = rng.uniform(0.3, 0.95), math.radians(rng.uniform(-12, 12)), True
+    elif condition == "small":
+        size, tilt, anywhere = rng.uniform(0.15, 0.3), 0.0, True
     else:
-        want = pen / thickness
-    scale = min(want, fit)
-    return scale if math.isfinite(scale) else 1.0
+        raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")
+    width = app_pen if condition != "pen" else (THIN_PEN if rng.random() < 0.5 else THICK_PEN)
+    return {"size": size, "tilt": tilt, "anywhere": anywhere, "u": rng.random(2), "pen": width}
 
 
-def _place(paths: list[list[Point]], scale: float) -> list[Stroke]:
-    """(row, col) MNIST coordinates -> [x, y] pad fractions, the inked box centred on the pad."""
-    rows = [r for path in paths for r, _ in path]
-    cols = [c for path in paths for _, c in path]
-    cy, cx = (min(rows) + max(rows)) / 2, (min(cols) + max(cols)) / 2
-    return [[[0.5 + (c - cx) * scale, 0.5 + (r - cy) * scale] for r, c in path] for path in paths]
-
-
-def fixed_strokes(image: np.ndarray) -> list[Stroke]:
-    """Pen strokes (in fractions of the canvas) joining neighbouring skeleton pixels."""
-    points = skeleton_points(image)
-
-    def at(r: int, c: int) -> list[float]:
-        return [(c + 0.5) / 28, (r + 0.5) / 28]
-
-    segments = []
-    for r, c in sorted(points):
-        joined = False
-        for dr, dc in NEIGHBOURS:
-            if (r + dr, c + dc) in points:
-                joined = True
-                if (dr, dc) > (0, 0):  # each edge once
-                    segments.append([at(r, c), at(r + dr, c + dc)])
-        if not joined:
-            segments.append([at(r, c), at(r, c)])
-    return segments
-
-
-def sized_strokes(image: np.ndarray, pen: float, prune: bool = False) -> list[Stroke]:
-    points = skeleton_points(image)
-    if not points:
+def drawn_strokes(image: np.ndarray, where: dict) -> list[Stroke]:
+    """The skeleton's polylines placed on the pad as `where` says, in pad fractions."""
+    paths = skeleton_paths(image)
+    if not paths:
         return []
-    thickness = stroke_thickness(image, points)
-    if prune:
-        points = prune_spurs(points, thickness)
-        thickness = stroke_thickness(image, points)
-    ys, xs = np.nonzero(image)
-    scale = sized_scale(thickness, _long_side(*zip(*points, strict=True)), _long_side(ys, xs) + 1, pen)
-    return _place(trace(graph(points)), scale)
+    xy = np.concatenate(paths)
+    mid = (xy.min(0) + xy.max(0)) / 2
+    c, s = math.cos(where["tilt"]), math.sin(where["tilt"])
+    turn = np.array([[c, -s], [s, c]])
+    turned = [(p - mid) @ turn.T for p in paths]
+    allxy = np.concatenate(turned)
+    lo, hi = allxy.min(0), allxy.max(0)
+    # as large as asked, as long as the pen's outline stays on the pad
+    size = min(where["size"], 1 - where["pen"] - 2 * MARGIN)
+    scale = size / max(float(max(hi - lo)), 1.0)
+    half = (hi - lo) * scale / 2 + where["pen"] / 2 + MARGIN
+    centre = np.full(2, 0.5)
+    if where["anywhere"]:
+        room = np.maximum(0.5 - half, 0)
+        centre = 0.5 - room + 2 * room * where["u"]
+    shift = centre - (lo + hi) / 2 * scale
+    return [(p * scale + shift).tolist() for p in turned]
+
+
+def fidelity_strokes(image: np.ndarray, pen_width: float) -> list[Stroke]:
+    return row_strokes(image, pen_width)
 
 
 def _interp(n_out: int, coords: np.ndarray, n_in: int) -> np.ndarray:
@@ -291,7 +206,7 @@ def row_strokes(image: np.ndarray, pen: float) -> list[Stroke]:
     centre = ((ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2)
     points = skeleton_points(image)
     room = 1 - 2 * MARGIN
-    scale = room / (_long_side(ys, xs) + 1)
+    scale = room / (max(np.ptp(ys), np.ptp(xs)) + 1)
     for _ in range(4):  # shrink until the pen's outline, not just its centre, fits the pad
         strokes = _rows_at(img, points, centre, scale, pen)
         span = max(np.ptp([p[i] for s in strokes for p in s]) for i in (0, 1)) + pen
@@ -303,23 +218,31 @@ def row_strokes(image: np.ndarray, pen: float) -> list[Stroke]:
     return [[[x + shift[0], y + shift[1]] for x, y in s] for s in strokes]
 
 
-def strokes(image: np.ndarray, method: str = DEFAULT_METHOD, pen: float = 0.1) -> list[Stroke]:
-    """Pen strokes, each a list of [x, y] points in fractions of the pad."""
-    if method == "fixed":
-        return fixed_strokes(image)
-    if method == "sized":
-        return sized_strokes(image, pen)
-    if method == "sized-pruned":
-        return sized_strokes(image, pen, prune=True)
-    if method == "rows":
-        return row_strokes(image, pen)
-    raise ValueError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
+def side_by_side(*images: np.ndarray, zoom: int = 8) -> np.ndarray:
+    gap = np.full((28, 2), 128, np.uint8)
+    row = np.hstack([x for img in images for x in (img.astype(np.uint8), gap)][:-1])
+    return np.kron(row, np.ones((zoom, zoom), np.uint8))
 
 
 def pen_width(site: Path) -> float:
     """The app's PEN_WIDTH, read from the site's own draw.js (site_src's when not built)."""
     found = sorted(site.glob("assets/draw.*.js")) or [ROOT / "site_src" / "draw.js"]
     return float(re.search(r"PEN_WIDTH\s*=\s*([0-9.]+)", found[0].read_text()).group(1))
+
+
+def drawings(
+    images: np.ndarray, condition: str, app_pen: float, seed: int = 0
+) -> list[tuple[list[Stroke], float]]:
+    """(strokes, pen width) per digit for one condition; the same seed, the same drawings."""
+    rng = np.random.default_rng([seed, CONDITIONS.index(condition) if condition in CONDITIONS else 9])
+    out = []
+    for image in images:
+        if condition == FIDELITY:
+            out.append((fidelity_strokes(image, app_pen), app_pen))
+        else:
+            where = placement(condition, rng, app_pen)
+            out.append((drawn_strokes(image, where), where["pen"]))
+    return out
 
 
 # --- a Python stand-in of the pad and the page's preprocessing ---------------------------
@@ -347,14 +270,27 @@ def render(strokes_: list[Stroke], pen: float, size: int = INK_SIZE, supersample
     return ink.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
 
-def simulate(images: np.ndarray, method: str, pen: float) -> np.ndarray:
-    """What the page's model would see for each digit drawn by `method` (Python stand-in)."""
+def too_small(strokes_: list[Stroke], width: float) -> bool:
+    """The page's size rule (site_src/verdict.js): a drawing under MIN_EXTENT of the pad."""
+    got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+    return got is None or got[1] < MIN_EXTENT
+
+
+def simulate(drawn: list[tuple[list[Stroke], float]], preprocess: str = "vector") -> np.ndarray:
+    """What the page's model would see for each drawing (Python stand-in of pad and page).
+
+    vector: the page's rendering of the pointer paths (strokes.render_strokes); raster: the
+    pad's ink canvas cropped and shrunk (the page's preprocessing before the vector one).
+    """
     from preprocess_ref import preprocess_reference
 
-    out = np.zeros((len(images), 28, 28), np.float32)
-    for i, image in enumerate(images):
-        ink = render(strokes(image, method, pen), pen)
-        seen = preprocess_reference(ink)
+    out = np.zeros((len(drawn), 28, 28), np.float32)
+    for i, (strokes_, width) in enumerate(drawn):
+        if preprocess == "vector":
+            got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+            seen = None if got is None else got[0]
+        else:
+            seen = preprocess_reference(render(strokes_, width))
         if seen is not None:
             out[i] = seen
     return out
@@ -383,8 +319,9 @@ def site_logits(site: Path, model: str, pixels: np.ndarray) -> np.ndarray:
 # --- the page ---------------------------------------------------------------------------------
 
 DRAW_JS = """
-async ([strokes]) => {
+async ([strokes, pen]) => {
   const canvas = document.querySelector('[data-testid="canvas"]');
+  canvas.dataset.penWidth = String(pen);
   const rect = canvas.getBoundingClientRect();
   const fire = (type, [fx, fy]) => canvas.dispatchEvent(new PointerEvent(type, {
     pointerId: 7, pointerType: "pen", isPrimary: true, bubbles: true, cancelable: true,
@@ -403,12 +340,12 @@ PREVIEW_JS = """() => Array.from(document.querySelector('[data-testid=preview]')
   .getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))"""
 
 
-def predict_drawn(page, image: np.ndarray, method: str, pen: float) -> int | None:
+def predict_drawn(page, strokes_: list[Stroke], width: float) -> int | None:
     page.get_by_test_id("clear").click()
-    page.evaluate(DRAW_JS, [strokes(image, method, pen)])
+    page.evaluate(DRAW_JS, [strokes_, width])
     page.wait_for_selector("[data-settled=true]", timeout=30000)
     last = page.get_by_test_id("prediction").inner_text().strip()
-    return int(last) if last else None
+    return int(last) if last.isdigit() else None
 
 
 def measure(
@@ -416,14 +353,21 @@ def measure(
     images: np.ndarray,
     labels: np.ndarray,
     models: list[str],
+    conditions: list[str],
     on_page=None,
-    method: str = DEFAULT_METHOD,
     failures: Path | None = None,
+    nondigits: list[tuple[list[Stroke], str]] = (),
 ) -> dict[str, dict]:
+    """{model: {condition: {"digits", "accuracy", "declined", "predictions"}}} through the real page.
+
+    With `nondigits` ((strokes, kind) drawings that are no digit), also {model: {"nondigits":
+    {"drawings", "declined", "by_kind"}}}: how many the page answers with "?".
+    """
     from playwright.sync_api import sync_playwright
 
-    pen = pen_width(site)
-    results = {}
+    app_pen = pen_width(site)
+    drawn = {c: drawings(images, c, app_pen) for c in conditions}
+    results: dict[str, dict] = {}
     with serve(site) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -435,53 +379,95 @@ def measure(
         for model in models:
             page.get_by_test_id("model-select").select_option(model)
             page.wait_for_selector("[data-ready=true]", timeout=30000)
-            predictions = []
-            for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-                predictions.append(predict_drawn(page, image, method, pen))
-                if failures and predictions[-1] != int(label):
-                    seen = np.array(page.evaluate(PREVIEW_JS), np.uint8).reshape(28, 28)
-                    name = f"{model}-{i:03d}-label{int(label)}-drawn{predictions[-1]}.png"
-                    failures.mkdir(parents=True, exist_ok=True)
-                    (failures / name).write_bytes(charts.png_gray(side_by_side(image, seen)))
-            correct = sum(p == int(y) for p, y in zip(predictions, labels, strict=True))
-            results[model] = {
-                "digits": len(images),
-                "drawn_accuracy": correct / len(images),
-                "method": method,
-                "predictions": predictions,
-            }
+            results[model] = {}
+            for condition in conditions:
+                predictions = []
+                for i, ((strokes_, width), image, label) in enumerate(
+                    zip(drawn[condition], images, labels, strict=True)
+                ):
+                    predictions.append(predict_drawn(page, strokes_, width))
+                    if failures and predictions[-1] != int(label):
+                        seen = np.array(page.evaluate(PREVIEW_JS), np.uint8).reshape(28, 28)
+                        name = f"{model}-{condition}-{i:03d}-label{int(label)}-drawn{predictions[-1]}.png"
+                        failures.mkdir(parents=True, exist_ok=True)
+                        (failures / name).write_bytes(charts.png_gray(side_by_side(image, seen)))
+                correct = sum(p == int(y) for p, y in zip(predictions, labels, strict=True))
+                results[model][condition] = {
+                    "digits": len(images),
+                    "accuracy": correct / len(images),
+                    "declined": sum(p is None for p in predictions) / len(images),
+                    "predictions": predictions,
+                }
+            if nondigits:
+                answers = [predict_drawn(page, strokes_, app_pen) for strokes_, _ in nondigits]
+                results[model]["nondigits"] = declined_summary(answers, [kind for _, kind in nondigits])
         browser.close()
     return results
 
 
-def side_by_side(*images: np.ndarray, zoom: int = 8) -> np.ndarray:
-    gap = np.full((28, 2), 128, np.uint8)
-    row = np.hstack([x for img in images for x in (img.astype(np.uint8), gap)][:-1])
-    return np.kron(row, np.ones((zoom, zoom), np.uint8))
+def nondigit_drawings(images: np.ndarray, count: int, seed: int = 0) -> list[tuple[list[Stroke], str]]:
+    """`count` generated drawings that are no digit, the kinds in turn; pairs and fragments
+    are made of `images` (validation digits: never the test set)."""
+    from mnist_webgpu import negatives
+
+    rng = np.random.default_rng([seed, 99])
+    out = []
+    for i in range(count):
+        kind = negatives.KINDS[i % len(negatives.KINDS)]
+        paths = None
+        if kind in ("pair", "fragment"):
+            picks = rng.choice(len(images), 2 if kind == "pair" else 1, replace=False)
+            paths = [skeleton_paths(images[j]) for j in picks]
+        out.append((negatives.generate(kind, rng, paths), kind))
+    return out
 
 
-def offline(args, cfg, mnist, models: list[str]) -> dict[str, dict]:
-    """Validation digits (the last val_size training images), drawn in Python, not in a page."""
+def declined_summary(answers: list[int | None], kinds: list[str]) -> dict:
+    by_kind = {
+        k: [a is None for a, kk in zip(answers, kinds, strict=True) if kk == k] for k in sorted(set(kinds))
+    }
+    return {
+        "drawings": len(answers),
+        "declined": sum(a is None for a in answers) / len(answers),
+        "by_kind": {k: sum(v) / len(v) for k, v in by_kind.items()},
+    }
+
+
+def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """`count` digits, a fixed seeded pick: validation digits unless `test`."""
     from mnist_webgpu import layout
 
-    pen = pen_width(args.site)
+    rng = np.random.default_rng(seed)
+    if test:
+        pick = rng.choice(len(mnist.test_y), count, replace=False)
+        return mnist.test_x[pick], mnist.test_y[pick].astype(int), "test"
     split = layout.split(cfg.train)
-    val = slice(split.n_train, split.n_train + split.n_val)
-    rng = np.random.default_rng(0)
-    pick = rng.choice(split.n_val, args.count, replace=False)
-    images, labels = mnist.train_x[val][pick], mnist.train_y[val][pick].astype(int)
-    seen = simulate(images, args.method, pen)
-    results = {}
+    pick = split.n_train + rng.choice(split.n_val, count, replace=False)
+    return mnist.train_x[pick], mnist.train_y[pick].astype(int), "validation"
+
+
+def offline(site: Path, images, labels, models, conditions, preprocess: str, nondigits=()) -> dict[str, dict]:
+    """As measure(), with the Python stand-ins; "declined" is the page's size rule (verdict.js)."""
+    app_pen = pen_width(site)
+    results: dict[str, dict] = {m: {} for m in models}
+    for condition in conditions:
+        drawn_ = drawings(images, condition, app_pen)
+        seen = simulate(drawn_, preprocess)
+        small = np.array([too_small(st, w) for st, w in drawn_])
+        for model in models:
+            drawn = np.where(small, -1, site_logits(site, model, seen).argmax(1))
+            results[model][condition] = {
+                "digits": len(images),
+                "accuracy": float((drawn == labels).mean()),
+                "declined": float(small.mean()),
+            }
+    if nondigits:
+        answers = [None if too_small(st, app_pen) else 0 for st, _ in nondigits]
+        for model in models:
+            results[model]["nondigits"] = declined_summary(answers, [k for _, k in nondigits])
     for model in models:
-        drawn = site_logits(args.site, model, seen).argmax(1)
-        direct = site_logits(args.site, model, images.astype(np.float32) / 255).argmax(1)
-        results[model] = {
-            "digits": len(images),
-            "drawn_accuracy": float((drawn == labels).mean()),
-            "val_accuracy": float((direct == labels).mean()),
-            "method": args.method,
-            "offline": True,
-        }
+        direct = site_logits(site, model, images.astype(np.float32) / 255).argmax(1)
+        results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
     return results
 
 
@@ -492,41 +478,46 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=Path("dist"))
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--models", default="")
-    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
+    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--fidelity", action="store_true", help="also the row-fill preprocessing figure")
+    parser.add_argument("--test", action="store_true", help="test digits (for the final figures only)")
+    parser.add_argument("--nondigits", type=int, default=0, help="also this many generated non-digits")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--failures", type=Path, help="write a PNG per misclassified digit here")
-    parser.add_argument(
-        "--offline", action="store_true", help="validation digits, Python stand-in of the page"
-    )
+    parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
+    parser.add_argument("--preprocess", choices=("vector", "raster"), default="vector", help="with --offline")
     args = parser.parse_args()
+    conditions = [c for c in args.conditions.split(",") if c]
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        parser.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
+    conditions += [FIDELITY] if args.fidelity else []
     cfg = config.load()
     mnist = data.load(cfg.cache_dir())
     models = args.models.split(",") if args.models else list(cfg.model_names)
+    images, labels, split = pick_digits(cfg, mnist, args.count, args.test)
+    # pairs and fragments come from validation digits, whatever the digits drawn
+    val_images = pick_digits(cfg, mnist, 500, False, seed=7)[0]
+    nondigits = nondigit_drawings(val_images, args.nondigits) if args.nondigits else []
     if args.offline:
-        results = offline(args, cfg, mnist, models)
-        print(json.dumps(results) if args.json else "\n".join(f"{m}: {r}" for m, r in results.items()))
-        return
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(mnist.test_y), args.count, replace=False)
-    results = measure(
-        args.site, mnist.test_x[pick], mnist.test_y[pick], models, method=args.method, failures=args.failures
-    )
-    for model, r in results.items():
-        metrics = json.loads((Path("build/models") / model / "metrics.json").read_text())
-        r["test_accuracy"] = metrics["test_accuracy"]
-        # the models' accuracy on these very digits, fed directly (tinygrad, the site's weights)
-        direct = site_logits(args.site, model, mnist.test_x[pick].astype(np.float32) / 255).argmax(1)
-        r["direct_accuracy"] = float((direct == mnist.test_y[pick]).mean())
-    if args.json:
-        print(json.dumps(results))
-        return
-    for model, r in results.items():
-        gap = 100 * (r["test_accuracy"] - r["drawn_accuracy"])
-        print(
-            f"{model} ({args.method}): drawn {r['drawn_accuracy']:.2%} on {r['digits']} test digits "
-            f"(same digits fed directly {r['direct_accuracy']:.2%}; test accuracy "
-            f"{r['test_accuracy']:.2%}, gap {gap:.1f} pts)"
+        results = offline(args.site, images, labels, models, conditions, args.preprocess, nondigits)
+    else:
+        results = measure(
+            args.site, images, labels, models, conditions, failures=args.failures, nondigits=nondigits
         )
+        for model in models:
+            direct = site_logits(args.site, model, images.astype(np.float32) / 255).argmax(1)
+            results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
+    if args.json:
+        print(json.dumps({"split": split, "offline": args.offline, "results": results}))
+        return
+    how = f"offline, {args.preprocess}" if args.offline else "through the page"
+    print(f"{args.count} {split} digits per condition ({how})")
+    for model, r in results.items():
+        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v]
+        if "nondigits" in r:
+            shown.append(f"non-digits declined {r['nondigits']['declined']:.1%} {r['nondigits']['by_kind']}")
+        print(f"{model}: " + ", ".join(shown))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """`doit bench`: every bench, one report: build/bench/report.json and build/bench/report.md.
 
-    python bench/run.py [--quick] [--config config.toml] [--build-config PATH] [--parts browser,build,payload]
+    python bench/run.py [--quick] [--config config.toml] [--build-config PATH]
+        [--parts browser,build,payload,drawn]
 
 Run from the project directory after `doit build` (dist/ and build/webgpu/ are measured).
 --quick runs every part with few repetitions so CI can run it; its figures are not for
 the README. The build part times the real doit in a temporary copy of the project on
---build-config (default: the project's config; tests/fast.toml with --quick).
+--build-config (default: the project's config; tests/fast.toml with --quick). The drawn
+part draws validation digits in bench/drawn_digits.py's four conditions through the page
+(100 per condition, 10 with --quick); the README's test-digit figures come from that
+script run once with --test.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from mnist_webgpu import config, files  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
 
 OUT = Path("build/bench")
-PARTS = ("browser", "build", "payload")
+PARTS = ("browser", "build", "payload", "drawn")
+DRAWN_DIGITS = {True: 10, False: 100}  # per condition: quick, full
 FAST_CONFIG = ROOT / "tests" / "fast.toml"
 BUILD_FIGURES = ("cold_build", "noop_rebuild", "template_only_rebuild", "hyperparameter_rebuild")
 BUILD_TARGETS_S = {"noop_rebuild": 2, "template_only_rebuild": 5}
@@ -55,6 +60,18 @@ def measure(cfg: config.Config, quick: bool, build_cfg: config.Config, parts: li
         report["browser"], report["onnxruntime_web"] = browser.run(cfg, list(cfg.model_names), quick)
     if "build" in parts:
         report["build"] = build_times.run(build_cfg, 1 if quick else 3, log=log)
+    if "drawn" in parts:
+        import drawn_digits
+
+        from mnist_webgpu import data
+
+        images, labels, split = drawn_digits.pick_digits(
+            cfg, data.load(cfg.cache_dir()), DRAWN_DIGITS[quick], False
+        )
+        found = drawn_digits.measure(
+            Path("dist"), images, labels, list(cfg.model_names), list(drawn_digits.CONDITIONS)
+        )
+        report["drawn"] = {"split": split, "digits": len(images), "models": found}
     if "payload" in parts:
         report["payload"] = payload.run(Path("dist"))
         if "browser" in report:
@@ -154,6 +171,18 @@ def markdown(report: dict) -> str:
             verdict = f"< {target} s: {_met(fig['median_s'] < target)}" if target else ""
             tasks = ", ".join(fig["tasks_run"]) or "none"
             lines.append(f"| {key.replace('_', ' ')} | {fig['median_s']:.2f} | {tasks} | {verdict} |")
+        lines.append("")
+    if "drawn" in report:
+        d = report["drawn"]
+        conditions = next(iter(d["models"].values())).keys()
+        lines += [
+            f"## Drawn digits ({d['digits']} {d['split']} digits per condition, through the page)",
+            "",
+            "| model | " + " | ".join(conditions) + " |",
+            "|---|" + "---:|" * len(conditions),
+        ]
+        for name, r in d["models"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{r[c]['accuracy']:.1%}" for c in conditions) + " |")
         lines.append("")
     if "payload" in report:
         p = report["payload"]

@@ -2,10 +2,11 @@
 // Talks to the model runtime only through loadModel / predict / dispose; when predictions
 // run is scheduler.js's business.
 
-import { Pad, INK_SIZE } from "./draw.js";
-import { preprocess, SIZE } from "./preprocess.js";
+import { Pad } from "./draw.js";
+import { preprocessStrokes, SIZE } from "./preprocess.js";
 import { loadModel } from "./runtime.js";
 import { createScheduler } from "./scheduler.js";
+import { judge, showVerdict } from "./verdict.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("app");
@@ -197,10 +198,12 @@ function keepOffline() {
 }
 
 // --- predictions: when they run is scheduler.js's business ------------------------------
+let preparedExtent = 0; // the drawing's size (pad fractions) behind the prediction in flight
 const scheduler = createScheduler({
   target: () => ({ version: pad.version, model: currentModel, blank: pad.isBlank }),
   prepare() {
-    const { pixels, empty } = preprocess(pad.inkData(), INK_SIZE, INK_SIZE);
+    const { pixels, empty, extent } = preprocessStrokes(pad.visibleStrokes());
+    preparedExtent = extent;
     drawPreview(pixels);
     ui.empty.hidden = !pad.isBlank;
     if (!empty) return pixels;
@@ -208,7 +211,10 @@ const scheduler = createScheduler({
     return null;
   },
   predict: (model, pixels) => model.predict(pixels),
-  show: showResult,
+  show(result) {
+    showResult(result);
+    showVerdict(ui, root, judge({ extent: preparedExtent }));
+  },
   fail: (err) => setStatus(`Prediction failed: ${err?.message || err}`, true),
   requestFrame: (callback) => requestAnimationFrame(callback),
   settle(settled) {
@@ -263,6 +269,7 @@ function showEmpty() {
     text.textContent = "0%";
   });
   root.dataset.state = loadState === "ready" ? "empty" : loadState;
+  root.dataset.declined = "false";
 }
 
 // The screen reader hears the answer once per finished stroke, not every live update while

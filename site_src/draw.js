@@ -91,6 +91,23 @@ export class Pad {
     this.onStrokeEnd(this);
   }
 
+  // The strokes on the pad now (after the last clear, the one being drawn included), in
+  // drawing order: what preprocessStrokes renders for the model.
+  visibleStrokes() {
+    const start = this.items.length - this.strokeCount;
+    const strokes = this.items.slice(start);
+    if (this.current) strokes.push(this.current);
+    return strokes;
+  }
+
+  // The pen's width, a pad fraction: PEN_WIDTH unless the canvas's data-pen-width says
+  // otherwise (a hook for the drawn-digit bench's thin and thick pens; the model's input
+  // does not depend on it).
+  get penWidth() {
+    const w = Number(this.canvas.dataset.penWidth);
+    return w > 0 && w < 1 ? w : PEN_WIDTH;
+  }
+
   // The ink as one float per ink-canvas pixel, 0 = paper, 1 = ink.
   inkData() {
     const { data } = this.inkCtx.getImageData(0, 0, INK_SIZE, INK_SIZE);
@@ -182,7 +199,7 @@ export class Pad {
         // synthetic events have no active pointer to capture; drawing still works
       }
       const p = this._point(e);
-      this.current = { tool: this.tool, width: this.tool === "eraser" ? ERASER_WIDTH : PEN_WIDTH, points: [p] };
+      this.current = { tool: this.tool, width: this.tool === "eraser" ? ERASER_WIDTH : this.penWidth, points: [p] };
       for (const [ctx, size] of this._targets()) this._paintStroke(ctx, size, this.current);
       this._changed();
     });

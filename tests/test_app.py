@@ -178,7 +178,8 @@ def test_drawn_stroke_looks_like_mnist(session):
     rows = np.nonzero(img.sum(1) > 0)[0]
     assert rows[-1] - rows[0] + 1 == 20, "long side scaled to 20 px"
     cy, cx = sitekit.center_of_mass(img)
-    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5, "centered by mass"
+    # whole-pixel shifts, as MNIST: a symmetric stroke sits half a pixel off, either way
+    assert abs(cy - 14) <= 0.5 + 1e-9 and abs(cx - 14) <= 0.5 + 1e-9, "centered by mass"
     width = img[rows[0] + 5 : rows[-1] - 5].sum(1).mean()
     assert 1.8 <= width <= 3.2, f"stroke {width:.2f} px wide at 28x28; MNIST's are 2-3 px"
     assert len(np.unique(np.round(img, 3))) > 3, "smooth downscale: grey levels, not just black and white"

@@ -49,8 +49,14 @@ def test_quick_doit_bench_writes_a_complete_report(built):
     assert "build/bench/report.json" in result.stdout
 
     report = json.loads((project / "build" / "bench" / "report.json").read_text())
-    assert {"browser", "onnxruntime_web", "build", "payload"} <= report.keys()
+    assert {"browser", "onnxruntime_web", "build", "payload", "drawn"} <= report.keys()
     assert report["meta"]["quick"] is True
+    drawn = report["drawn"]
+    assert drawn["split"] == "validation" and drawn["digits"] == 10
+    for name in ("mlp", "cnn"):
+        assert set(drawn["models"][name]) == {"centred", "anywhere", "small", "pen"}
+        assert all(0 <= r["accuracy"] <= 1 for r in drawn["models"][name].values())
+    assert "## Drawn digits" in (project / "build" / "bench" / "report.md").read_text()
 
     browser, ort = report["browser"], report["onnxruntime_web"]
     assert browser["webgpu_adapter"]["architecture"] == "swiftshader"

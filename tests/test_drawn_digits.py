@@ -1,17 +1,19 @@
-"""bench/drawn_digits.py without a browser: how a digit becomes pen strokes.
+"""bench/drawn_digits.py without a browser: how a digit becomes pen strokes, in each condition.
 
-The page itself is exercised by tests/test_pipeline.py (slow); here the pen and the
-page's preprocessing are the Python stand-ins (drawn_digits.render, sitekit's reference).
+The page itself is exercised by the slow quick-mode run at the end; here the pad and the
+page's preprocessing are the Python stand-ins (mnist_webgpu.strokes.render_strokes).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
 import pytest
 from conftest import ROOT
-from sitekit import preprocess_reference
+
+from mnist_webgpu import strokes as vector
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -20,105 +22,80 @@ import drawn_digits as dd  # noqa: E402
 PEN = 0.1
 
 
-def bar(width: float, length: int = 20) -> np.ndarray:
-    """A vertical bar `width` px wide (a fractional column is grey), in a 28x28 frame."""
-    img = np.zeros((28, 28))
-    left = 14 - width / 2
-    for c in range(28):
-        img[4 : 4 + length, c] = np.clip(min(c + 1, left + width) - max(c, left), 0, 1)
-    return (img * 255).round().astype(np.uint8)
+def extent(strokes) -> tuple[np.ndarray, np.ndarray]:
+    xy = np.array([p for s in strokes for p in s])
+    return xy.min(0), xy.max(0)
 
 
-def ring(outer: float, inner: float) -> np.ndarray:
-    y, x = np.mgrid[0:28, 0:28] + 0.5
-    r = np.hypot(x - 14, y - 14)
-    return (((r <= outer) & (r >= inner)) * 255).astype(np.uint8)
-
-
-def seen_width(image: np.ndarray) -> float:
-    """Mean ink per row over the middle of a vertical bar, at 28x28: its stroke width in px."""
-    rows = np.nonzero(image.sum(1) > 0)[0]
-    return float(image[rows[0] + 5 : rows[-1] - 4].sum(1).mean())
-
-
-@pytest.mark.parametrize("width", [1.5, 2.0, 3.0, 4.0, 5.0])
-def test_thickness_of_a_bar_is_its_width(width):
-    img = bar(width)
-    t = dd.stroke_thickness(img, dd.skeleton_points(img))
-    assert abs(t - width) <= 0.15 * width, t
-
-
-def test_thickness_of_a_ring_is_its_width():
-    img = ring(9, 6)
-    t = dd.stroke_thickness(img, dd.skeleton_points(img))
-    assert 2.6 <= t <= 3.4, t
-
-
-def test_a_thicker_digit_is_drawn_smaller():
-    scales = []
-    for width in (2.5, 3.0, 4.0, 5.0):
-        strokes = dd.strokes(bar(width), "sized", PEN)
-        ys = [y for s in strokes for _, y in s]
-        scales.append(max(ys) - min(ys))
-    assert scales == sorted(scales, reverse=True), scales
-    # a digit thinner than the pen allows is drawn as large as the pad takes
-    clamp = (1 - PEN - 2 * dd.MARGIN) / 18
-    assert dd.sized_scale(1.0, 18, 20, PEN) == dd.sized_scale(1.5, 18, 20, PEN) == clamp
-    # otherwise skeleton + pen is to the pen as the digit's box is to its thickness
-    scale = dd.sized_scale(4.0, 16, 20, PEN)
-    assert scale < clamp and (16 * scale + PEN) / PEN == pytest.approx(20 / 4.0)
-
-
-@pytest.mark.parametrize("width", [2.5, 3.0, 4.0, 5.0])
-def test_drawn_bar_comes_out_as_thick_after_the_pages_preprocessing(width):
-    img = bar(width)
-    seen = preprocess_reference(dd.render(dd.strokes(img, "sized", PEN), PEN))
-    assert abs(seen_width(seen) - width) <= 0.12 * width, (seen_width(seen), width)
-    # the fixed-size drawing of the old bench: 2.5-3.5 px whatever the digit
-    fixed = preprocess_reference(dd.render(dd.strokes(img, "fixed", PEN), PEN))
-    assert 2.4 <= seen_width(fixed) <= 3.6
-
-
-def test_a_thin_bar_is_clamped_to_the_thinnest_stroke_the_pen_draws():
-    seen = preprocess_reference(dd.render(dd.strokes(bar(1.5), "sized", PEN), PEN))
-    thinnest = 20 * PEN / (1 - 2 * dd.MARGIN)
-    assert abs(seen_width(seen) - thinnest) <= 0.15 * thinnest
-
-
-@pytest.mark.parametrize("method", dd.METHODS)
-def test_strokes_stay_inside_the_pad(mnist, method):
-    for image in [bar(1.5), bar(5.0), ring(10, 4), *mnist.train_x[:12]]:
-        strokes = dd.strokes(image, method, PEN)
+@pytest.mark.parametrize("condition", [*dd.CONDITIONS, dd.FIDELITY])
+def test_strokes_stay_inside_the_pad(mnist, condition):
+    for strokes, width in dd.drawings(mnist.train_x[:30], condition, PEN):
         assert strokes and all(len(s) >= 1 for s in strokes)
-        xy = np.array([p for s in strokes for p in s])
-        radius = PEN / 2 if method != "fixed" else 0
-        assert xy.min() - radius >= 0 and xy.max() + radius <= 1, (method, xy.min(), xy.max())
+        lo, hi = extent(strokes)
+        assert lo.min() - width / 2 >= -1e-9 and hi.max() + width / 2 <= 1 + 1e-9, (condition, lo, hi)
 
 
-def test_drawings_hold_about_the_digits_own_ink(mnist):
-    """Sized and row drawings, normalized by the page, keep each digit's ink mass (its thickness)."""
-    thinnest = 20 * PEN / (1 - 2 * dd.MARGIN)
-    for method in ("sized", "rows"):
-        errors = []
-        for image in mnist.train_x[100:115]:
-            t = dd.stroke_thickness(image, dd.skeleton_points(image))
-            if t < thinnest * 1.1:
-                continue  # the pen cannot draw it that thin: thickened, by design
-            seen = preprocess_reference(dd.render(dd.strokes(image, method, PEN), PEN))
-            errors.append(seen.sum() / (image.sum() / 255) - 1)
-        assert len(errors) >= 5
-        assert abs(np.median(errors)) <= 0.12, (method, np.round(errors, 2))
+def test_conditions_draw_at_their_sizes_places_and_pens(mnist):
+    images = mnist.train_x[:60]
+    sizes, centres, pens = {}, {}, {}
+    for condition in dd.CONDITIONS:
+        drawn = dd.drawings(images, condition, PEN)
+        spans = [extent(s) for s, _ in drawn]
+        sizes[condition] = np.array([max(hi - lo) for lo, hi in spans])
+        centres[condition] = np.array([(lo + hi) / 2 for lo, hi in spans])
+        pens[condition] = {w for _, w in drawn}
+    assert (sizes["centred"] >= 0.5 - 1e-9).all() and (sizes["centred"] <= 0.8 + 1e-9).all()
+    assert np.allclose(centres["centred"], 0.5)
+    assert (sizes["small"] >= 0.15 - 1e-9).all() and (sizes["small"] <= 0.3 + 1e-9).all()
+    assert np.ptp(centres["small"][:, 0]) > 0.4, "small digits land all over the pad"
+    assert sizes["anywhere"].min() < 0.45 and sizes["anywhere"].max() > 0.8
+    assert pens["centred"] == pens["anywhere"] == pens["small"] == {PEN}
+    assert pens["pen"] == {dd.THIN_PEN, dd.THICK_PEN}
 
 
-def test_trace_and_prune():
-    ring_points = dd.skeleton_points(ring(9, 6))
-    paths = dd.trace(dd.graph(ring_points))
-    assert len(paths) == 1 and paths[0][0] == paths[0][-1], "a ring is one closed stroke"
+def test_anywhere_tilts_up_to_12_degrees():
+    rng = np.random.default_rng(1)
+    tilts = [dd.placement("anywhere", rng, PEN)["tilt"] for _ in range(200)]
+    assert max(map(abs, tilts)) <= math.radians(12) and max(tilts) > math.radians(8)
+    # a vertical bar drawn tilted leans by that angle
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:15] = 255
+    where = {"size": 0.6, "tilt": math.radians(10), "anywhere": False, "u": np.zeros(2), "pen": PEN}
+    (x0, y0), (x1, y1) = (lambda s: (s[0], s[-1]))(max(dd.drawn_strokes(bar, where), key=len))
+    assert abs(math.degrees(math.atan2(abs(x1 - x0), abs(y1 - y0))) - 10) <= 3
+
+
+def test_drawings_are_the_same_for_the_same_seed(mnist):
+    images = mnist.train_x[:10]
+    assert dd.drawings(images, "anywhere", PEN) == dd.drawings(images, "anywhere", PEN)
+    assert dd.drawings(images, "anywhere", PEN, seed=1) != dd.drawings(images, "anywhere", PEN)
+
+
+def test_drawn_centre_lines_read_like_the_digit(mnist):
+    """The pen redraw of a digit's centre line, normalized by the page, overlaps its own ink."""
+    for image in mnist.train_x[100:110]:
+        ((strokes, width),) = dd.drawings(image[None], "centred", PEN)
+        seen = vector.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes])[0]
+        ink = image / 255
+        overlap = (seen * ink).sum() / np.sqrt((seen**2).sum() * (ink**2).sum())
+        assert overlap >= 0.6, overlap
+
+
+def test_fidelity_rows_hold_the_digits_ink(mnist):
+    """The row fill, through the raster stand-in, keeps each digit's ink mass."""
+    from sitekit import preprocess_reference
+
+    errors = []
+    for image in mnist.train_x[100:115]:
+        ((strokes, width),) = dd.drawings(image[None], dd.FIDELITY, PEN)
+        seen = preprocess_reference(dd.render(strokes, width))
+        errors.append(seen.sum() / (image.sum() / 255) - 1)
+    assert abs(np.median(errors)) <= 0.2, np.round(errors, 2)
+
+
+def test_trace_splits_at_junctions():
     tee = {(5, c) for c in range(5, 16)} | {(r, 10) for r in range(6, 20)}
     assert len(dd.trace(dd.graph(tee))) == 3
-    spur = tee | {(4, 12)}  # a one-pixel spur off the bar: a thinning artefact
-    assert dd.prune_spurs(spur, 2.5) == tee
-    assert dd.prune_spurs(tee, 2.5) == tee, "long branches stay"
 
 
 def test_erode_disc_matches_brute_force():

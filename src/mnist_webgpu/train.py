@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from . import data, faults, files, layout, models, patches, schemas
+from . import data, faults, files, layout, models, patches, pen, schemas
 from .config import Augment, Config, ModelConfig, settings_hash, training_settings
 from .errors import PipelineError
 from .layout import Split
@@ -284,11 +284,12 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     """
     sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
-    train_x = Tensor(np.ascontiguousarray(mnist.train_x[: sizes.n_train])).realize()
-    train_y = Tensor(mnist.train_y[: sizes.n_train].astype(np.int32)).realize()
+    pool_x, pool_y = pen.with_pen_copies(mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train], mc)
+    train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
+    train_y = Tensor(pool_y.astype(np.int32)).realize()
     val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]
 
-    trainer = Trainer(mc, train_x, train_y, sizes.n_train, im2col=cfg.train.im2col)
+    trainer = Trainer(mc, train_x, train_y, len(pool_x), im2col=cfg.train.im2col)
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
     best_accuracy, best_step, best_weights = -1.0, 0, None
     progress = Progress(label, mc.steps)

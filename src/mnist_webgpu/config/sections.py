@@ -94,6 +94,9 @@ class Augment:
     shift: float = spec(0.0, expect="a number of pixels between 0 and 8", check=lambda v: 0 <= v <= 8)
     rotate: float = spec(0.0, expect="a number of degrees between 0 and 45", check=lambda v: 0 <= v <= 45)
     scale: float = spec(0.0, expect="a fraction between 0 and 0.5", check=lambda v: 0 <= v <= 0.5)
+    # a share of the training images redrawn once along their skeletons with a round pen of
+    # random width (mnist_webgpu.pen), added to the pool the batches draw from
+    pen: float = spec(0.0, expect="a fraction between 0 and 1", check=lambda v: 0 <= v <= 1)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,9 @@ def training_settings(train: TrainConfig, model: ModelConfig) -> dict[str, Any]:
     for key in NOT_TRAINING_INPUTS:
         settings.pop(key)
     settings["train"] = dataclasses.asdict(train)
+    if not settings["augment"]["pen"]:
+        # off, it changes nothing: models trained before the key existed stay up to date
+        del settings["augment"]["pen"]
     return settings
 
 

@@ -1,0 +1,104 @@
+"""Digits as a pen draws them, for training: skeletons and pen redraws.
+
+A person draws a digit as one pen line along its centre, of one width; MNIST's ink is a
+scanned stroke of varying width. Two pieces show a model the former:
+
+- `skeletons`: Zhang-Suen thinning of a batch of digits to one-pixel centre lines,
+  vectorized over the batch (the training set is thinned in seconds);
+- `redraw`: those centre lines drawn again with a round pen of a random width each,
+  deterministic for a seed: the training augmentation (`[models.*] augment.pen`).
+
+How the page itself renders strokes for the model is mnist_webgpu.strokes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INK_THRESHOLD = 100  # MNIST pixels at or above this are ink for the skeleton
+
+
+def skeletons(images: np.ndarray, threshold: int = INK_THRESHOLD) -> np.ndarray:
+    """(N, H, W) uint8 -> (N, H, W) bool one-pixel-wide centre lines (Zhang-Suen thinning).
+
+    Each phase removes, all at once, the ink pixels that its rule marks on the state before
+    the phase, as Zhang and Suen's parallel algorithm does.
+    """
+    ink = np.pad(np.asarray(images) >= threshold, ((0, 0), (1, 1), (1, 1)))
+    h, w = ink.shape[1] - 2, ink.shape[2] - 2
+    # neighbours p2..p9, clockwise from north, as (row, col) offsets
+    offsets = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
+    active = np.ones(len(ink), bool)  # images still changing
+    while active.any():
+        idx = np.flatnonzero(active)
+        sub = ink[idx]
+        changed = np.zeros(len(idx), bool)
+        for phase in (0, 1):
+            c = sub[:, 1:-1, 1:-1]
+            p = [sub[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w].astype(np.uint8) for dr, dc in offsets]
+            count = sum(p)
+            transitions = sum((p[i] == 0) & (p[(i + 1) % 8] == 1) for i in range(8))
+            if phase == 0:
+                corner = ((p[0] & p[2] & p[4]) == 0) & ((p[2] & p[4] & p[6]) == 0)
+            else:
+                corner = ((p[0] & p[2] & p[6]) == 0) & ((p[0] & p[4] & p[6]) == 0)
+            remove = c & (count >= 2) & (count <= 6) & (transitions == 1) & corner
+            sub[:, 1:-1, 1:-1] &= ~remove
+            changed |= remove.any(axis=(1, 2))
+        ink[idx] = sub
+        active[idx] = changed
+    return ink[:, 1:-1, 1:-1]
+
+
+def _disc_offsets(radius: float) -> list[tuple[int, int, float]]:
+    reach = int(math.ceil(radius + 0.5))
+    return [
+        (dy, dx, d)
+        for dy in range(-reach, reach + 1)
+        for dx in range(-reach, reach + 1)
+        if (d := math.hypot(dy, dx)) < radius + 0.5
+    ]
+
+
+def redraw(images: np.ndarray, widths: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Each digit's skeleton drawn again with a round pen `widths[i]` pixels wide, uint8.
+
+    A pixel at distance d from the nearest skeleton pixel gets coverage clip(w/2 + 0.5 - d):
+    full inside the pen, a one-pixel ramp at its edge, like MNIST's anti-aliased strokes.
+    """
+    images = np.asarray(images)
+    widths = np.asarray(widths, np.float32)
+    if len(widths) != len(images):
+        raise ValueError(f"redraw: {len(images)} images but {len(widths)} widths")
+    out = np.zeros(images.shape, np.uint8)
+    reach = int(math.ceil(float(widths.max(initial=0)) / 2 + 0.5))
+    offsets = _disc_offsets(float(widths.max(initial=0)) / 2)
+    for lo in range(0, len(images), chunk):
+        skel = skeletons(images[lo : lo + chunk])
+        half = widths[lo : lo + chunk, None, None] / 2 + 0.5
+        padded = np.pad(skel, ((0, 0), (reach, reach), (reach, reach)))
+        h, w = skel.shape[1:]
+        cover = np.zeros(skel.shape, np.float32)
+        for dy, dx, d in offsets:
+            near = padded[:, reach + dy : reach + dy + h, reach + dx : reach + dx + w]
+            np.maximum(cover, np.where(near, np.clip(half - d, 0, 1), 0), out=cover)
+        out[lo : lo + chunk] = np.round(cover * 255).astype(np.uint8)
+    return out
+
+
+def pen_copies(images: np.ndarray, fraction: float, seed: int, widths=(1.5, 3.5)) -> np.ndarray:
+    """Pen redraws of the first round(fraction * N) images (a seeded random pick), random widths."""
+    count = round(fraction * len(images))
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(images), count, replace=False))
+    return pick, redraw(images[pick], rng.uniform(*widths, count))
+
+
+def with_pen_copies(images: np.ndarray, labels: np.ndarray, mc) -> tuple[np.ndarray, np.ndarray]:
+    """The training pool: the images plus pen redraws of `mc.augment.pen` of them (seeded by mc.seed)."""
+    if mc.augment.pen <= 0:
+        return images, labels
+    pick, copies = pen_copies(images, mc.augment.pen, seed=mc.seed)
+    return np.concatenate([images, copies]), np.concatenate([labels, labels[pick]])

@@ -1,0 +1,190 @@
+"""mnist_webgpu.pen (skeletons, pen redraws for training) and .strokes (the page's vector rendering).
+
+site_src/preprocess.js's preprocessStrokes runs in node here, against the Python reference
+on the same strokes; bench/drawn_digits.py supplies real digits' centre lines as strokes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from sitekit import preprocess_reference
+
+from mnist_webgpu import pen, strokes
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import drawn_digits as dd  # noqa: E402
+
+RUN_JS = """
+import { preprocessStrokes } from "./preprocess.mjs";
+const cases = JSON.parse(await new Promise((resolve) => {
+  let s = ""; process.stdin.on("data", (d) => (s += d)); process.stdin.on("end", () => resolve(s));
+}));
+console.log(JSON.stringify(cases.map((c) => {
+  const r = preprocessStrokes(c);
+  return { pixels: Array.from(r.pixels), empty: r.empty, extent: r.extent };
+})));
+"""
+
+
+def run_js(tmp_path, cases: list[list[dict]]) -> list[dict]:
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed")
+    shutil.copyfile(ROOT / "site_src" / "preprocess.js", tmp_path / "preprocess.mjs")
+    (tmp_path / "run.mjs").write_text(RUN_JS)
+    out = subprocess.run(
+        ["node", str(tmp_path / "run.mjs")],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def as_pen(strokes: list, width: float = 0.1) -> list[dict]:
+    return [{"tool": "pen", "width": width, "points": s} for s in strokes]
+
+
+def digit_strokes(image: np.ndarray, size: float, centre=(0.5, 0.5)) -> list[dict]:
+    where = {"size": size, "tilt": 0.0, "anywhere": False, "u": np.zeros(2), "pen": 0.1}
+    drawn = dd.drawn_strokes(image, where)
+    return as_pen([[[x + centre[0] - 0.5, y + centre[1] - 0.5] for x, y in s] for s in drawn])
+
+
+def test_page_matches_python_reference(tmp_path, mnist):
+    cases = [
+        digit_strokes(img, size)
+        for img, size in zip(mnist.train_x[:6], (0.2, 0.5, 0.9, 0.3, 0.7, 0.15), strict=True)
+    ]
+    cases.append(digit_strokes(mnist.train_x[6], 0.4, centre=(0.25, 0.7)))
+    tap = as_pen([[[0.3, 0.4]]])
+    cases.append(tap)
+    # a bar half rubbed out: the eraser cuts, and the box follows the visible ink only
+    bar = as_pen([[[0.5, 0.1], [0.5, 0.9]]])
+    cases.append([*bar, {"tool": "eraser", "width": 0.22, "points": [[0.5, 0.75], [0.5, 0.95]]}])
+    cases.append([*bar, {"tool": "eraser", "width": 0.22, "points": [[0.2, 0.5], [0.8, 0.5]]}])
+    cases.append([{"tool": "eraser", "width": 0.22, "points": [[0.5, 0.5]]}])
+    got = run_js(tmp_path, cases)
+    for k, (case, js) in enumerate(zip(cases, got, strict=True)):
+        ref = strokes.render_strokes(case)
+        if ref is None:
+            assert js["empty"], k
+            continue
+        assert not js["empty"], k
+        assert np.abs(np.array(js["pixels"]).reshape(28, 28) - ref[0]).max() <= 1e-5, k
+        assert js["extent"] == pytest.approx(ref[1]), k
+    erased = strokes.render_strokes(cases[-3])
+    assert erased[1] == pytest.approx(0.8 - 0.1 * 2 - 0.0, abs=0.07), "the rubbed-out end leaves the box"
+    cut = strokes.render_strokes(cases[-2])[0]
+    assert cut[:, 12:16].sum(1).min() == 0, "the eraser's cut goes through the bar"
+
+
+def test_same_strokes_at_any_size_give_the_same_image(mnist):
+    """20%, 50% and 90% of the pad: the model sees the same 28x28 digit, strokes alike."""
+    for image in mnist.train_x[10:20]:
+        seen = []
+        old = []
+        for size in (0.2, 0.5, 0.9):
+            drawn = digit_strokes(image, size)
+            # pointer positions come in whole pixels of a 280 px pad
+            quantized = [
+                {**s, "points": (np.round(np.array(s["points"]) * 280) / 280).tolist()} for s in drawn
+            ]
+            seen.append(strokes.render_strokes(quantized)[0])
+            old.append(preprocess_reference(dd.render([s["points"] for s in quantized], 0.1)))
+        for other in seen[1:]:
+            assert np.abs(other - seen[2]).mean() <= 0.02, np.abs(other - seen[2]).mean()
+            assert abs(other.sum() - seen[2].sum()) <= 0.05 * seen[2].sum()
+        # the pad-raster preprocessing it replaces: small drawings come out as blobs
+        assert old[0].sum() > 1.5 * old[2].sum()
+
+
+def test_stroke_width_is_the_mnist_like_width_whatever_the_pen():
+    bar = [[[0.5, 0.2], [0.5, 0.8]]]
+    for width in (0.025, 0.1, 0.2):
+        img = strokes.render_strokes(as_pen(bar, width))[0]
+        rows = img[6:22]
+        assert rows.sum(1).mean() == pytest.approx(strokes.STROKE, abs=0.05)
+        ys = np.nonzero(img.sum(1) > 0.05)[0]
+        assert ys[-1] - ys[0] + 1 == pytest.approx(strokes.BOX, abs=1), (
+            "the ink's long side fills the 20 px box"
+        )
+
+
+def test_centre_of_mass_is_at_the_centre(mnist):
+    for image in mnist.train_x[20:25]:
+        img = strokes.render_strokes(digit_strokes(image, 0.6, centre=(0.3, 0.6)))[0]
+        gy, gx = np.mgrid[0:28, 0:28]
+        assert (img * gy).sum() / img.sum() == pytest.approx(14, abs=0.5)
+        assert (img * gx).sum() / img.sum() == pytest.approx(14, abs=0.5)
+
+
+def test_skeletons_are_thin_centre_lines(mnist):
+    images = mnist.train_x[:200]
+    skel = pen.skeletons(images)
+    assert skel.shape == images.shape and skel.dtype == bool
+    assert not (skel & (images < pen.INK_THRESHOLD)).any(), "the skeleton lies on the ink"
+    blocks = skel[:, :-1, :-1] & skel[:, 1:, :-1] & skel[:, :-1, 1:] & skel[:, 1:, 1:]
+    # one pixel wide: Zhang-Suen leaves a rare 2x2 block, no more
+    assert blocks.sum() <= 0.01 * skel.sum(), blocks.sum()
+    assert skel.sum() <= 0.6 * (images >= pen.INK_THRESHOLD).sum()
+    assert (skel.sum((1, 2)) >= 8).all()
+    y, x = np.mgrid[0:28, 0:28] + 0.5
+    r = np.hypot(x - 14, y - 14)
+    ring = (((r <= 9) & (r >= 6)) * 255).astype(np.uint8)
+    paths = dd.trace(dd.graph(dd.skeleton_points(ring)))
+    assert len(paths) == 1 and paths[0][0] == paths[0][-1], "a ring thins to one closed loop"
+
+
+def test_redraw_shape_bounds_and_width(mnist):
+    images = mnist.train_x[:300]
+    thin = pen.redraw(images, np.full(len(images), 1.5))
+    thick = pen.redraw(images, np.full(len(images), 3.5))
+    assert thin.shape == images.shape and thin.dtype == np.uint8
+    assert (thick.astype(int).sum((1, 2)) > thin.astype(int).sum((1, 2))).all()
+    # ink only within the pen's reach of the skeleton, so within the digit's box grown by it
+    for img, out in zip(images, thick, strict=True):
+        ys, xs = np.nonzero(img)
+        oy, ox = np.nonzero(out)
+        assert oy.min() >= ys.min() - 2 and oy.max() <= ys.max() + 2
+        assert ox.min() >= xs.min() - 2 and ox.max() <= xs.max() + 2
+    # a pen about as wide as MNIST's strokes keeps about the digit's ink
+    mid = pen.redraw(images, np.full(len(images), 2.5))
+    ratio = mid.astype(float).sum() / images.astype(float).sum()
+    assert 0.8 <= ratio <= 1.2, ratio
+
+
+def test_pen_copies_are_deterministic(mnist):
+    images = mnist.train_x[:500]
+    a_pick, a = pen.pen_copies(images, 0.4, seed=3)
+    b_pick, b = pen.pen_copies(images, 0.4, seed=3)
+    c_pick, c = pen.pen_copies(images, 0.4, seed=4)
+    assert len(a) == 200 and np.array_equal(a_pick, b_pick) and np.array_equal(a, b)
+    assert not np.array_equal(a_pick, c_pick)
+    assert len(set(a_pick.tolist())) == 200 and a_pick.max() < 500
+
+
+def test_the_training_pool_gets_pen_copies_from_the_config(tmp_path, mnist):
+    from mnist_webgpu import config
+
+    text = '[models.m]\narch = "mlp"\naugment = { pen = 0.25 }\n'
+    mc = config.parse(text, tmp_path / "config.toml").model("m")
+    images, labels = mnist.train_x[:400], mnist.train_y[:400]
+    pool_x, pool_y = pen.with_pen_copies(images, labels, mc)
+    assert pool_x.shape == (500, 28, 28) and pool_y.shape == (500,)
+    assert np.array_equal(pool_x[:400], images) and np.array_equal(pool_y[:400], labels)
+    pick, copies = pen.pen_copies(images, 0.25, seed=mc.seed)
+    assert np.array_equal(pool_x[400:], copies) and np.array_equal(pool_y[400:], labels[pick])
+    none = config.parse('[models.m]\narch = "mlp"\n', tmp_path / "config.toml").model("m")
+    assert pen.with_pen_copies(images, labels, none)[0] is images
+    with pytest.raises(config.ConfigError, match=r"augment\.pen.*between 0 and 1"):
+        config.parse('[models.m]\narch = "mlp"\naugment = { pen = 1.5 }\n', tmp_path / "config.toml")

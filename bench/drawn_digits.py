@@ -43,9 +43,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import negatives  # noqa: E402
+import strokes  # noqa: E402
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
-from mnist_webgpu import charts, pen, strokes  # noqa: E402
+from mnist_webgpu import charts, pen  # noqa: E402
 
 NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 CONDITIONS = ("centred", "anywhere", "small", "pen")
@@ -408,7 +410,6 @@ def measure(
 def nondigit_drawings(images: np.ndarray, count: int, seed: int = 0) -> list[tuple[list[Stroke], str]]:
     """`count` generated drawings that are no digit, the kinds in turn; pairs and fragments
     are made of `images` (validation digits: never the test set)."""
-    from mnist_webgpu import negatives
 
     rng = np.random.default_rng([seed, 99])
     out = []

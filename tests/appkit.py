@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 import sitekit
 from browser_env import CHROMIUM, CHROMIUM_ARGS
 
@@ -234,3 +235,30 @@ def sessions(browser, default_base: str):
 
 SEVEN = [(0.3, 0.2), (0.7, 0.2), (0.45, 0.85)]
 ONE = [(0.5, 0.1), (0.5, 0.9)]
+
+
+# --- the app page on the fixture site, one browser per module (registered in conftest) ---------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, fast_config, mnist):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium")
+    out = render_site(tmp_path_factory.mktemp("app"), fast_config, mnist)
+    with serve(out) as base, serve(out.parent) as sub_root:
+        yield {"base": base, "sub": sub_root + "sub/", "out": out}
+
+
+@pytest.fixture(scope="module")
+def browser(served):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def session(browser, served):
+    yield from sessions(browser, served["base"])

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
 from datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
 from deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
 from modelkit import write_weights

@@ -8,39 +8,17 @@ preprocessing and the app's contract with the runtime, not the compiled kernels.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import appkit
 import numpy as np
 import pytest
 import sitekit
 from appkit import ONE, SEVEN, Session
-from browser_env import CHROMIUM
+
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
 
 playwright = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = sitekit.ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, fast_config, mnist):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    out = appkit.render_site(tmp_path_factory.mktemp("app"), fast_config, mnist)
-    with appkit.serve(out) as base, appkit.serve(out.parent) as sub_root:
-        yield {"base": base, "sub": sub_root + "sub/", "out": out}
-
-
-@pytest.fixture(scope="module")
-def browser(served):
-    with playwright.sync_playwright() as pw:
-        b = appkit.launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def session(browser, served):
-    yield from appkit.sessions(browser, served["base"])
 
 
 def check_result(s: Session):

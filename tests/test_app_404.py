@@ -14,6 +14,9 @@ from browser_env import CHROMIUM
 
 from mnist_webgpu import serve as doit_serve
 
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
+
 playwright = pytest.importorskip("playwright.sync_api")
 MISS = r"status of 404"  # the page itself and the probes for the site's root are misses
 

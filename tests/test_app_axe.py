@@ -13,6 +13,9 @@ import pytest
 from appkit import SEVEN
 from browser_env import CHROMIUM
 
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
+
 playwright = pytest.importorskip("playwright.sync_api")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 AXE = Path(

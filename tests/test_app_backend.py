@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 from browser_env import chromium_page, serve, stage_site
 
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
+
 MODELS = ["mlp", "cnn"]
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import appkit
 import pytest
 
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory, fast_config, mnist) -> Path:

@@ -15,6 +15,9 @@ from browser_env import CHROMIUM
 
 from mnist_webgpu import site
 
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
+
 playwright = pytest.importorskip("playwright.sync_api")
 
 

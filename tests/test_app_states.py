@@ -14,6 +14,9 @@ import pytest
 from appkit import ONE, SEVEN
 from browser_env import CHROMIUM
 
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
+
 playwright = pytest.importorskip("playwright.sync_api")
 HTTP_FAILURE = r"status of 503"
 

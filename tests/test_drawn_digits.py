@@ -7,17 +7,11 @@ page's preprocessing are the Python stand-ins (mnist_webgpu.strokes.render_strok
 from __future__ import annotations
 
 import math
-import sys
-
-import numpy as np
-import pytest
-from conftest import ROOT
-
-from mnist_webgpu import strokes as vector
-
-sys.path.insert(0, str(ROOT / "bench"))
 
 import drawn_digits as dd  # noqa: E402
+import numpy as np
+import pytest
+import strokes as vector
 
 PEN = 0.1
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
+import drawn_digits as dd  # noqa: E402
+import negatives
 import numpy as np
 import pytest
-from conftest import ROOT
-
-from mnist_webgpu import negatives
-from mnist_webgpu import strokes as vector
-
-sys.path.insert(0, str(ROOT / "bench"))
-
-import drawn_digits as dd  # noqa: E402
+import strokes as vector
 
 
 def paths_for(kind, rng, images):

@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-
-import numpy as np
-import pytest
-from conftest import ROOT
-from sitekit import preprocess_reference
-
-from mnist_webgpu import pen, strokes
-
-sys.path.insert(0, str(ROOT / "bench"))
 
 import drawn_digits as dd  # noqa: E402
+import numpy as np
+import pytest
+import strokes
+from projectkit import ROOT
+from sitekit import preprocess_reference
+
+from mnist_webgpu import pen
 
 RUN_JS = """
 import { preprocessStrokes } from "./preprocess.mjs";

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from appkit import ONE
-from test_app import browser, served, session  # noqa: F401  (pytest fixtures)
+
+# every test here drives the whole app in Chromium: the full suite, not the fast tier
+pytestmark = pytest.mark.slow
 
 
 def tap(s, x: float, y: float):

@@ -76,7 +76,13 @@ def serve(directory: Path, headers: dict[str, str] | None = None) -> Iterator[st
                 self.send_header(key, value)
             super().end_headers()
 
-    handler = functools.partial(Handler, directory=str(directory))
+    with serving(functools.partial(Handler, directory=str(directory))) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(handler) -> Iterator[str]:
+    """http://127.0.0.1:<free port>/ answered by `handler` on a thread, for the block's duration."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

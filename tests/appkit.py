@@ -12,7 +12,6 @@ import fnmatch
 import functools
 import http.server
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sitekit
-from browser_env import CHROMIUM, CHROMIUM_ARGS
+from browser_env import CHROMIUM, CHROMIUM_ARGS, serving
 
 from mnist_webgpu import site
 
@@ -87,14 +86,8 @@ def serve(directory: Path, control: Control | None = None, not_found: Path | Non
         type("Handler", (_Handler,), {"control": control or Control(), "not_found": not_found}),
         directory=str(directory),
     )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url
 
 
 def launch(pw):
@@ -237,20 +230,21 @@ SEVEN = [(0.3, 0.2), (0.7, 0.2), (0.45, 0.85)]
 ONE = [(0.5, 0.1), (0.5, 0.9)]
 
 
-# --- the app page on the fixture site, one browser per module (registered in conftest) ---------
+# --- fixtures (registered in conftest): one Chromium per test module, a page per test ------
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, fast_config, mnist):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("no Chromium at /usr/bin/chromium")
+    """The fixture site, served at a root and one folder down."""
     out = render_site(tmp_path_factory.mktemp("app"), fast_config, mnist)
     with serve(out) as base, serve(out.parent) as sub_root:
         yield {"base": base, "sub": sub_root + "sub/", "out": out}
 
 
 @pytest.fixture(scope="module")
-def browser(served):
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -260,5 +254,6 @@ def browser(served):
 
 
 @pytest.fixture
-def session(browser, served):
-    yield from sessions(browser, served["base"])
+def session(browser, base):
+    """A recorded page of the site at `base` (each test module says which site that is)."""
+    yield from sessions(browser, base)

@@ -21,6 +21,11 @@ playwright = pytest.importorskip("playwright.sync_api")
 ARTIFACTS = sitekit.ROOT / "test-artifacts"
 
 
+@pytest.fixture(scope="module")
+def base(served):
+    return served["base"]
+
+
 def check_result(s: Session):
     probs = s.probs()
     assert math.isclose(sum(probs), 1.0, abs_tol=1e-4)

@@ -50,16 +50,8 @@ def servers(site_dir):
 
 
 @pytest.fixture(scope="module")
-def browser(servers):
-    with playwright.sync_playwright() as pw:
-        b = appkit.launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def session(browser, servers):
-    yield from appkit.sessions(browser, servers["root"])
+def base(servers):
+    return servers["root"]
 
 
 def test_the_inline_script_is_allowed_by_the_pages_own_csp(site_dir):

@@ -40,19 +40,6 @@ def base(tmp_path_factory, fast_config, mnist):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser(base):
-    with playwright.sync_playwright() as pw:
-        b = appkit.launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def session(browser, base):
-    yield from appkit.sessions(browser, base)
-
-
 def violations(s, axe_source: str) -> list[str]:
     # evaluated through the DevTools protocol, which the page's CSP does not govern
     s.page.evaluate(f"() => {{ {axe_source}\n}}")

@@ -45,14 +45,6 @@ def base(deploy):
         yield url + "repo/"
 
 
-@pytest.fixture(scope="module")
-def browser(base):
-    with playwright.sync_playwright() as pw:
-        b = appkit.launch(pw)
-        yield b
-        b.close()
-
-
 def stylesheet(page) -> str:
     return page.evaluate("() => document.querySelector('link[rel=stylesheet]').getAttribute('href')")
 

@@ -49,19 +49,6 @@ def healthy_server(control):
     control.fail.clear()
 
 
-@pytest.fixture(scope="module")
-def browser(base):
-    with playwright.sync_playwright() as pw:
-        b = appkit.launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def session(browser, base):
-    yield from appkit.sessions(browser, base)
-
-
 def state(s) -> str:
     return s.el("app").get_attribute("data-state")
 

@@ -17,31 +17,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from sweepkit import TINY_MLP
 
 from mnist_webgpu import config, study
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BASE = """
-[data]
-mirrors = []
-retries = 0
-
-[train]
-val_size = 500
-train_limit = 3000
-test_limit = 500
-
-[models.mlp]
-arch = "mlp"
-widths = [16]
-lr = 0.003
-lr_schedule = "constant"
-batch_size = 16
-steps = 20
-eval_every = 10
-seed = 7
-
+BASE = (
+    TINY_MLP
+    + """
 [models.tiny]
 arch = "mlp"
 widths = [8]
@@ -55,6 +39,7 @@ seed = 3
 [sweep]
 heartbeat_seconds = 1
 """
+)
 
 GRID = """
 [sweep.mlp]

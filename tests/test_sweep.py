@@ -10,32 +10,16 @@ from pathlib import Path
 
 import pytest
 import sitekit
+from sweepkit import TINY_MLP
 
 from mnist_webgpu import charts, config, site, sweep, sweep_report, tasks
 from mnist_webgpu.config import sweep as sweep_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BASE = """
-[data]
-mirrors = []
-retries = 0
-
-[train]
-val_size = 500
-train_limit = 3000
-test_limit = 500
-
-[models.mlp]
-arch = "mlp"
-widths = [16]
-lr = 0.003
-lr_schedule = "constant"
-batch_size = 16
-steps = 20
-eval_every = 10
-seed = 7
-augment = { shift = 1.0, rotate = 5.0 }
+BASE = (
+    TINY_MLP
+    + """augment = { shift = 1.0, rotate = 5.0 }
 
 [models.cnn]
 arch = "cnn"
@@ -44,6 +28,7 @@ batch_size = 16
 steps = 4
 eval_every = 2
 """
+)
 
 SWEEP = """
 [sweep.mlp]

@@ -14,6 +14,11 @@ from appkit import ONE
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def base(served):
+    return served["base"]
+
+
 def tap(s, x: float, y: float):
     box = s.canvas_box()
     m = s.page.mouse

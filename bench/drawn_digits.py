@@ -24,7 +24,7 @@ develop on validation, draw test digits once for the figures to report.
 
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
 saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
-the page's preprocessing (mnist_webgpu.strokes.render_strokes, the reference of the page's
+the page's preprocessing (bench/strokes.py render_strokes, the reference of the page's
 vector rendering; `--preprocess raster` the pad's ink canvas shrunk as the page did before)
 and tinygrad on the site's weights.
 """

@@ -110,7 +110,7 @@ export function preprocess(ink, width, height) {
 // paths are rendered there STROKE px wide, whatever the pad's pen width; eraser strokes cut
 // at their own pad width, scaled alike. Then the image is moved by whole pixels so that its
 // centre of mass lands on pixel (14, 14), as in preprocess() and MNIST. The Python
-// reference is mnist_webgpu.strokes.render_strokes; tests/test_pen.py holds the two equal.
+// reference is bench/strokes.py render_strokes; tests/test_pen.py holds the two equal.
 
 export const STROKE = 2.5; // px in the 28x28 image: MNIST-like (chosen on validation drawn digits)
 export const SUPERSAMPLE = 4; // coverage samples per pixel, per axis

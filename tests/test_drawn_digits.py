@@ -1,7 +1,7 @@
 """bench/drawn_digits.py without a browser: how a digit becomes pen strokes, in each condition.
 
 The page itself is exercised by the slow quick-mode run at the end; here the pad and the
-page's preprocessing are the Python stand-ins (mnist_webgpu.strokes.render_strokes).
+page's preprocessing are the Python stand-ins (bench/strokes.py render_strokes).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ scanned stroke of varying width. Two pieces show a model the former:
 - `redraw`: those centre lines drawn again with a round pen of a random width each,
   deterministic for a seed: the training augmentation (`[models.*] augment.pen`).
 
-How the page itself renders strokes for the model is mnist_webgpu.strokes.
+How the page itself renders strokes for the model is bench/strokes.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     python bench/lighthouse.py [dist]
 
 Serves `dist` (default dist/) on 127.0.0.1 as GitHub Pages would (misses get 404.html) and runs
-the npm `lighthouse` CLI from the cache folder scripts/setup.sh --test fills (or LIGHTHOUSE=path).
+the npm `lighthouse` CLI from ~/.cache/mnist-webgpu-node; install it there once with
+`npm install --prefix ~/.cache/mnist-webgpu-node lighthouse@12` (LIGHTHOUSE=path overrides).
 Prints one JSON object: per page, the four category scores (0-100).
 """
 

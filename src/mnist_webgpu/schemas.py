@@ -12,6 +12,7 @@ match: no reader guesses at a missing key. Free of tinygrad.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import types
 import typing
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import files
+from .config import settings_hash
 from .errors import PipelineError
 
 T = TypeVar("T")
@@ -64,6 +66,10 @@ class Metrics:
     config: dict[str, Any]  # the training settings, as hashed into config_hash
     config_hash: str
     created: str
+
+    def trained_with(self, settings: dict[str, Any]) -> bool:
+        """Whether these weights were trained with `settings` (a model's training settings now)."""
+        return self.config_hash == settings_hash(settings)
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,27 @@ class Manifest:
 
     def form(self, name: str) -> Form:
         return next(f for f in self.forms if f.form == name)
+
+    def compiled_from(self, weights: Path) -> bool:
+        """Whether the trained weights file `weights` is the one this manifest was compiled from."""
+        blob = weights.read_bytes() if weights.is_file() else b""
+        return hashlib.sha256(blob).hexdigest() == self.evaluation.source_weights_sha256
+
+    def file_problems(self, manifest: Path) -> list[str]:
+        """What differs between the form files beside `manifest` and what it records of them
+        (missing, another size, another digest: a mixed or interrupted build)."""
+        problems = []
+        for form in self.forms:
+            path = manifest.parent / form.file
+            if not path.is_file():
+                problems.append(f"{manifest}: weight file {form.file} is missing")
+                continue
+            blob = path.read_bytes()
+            if len(blob) != form.bytes:
+                problems.append(f"{path}: {len(blob)} bytes, manifest says {form.bytes}")
+            elif hashlib.sha256(blob).hexdigest() != form.sha256:
+                problems.append(f"{path}: its SHA-256 is not the one the manifest records (a mixed build?)")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from doit.action import CmdAction
 from doit.tools import Interactive, config_changed
 
 from . import config, data, schemas, sources
-from .config import settings_hash, training_settings
+from .config import training_settings
 from .layout import PROJECT
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -80,7 +79,7 @@ def trained_with(metrics: Path, settings: dict) -> bool:
     """The metrics file itself, not doit's database, says which settings trained the weights:
     a kill after training but before doit saved its state must not pass off old weights."""
     try:
-        return schemas.read(schemas.Metrics, metrics).config_hash == settings_hash(settings)
+        return schemas.read(schemas.Metrics, metrics).trained_with(settings)
     except schemas.SchemaError:
         return False
 
@@ -91,14 +90,13 @@ def compiled_from(manifest: Path, weights: Path, forms: tuple[str, ...]) -> bool
     form files and the manifest leaves a mix doit would otherwise take as up to date."""
     try:
         m = schemas.read(schemas.Manifest, manifest)
-        if hashlib.sha256(Path(weights).read_bytes()).hexdigest() != m.evaluation.source_weights_sha256:
-            return False
-        if sorted(f.form for f in m.forms) != sorted(forms):
-            return False
-        return all(
-            hashlib.sha256((manifest.parent / f.file).read_bytes()).hexdigest() == f.sha256 for f in m.forms
-        )
-    except (schemas.SchemaError, OSError):
+    except schemas.SchemaError:
+        return False
+    if sorted(f.form for f in m.forms) != sorted(forms):
+        return False
+    try:
+        return m.compiled_from(Path(weights)) and not m.file_problems(manifest)
+    except OSError:
         return False
 
 

@@ -7,14 +7,13 @@ model meets its configured accuracy gate.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import checks, files, schemas
 from . import forms as forms_module
-from .config import Config, settings_hash, training_settings
+from .config import Config, training_settings
 from .errors import PipelineError
 from .layout import Layout
 from .site.assets import js_references
@@ -105,13 +104,12 @@ def check_models(cfg: Config, site: Path, build: Layout) -> list[str]:
             problems.append(str(exc))
             continue
         outputs = build.train_outputs(model.name)
-        if metrics.config_hash != settings_hash(training_settings(cfg.train, model)):
+        if not metrics.trained_with(training_settings(cfg.train, model)):
             problems.append(
                 f"{outputs.metrics}: trained with other settings than {cfg.path}'s models.{model.name} "
                 f"(a stale model: run `doit train:{model.name}`)"
             )
-        weights = outputs.weights.read_bytes() if outputs.weights.is_file() else b""
-        if hashlib.sha256(weights).hexdigest() != manifest.evaluation.source_weights_sha256:
+        if not manifest.compiled_from(outputs.weights):
             problems.append(
                 f"{manifest_path}: compiled from other weights than {outputs.weights} "
                 f"(run `doit compile:{model.name}`)"
@@ -131,16 +129,7 @@ def check_manifest(path: Path, manifest: schemas.Manifest) -> list[str]:
     forms = {f.form: f for f in manifest.forms}
     if manifest.default_form not in forms:
         return [f"{path}: default_form {manifest.default_form!r} is not among the forms {sorted(forms)}"]
-    for form in manifest.forms:
-        weights = path.parent / form.file
-        if not weights.is_file():
-            problems.append(f"{path}: weight file {form.file} is missing")
-            continue
-        blob = weights.read_bytes()
-        if len(blob) != form.bytes:
-            problems.append(f"{weights}: {len(blob)} bytes, manifest says {form.bytes}")
-        elif hashlib.sha256(blob).hexdigest() != form.sha256:
-            problems.append(f"{weights}: its SHA-256 is not the one the manifest records (a mixed build?)")
+    problems += manifest.file_problems(path)
     expected = {name: spec.shape for name, spec in manifest.weights.items()}
     bound = {str(b.name) for k in manifest.kernels for b in k.bindings if b.kind == "weight"}
     for form in manifest.forms:  # every form: the page may be asked for any of them

@@ -497,6 +497,8 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
     parser.add_argument("--preprocess", choices=("vector", "raster"), default="vector", help="with --offline")
     args = parser.parse_args()
+    if args.hands < 0:
+        parser.error(f"--hands: {args.hands} is not a number of drawings (0 or more)")
     if args.conditions is None:
         args.conditions = "" if args.hands else ",".join(CONDITIONS)
     conditions = [c for c in args.conditions.split(",") if c]

@@ -20,7 +20,11 @@ develop on validation, draw test digits once for the figures to report.
 
     python bench/drawn_digits.py [--site dist] [--count 300] [--models mlp,cnn] [--test]
         [--conditions centred,anywhere,small,pen] [--fidelity] [--json] [--failures DIR]
-        [--offline [--preprocess vector|raster]]
+        [--offline [--preprocess vector|raster]] [--hands N]
+
+--hands N draws N digits written in hands unlike MNIST's (bench/hands.py: 30 styles, the
+digits and styles in turn) instead of the conditions (name --conditions to draw both),
+through the page or, with --offline, the stand-ins: accuracy, share declined, per style.
 
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
 saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
@@ -407,15 +411,24 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=Path("dist"))
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--models", default="")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument(
+        "--conditions", default=None, help=f"default {','.join(CONDITIONS)} (none with --hands)"
+    )
     parser.add_argument("--fidelity", action="store_true", help="also the row-fill preprocessing figure")
     parser.add_argument("--test", action="store_true", help="test digits (for the final figures only)")
     parser.add_argument("--nondigits", type=int, default=0, help="also this many generated non-digits")
+    parser.add_argument(
+        "--hands", type=int, default=0, help="digits in hands unlike MNIST's (bench/hands.py)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--failures", type=Path, help="write a PNG per misclassified digit here")
     parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
     parser.add_argument("--preprocess", choices=("vector", "raster"), default="vector", help="with --offline")
     args = parser.parse_args()
+    if args.hands < 0:
+        parser.error(f"--hands: {args.hands} is not a number of drawings (0 or more)")
+    if args.conditions is None:
+        args.conditions = "" if args.hands else ",".join(CONDITIONS)
     conditions = [c for c in args.conditions.split(",") if c]
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -424,11 +437,13 @@ def main() -> None:
     cfg = config.load()
     mnist = data.load(cfg.cache_dir())
     models = args.models.split(",") if args.models else list(cfg.model_names)
-    images, labels, split = pick_digits(cfg, mnist, args.count, args.test)
+    images, labels, split = pick_digits(cfg, mnist, args.count if conditions else 0, args.test)
     # pairs and fragments come from validation digits, whatever the digits drawn
     val_images = pick_digits(cfg, mnist, 500, False, seed=7)[0]
     nondigits = nondigit_drawings(val_images, args.nondigits) if args.nondigits else []
-    if args.offline:
+    if not conditions and not nondigits:
+        results = {m: {} for m in models}
+    elif args.offline:
         results = offline(args.site, images, labels, models, conditions, args.preprocess, nondigits)
     else:
         results = measure(
@@ -437,13 +452,28 @@ def main() -> None:
         for model in models:
             direct = site_logits(args.site, model, images.astype(np.float32) / 255)[:, :10].argmax(1)
             results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
+    if args.hands:
+        import hands
+
+        found = (hands.offline if args.offline else hands.measure)(args.site, models, args.hands)
+        for model in models:
+            results[model]["hands"] = found[model]
     if args.json:
         print(json.dumps({"split": split, "offline": args.offline, "results": results}))
         return
     how = f"offline, {args.preprocess}" if args.offline else "through the page"
-    print(f"{args.count} {split} digits per condition ({how})")
+    print(
+        f"{len(images)} {split} digits per condition" if conditions else f"{args.hands} hand-styled digits",
+        f"({how})",
+    )
     for model, r in results.items():
-        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v]
+        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v and c != "hands"]
+        if "hands" in r:
+            h = r["hands"]
+            styles = " ".join(f"{k} {v:.0%}" for k, v in h["by_style"].items())
+            shown.append(
+                f"hands ({h['drawings']}) {h['accuracy']:.2%}, declined {h['declined']:.1%} [{styles}]"
+            )
         if "nondigits" in r:
             shown.append(f"non-digits declined {r['nondigits']['declined']:.1%} {r['nondigits']['by_kind']}")
         print(f"{model}: " + ", ".join(shown))

@@ -252,8 +252,11 @@ def measure(site: Path, models: list[str], count: int, seed: int = 0) -> dict[st
 
 
 def offline(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
-    """As measure(), with drawn_digits' Python stand-ins of the page; declined: its size rule."""
+    """As measure(), with drawn_digits' Python stand-ins of the page: its size rule and its
+    model's "not a digit" rule."""
     import drawn_digits as dd
+
+    from mnist_webgpu import decline
 
     pen = dd.pen_width(site)
     drawn = drawings(count, pen, seed)
@@ -262,8 +265,9 @@ def offline(site: Path, models: list[str], count: int, seed: int = 0) -> dict[st
     small = np.array([dd.too_small(s, pen) for s, _ in pairs])
     results = {}
     for model in models:
-        got = dd.site_logits(site, model, seen).argmax(1)
-        results[model] = summary([None if sm else int(g) for g, sm in zip(got, small, strict=True)], drawn)
+        got = decline.answers(dd.site_logits(site, model, seen), dd.site_rule(site, model))
+        said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
+        results[model] = summary(said, drawn)
     return results
 
 
@@ -278,7 +282,7 @@ def grid(rows: list[list[np.ndarray]], zoom: int = 4) -> np.ndarray:
 
 
 def _seen(strokes_: list, pen: float = 0.1) -> np.ndarray:
-    import strokes
+    from mnist_webgpu import strokes
 
     got = strokes.render_strokes([{"tool": "pen", "width": pen, "points": s} for s in strokes_])
     return np.zeros((28, 28)) if got is None else got[0]

@@ -36,6 +36,7 @@ and tinygrad on the site's weights.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -259,6 +260,31 @@ PREVIEW_JS = """() => Array.from(document.querySelector('[data-testid=preview]')
   .getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))"""
 
 
+@contextlib.contextmanager
+def app_page(site: Path, on_page=None, query: str = ""):
+    """The site's app (`query`: its URL parameters) in headless Chromium, served on 127.0.0.1,
+    ready to be drawn on."""
+    from playwright.sync_api import sync_playwright
+
+    with serve(site) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        if on_page:
+            on_page(page)
+        page.goto(url + query)
+        page.wait_for_selector("[data-ready=true]", timeout=30000)
+        page.get_by_test_id("canvas").scroll_into_view_if_needed()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def use_model(page, model: str) -> None:
+    page.get_by_test_id("model-select").select_option(model)
+    page.wait_for_selector("[data-ready=true]", timeout=30000)
+
+
 def predict_drawn(page, strokes_: list[Stroke], width: float) -> int | None:
     page.get_by_test_id("clear").click()
     page.evaluate(DRAW_JS, [strokes_, width])
@@ -282,22 +308,12 @@ def measure(
     With `nondigits` ((strokes, kind) drawings that are no digit), also {model: {"nondigits":
     {"drawings", "declined", "by_kind"}}}: how many the page answers with "?".
     """
-    from playwright.sync_api import sync_playwright
-
     app_pen = pen_width(site)
     drawn = {c: drawings(images, c, app_pen) for c in conditions}
     results: dict[str, dict] = {}
-    with serve(site) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        if on_page:
-            on_page(page)
-        page.goto(url)
-        page.wait_for_selector("[data-ready=true]", timeout=30000)
-        page.get_by_test_id("canvas").scroll_into_view_if_needed()
+    with app_page(site, on_page) as page:
         for model in models:
-            page.get_by_test_id("model-select").select_option(model)
-            page.wait_for_selector("[data-ready=true]", timeout=30000)
+            use_model(page, model)
             results[model] = {}
             for condition in conditions:
                 predictions = []
@@ -320,7 +336,6 @@ def measure(
             if nondigits:
                 answers = [predict_drawn(page, strokes_, app_pen) for strokes_, _ in nondigits]
                 results[model]["nondigits"] = declined_summary(answers, [kind for _, kind in nondigits])
-        browser.close()
     return results
 
 

@@ -231,23 +231,14 @@ def summary(predictions: list[int | None], drawn: list[tuple]) -> dict:
 def measure(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
     """{model: summary} with every drawing drawn through the real page (pointer events)."""
     import drawn_digits as dd
-    from browser_env import CHROMIUM, CHROMIUM_ARGS, serve
-    from playwright.sync_api import sync_playwright
 
     pen = dd.pen_width(site)
     drawn = drawings(count, pen, seed)
     results = {}
-    with serve(site) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.wait_for_selector("[data-ready=true]", timeout=30000)
-        page.get_by_test_id("canvas").scroll_into_view_if_needed()
+    with dd.app_page(site) as page:
         for model in models:
-            page.get_by_test_id("model-select").select_option(model)
-            page.wait_for_selector("[data-ready=true]", timeout=30000)
+            dd.use_model(page, model)
             results[model] = summary([dd.predict_drawn(page, s, pen) for s, _, _ in drawn], drawn)
-        browser.close()
     return results
 
 

@@ -13,7 +13,6 @@ import math
 import drawn_digits as dd
 import numpy as np
 import pytest
-from browser_env import CHROMIUM, CHROMIUM_ARGS, serve
 
 from mnist_webgpu import decline, negatives
 from mnist_webgpu import drawings as pad
@@ -54,23 +53,14 @@ def test_a_dot_and_a_scribble_are_declined_and_a_digit_is_read_alike_on_both_bac
     )
     dot = [[[0.42, 0.6]]]
     seen = {}
-    with serve(site) as url:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for backend in ("webgpu", "cpu"):
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.goto(f"{url}?model={MODEL}&backend={backend}")
-                page.wait_for_selector("[data-ready=true]", timeout=30000)
-                if backend == "cpu":  # asked for by the URL; WebGPU runs on SwiftShader here
-                    assert "cpu" in page.get_by_test_id("backend").inner_text().lower()
-                seen[backend] = {
-                    name: answer(page, s, pad.APP_PEN)
-                    for name, s in (("dot", dot), ("scribble", scribble), ("digit", digit))
-                }
-                page.close()
-            browser.close()
+    for backend in ("webgpu", "cpu"):
+        with dd.app_page(site, query=f"?model={MODEL}&backend={backend}") as page:
+            if backend == "cpu":  # asked for by the URL; WebGPU runs on SwiftShader here
+                assert "cpu" in page.get_by_test_id("backend").inner_text().lower()
+            seen[backend] = {
+                name: answer(page, s, pad.APP_PEN)
+                for name, s in (("dot", dot), ("scribble", scribble), ("digit", digit))
+            }
     for backend, got in seen.items():
         assert got["dot"][:2] == ("?", "Draw bigger"), backend
         assert got["scribble"][:2] == ("?", "Draw one digit"), backend

@@ -94,7 +94,7 @@ def test_quick_doit_bench_writes_a_complete_report(built):
 
     build = report["build"]
     assert build["cold_build"]["tasks_run"] == sorted(
-        ["train:mlp", "train:cnn", "compile:mlp", "compile:cnn", "site", "verify"]
+        ["drawings", "train:mlp", "train:cnn", "compile:mlp", "compile:cnn", "site", "verify"]
     )
     assert build["noop_rebuild"]["tasks_run"] == []
     assert build["template_only_rebuild"]["tasks_run"] == ["site", "verify"]

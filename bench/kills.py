@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,7 @@ class Round:
     problems: list[str] = field(default_factory=list)
     verify_error: str = ""
     rebuilt: bool = True
+    landed: str = ""  # the stage the kill landed in, or that doit had exited before it
 
     @property
     def differs(self) -> bool:
@@ -275,6 +277,17 @@ class Bench:
             if build.proc.poll() is None:
                 build.kill_group(signal.SIGKILL)
         result.state = self.state() + (" (doit had already exited)" if finished_first else "") + note
+        result.landed = (
+            "after doit had exited"
+            if finished_first
+            else "during train"
+            if "train not done" in result.state
+            else "between weight files and manifest"
+            if "compile mixed" in result.state
+            else "during compile"
+            if "compile not done" in result.state
+            else "after compile"
+        )
         self.set_lr(OTHER_LR, GOOD_LR)
         recovery = Build(self.root, self.env)
         if recovery.finish() != 0:
@@ -326,6 +339,8 @@ def run(rounds: int, seed: int, kinds: list[str], workdir: Path) -> int:
             f"{differ}, verify failed after the recovery build in {verify_failed}, "
             f"recovery build failed in {not_rebuilt}"
         )
+        landed = Counter(r.landed for r in mine)
+        print("  kills landed: " + ", ".join(f"{n} {where}" for where, n in landed.most_common()))
     return 1 if failed else 0
 
 

@@ -140,6 +140,7 @@ def run(rounds: int, workdir: Path) -> int:
     print(f"project copy {root}, built once", flush=True)
     dist, layout = root / "dist", Layout(root)
     outcomes: Counter[str] = Counter()
+    pairs: Counter[str] = Counter()  # per round, how its two builds ended together
     lock_lines: Counter[str] = Counter()
     bad_rounds, title = [], TITLE
     with Reader(dist) as reader:
@@ -157,6 +158,7 @@ def run(rounds: int, workdir: Path) -> int:
             outputs = [p.communicate(timeout=900)[0] for p in pair]
             ends = [outcome(p.returncode, out) for p, out in zip(pair, outputs, strict=True)]
             outcomes.update(ends)
+            pairs[", ".join(sorted(ends))] += 1
             for out in outputs:
                 lock_lines.update(re.sub(r"pid \d+", "pid N", m) for m in LOCK_LINE.findall(out))
             problems = []
@@ -186,6 +188,7 @@ def run(rounds: int, workdir: Path) -> int:
     print()
     print(f"{rounds} rounds of two concurrent `doit build`s")
     print("builds: " + ", ".join(f"{outcomes[k]} {k}" for k in ("ok", "waited", "refused", "failed")))
+    print("rounds: " + ", ".join(f"{n} ({ends})" for ends, n in pairs.most_common()))
     for line, n in lock_lines.most_common():
         print(f"  {n} x {line!r}")
     print(f"rounds whose dist/ failed a check after both builds: {len(bad_rounds)} {bad_rounds or ''}")

@@ -1,4 +1,4 @@
-"""The task graph: data -> train:<model> -> compile:<model> -> site -> verify.
+"""The task graph: data -> drawings -> train:<model> -> compile:<model> -> site -> verify.
 
 Definitions only; the work lives in src/mnist_webgpu/. Run `doit list` for descriptions.
 """
@@ -28,6 +28,10 @@ CFG = tasks.load_config_or_exit()
 
 def task_data():
     return tasks.data_task(CFG)
+
+
+def task_drawings():
+    return tasks.drawings_task(CFG)
 
 
 def task_train():

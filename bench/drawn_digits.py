@@ -20,11 +20,15 @@ develop on validation, draw test digits once for the figures to report.
 
     python bench/drawn_digits.py [--site dist] [--count 300] [--models mlp,cnn] [--test]
         [--conditions centred,anywhere,small,pen] [--fidelity] [--json] [--failures DIR]
-        [--offline [--preprocess vector|raster]]
+        [--offline [--preprocess vector|raster]] [--hands N]
+
+--hands N draws N digits written in hands unlike MNIST's (bench/hands.py: 30 styles, the
+digits and styles in turn) instead of the conditions (name --conditions to draw both),
+through the page or, with --offline, the stand-ins: accuracy, share declined, per style.
 
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
 saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
-the page's preprocessing (bench/strokes.py render_strokes, the reference of the page's
+the page's preprocessing (mnist_webgpu.strokes.render_strokes, the reference of the page's
 vector rendering; `--preprocess raster` the pad's ink canvas shrunk as the page did before)
 and tinygrad on the site's weights.
 """
@@ -32,6 +36,7 @@ and tinygrad on the site's weights.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -43,109 +48,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-import negatives  # noqa: E402
-import strokes  # noqa: E402
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
-from mnist_webgpu import charts, pen  # noqa: E402
+from mnist_webgpu import charts, negatives, strokes  # noqa: E402
+from mnist_webgpu import drawings as pad  # noqa: E402
+from mnist_webgpu.pen import Point, graph, skeleton_paths, skeleton_points, trace  # noqa: E402
 
-NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-CONDITIONS = ("centred", "anywhere", "small", "pen")
+CONDITIONS = pad.CONDITIONS
 FIDELITY = "rows"
 INK_SIZE = 280  # the pad's ink canvas (site_src/draw.js): the grid the rows method fills
-MARGIN = 0.01  # ink kept this far (a fraction of the pad) from the pad's edges
-THIN_PEN, THICK_PEN = 0.025, 0.2
+MARGIN = pad.MARGIN
+THIN_PEN, THICK_PEN = pad.THIN_PEN, pad.THICK_PEN
 MIN_EXTENT = 0.05  # site_src/verdict.js: smaller drawings are declined ("Draw bigger")
 
-Point = tuple[int, int]
+
 Stroke = list[list[float]]
-
-
-def skeleton_points(image: np.ndarray) -> set[Point]:
-    return {(int(r), int(c)) for r, c in zip(*np.nonzero(pen.skeletons(image[None])[0]), strict=True)}
-
-
-def graph(points: set[Point]) -> dict[Point, list[Point]]:
-    """8-connected neighbours, without a diagonal that two 4-connected steps already join."""
-    adj = {}
-    for r, c in points:
-        adj[(r, c)] = [
-            (r + dr, c + dc)
-            for dr, dc in NEIGHBOURS
-            if (r + dr, c + dc) in points
-            and not (dr and dc and ((r + dr, c) in points or (r, c + dc) in points))
-        ]
-    return adj
-
-
-def trace(adj: dict[Point, list[Point]]) -> list[list[Point]]:
-    """The skeleton as polylines: each runs between ends or junctions (or round a loop)."""
-    seen: set[frozenset] = set()
-
-    def walk(start: Point, nxt: Point) -> list[Point]:
-        path = [start, nxt]
-        seen.add(frozenset((start, nxt)))
-        while len(adj[path[-1]]) == 2:
-            cur = path[-1]
-            step = [q for q in adj[cur] if frozenset((cur, q)) not in seen]
-            if not step:
-                break
-            seen.add(frozenset((cur, step[0])))
-            path.append(step[0])
-        return path
-
-    paths = []
-    for p in sorted(adj):
-        if not adj[p]:
-            paths.append([p])
-        elif len(adj[p]) != 2:
-            paths += [walk(p, q) for q in adj[p] if frozenset((p, q)) not in seen]
-    for p in sorted(adj):  # closed loops: nodes of two neighbours only
-        paths += [walk(p, q) for q in adj[p] if frozenset((p, q)) not in seen]
-    return paths
-
-
-def skeleton_paths(image: np.ndarray) -> list[np.ndarray]:
-    """The digit's centre line as polylines of (x, y) MNIST pixel coordinates (pixel centres)."""
-    return [np.array([[c + 0.5, r + 0.5] for r, c in path]) for path in trace(graph(skeleton_points(image)))]
-
-
-def placement(condition: str, rng: np.random.Generator, app_pen: float) -> dict:
-    """Where and how a digit is drawn: long side (pad fraction), tilt (radians), centre, pen."""
-    if condition in ("centred", "pen"):
-        size, tilt, anywhere = rng.uniform(0.5, 0.8), 0.0, False
-    elif condition == "anywhere":
-        size, tilt, anywhere = rng.uniform(0.3, 0.95), math.radians(rng.uniform(-12, 12)), True
-    elif condition == "small":
-        size, tilt, anywhere = rng.uniform(0.15, 0.3), 0.0, True
-    else:
-        raise ValueError(f"unknown condition {condition!r}: one of {', '.join(CONDITIONS)}")
-    width = app_pen if condition != "pen" else (THIN_PEN if rng.random() < 0.5 else THICK_PEN)
-    return {"size": size, "tilt": tilt, "anywhere": anywhere, "u": rng.random(2), "pen": width}
-
-
-def drawn_strokes(image: np.ndarray, where: dict) -> list[Stroke]:
-    """The skeleton's polylines placed on the pad as `where` says, in pad fractions."""
-    paths = skeleton_paths(image)
-    if not paths:
-        return []
-    xy = np.concatenate(paths)
-    mid = (xy.min(0) + xy.max(0)) / 2
-    c, s = math.cos(where["tilt"]), math.sin(where["tilt"])
-    turn = np.array([[c, -s], [s, c]])
-    turned = [(p - mid) @ turn.T for p in paths]
-    allxy = np.concatenate(turned)
-    lo, hi = allxy.min(0), allxy.max(0)
-    # as large as asked, as long as the pen's outline stays on the pad
-    size = min(where["size"], 1 - where["pen"] - 2 * MARGIN)
-    scale = size / max(float(max(hi - lo)), 1.0)
-    half = (hi - lo) * scale / 2 + where["pen"] / 2 + MARGIN
-    centre = np.full(2, 0.5)
-    if where["anywhere"]:
-        room = np.maximum(0.5 - half, 0)
-        centre = 0.5 - room + 2 * room * where["u"]
-    shift = centre - (lo + hi) / 2 * scale
-    return [(p * scale + shift).tolist() for p in turned]
 
 
 def fidelity_strokes(image: np.ndarray, pen_width: float) -> list[Stroke]:
@@ -242,8 +159,8 @@ def drawings(
         if condition == FIDELITY:
             out.append((fidelity_strokes(image, app_pen), app_pen))
         else:
-            where = placement(condition, rng, app_pen)
-            out.append((drawn_strokes(image, where), where["pen"]))
+            where = pad.placement(condition, rng, app_pen)
+            out.append((pad.digit_strokes(image, where), where["pen"]))
     return out
 
 
@@ -308,7 +225,8 @@ def site_logits(site: Path, model: str, pixels: np.ndarray) -> np.ndarray:
     model_dir = site / "models" / model
     manifest = json.loads((model_dir / "manifest.json").read_text())
     weights = expanded_weights(model_dir, manifest.get("default_form", "f32"))
-    net = models.ARCHITECTURES[manifest["model"]["arch"]](tuple(manifest["model"]["widths"]))
+    arch, widths = manifest["model"]["arch"], tuple(manifest["model"]["widths"])
+    net = models.ARCHITECTURES[arch](widths, manifest["output"]["shape"][-1])
     export.set_weights(net, weights)
     return np.concatenate(
         [
@@ -342,6 +260,31 @@ PREVIEW_JS = """() => Array.from(document.querySelector('[data-testid=preview]')
   .getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))"""
 
 
+@contextlib.contextmanager
+def app_page(site: Path, on_page=None, query: str = ""):
+    """The site's app (`query`: its URL parameters) in headless Chromium, served on 127.0.0.1,
+    ready to be drawn on."""
+    from playwright.sync_api import sync_playwright
+
+    with serve(site) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        if on_page:
+            on_page(page)
+        page.goto(url + query)
+        page.wait_for_selector("[data-ready=true]", timeout=30000)
+        page.get_by_test_id("canvas").scroll_into_view_if_needed()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def use_model(page, model: str) -> None:
+    page.get_by_test_id("model-select").select_option(model)
+    page.wait_for_selector("[data-ready=true]", timeout=30000)
+
+
 def predict_drawn(page, strokes_: list[Stroke], width: float) -> int | None:
     page.get_by_test_id("clear").click()
     page.evaluate(DRAW_JS, [strokes_, width])
@@ -365,22 +308,12 @@ def measure(
     With `nondigits` ((strokes, kind) drawings that are no digit), also {model: {"nondigits":
     {"drawings", "declined", "by_kind"}}}: how many the page answers with "?".
     """
-    from playwright.sync_api import sync_playwright
-
     app_pen = pen_width(site)
     drawn = {c: drawings(images, c, app_pen) for c in conditions}
     results: dict[str, dict] = {}
-    with serve(site) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        if on_page:
-            on_page(page)
-        page.goto(url)
-        page.wait_for_selector("[data-ready=true]", timeout=30000)
-        page.get_by_test_id("canvas").scroll_into_view_if_needed()
+    with app_page(site, on_page) as page:
         for model in models:
-            page.get_by_test_id("model-select").select_option(model)
-            page.wait_for_selector("[data-ready=true]", timeout=30000)
+            use_model(page, model)
             results[model] = {}
             for condition in conditions:
                 predictions = []
@@ -403,7 +336,6 @@ def measure(
             if nondigits:
                 answers = [predict_drawn(page, strokes_, app_pen) for strokes_, _ in nondigits]
                 results[model]["nondigits"] = declined_summary(answers, [kind for _, kind in nondigits])
-        browser.close()
     return results
 
 
@@ -447,8 +379,19 @@ def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.n
     return mnist.train_x[pick], mnist.train_y[pick].astype(int), "validation"
 
 
+def site_rule(site: Path, model: str):
+    """The "not a digit" rule the site's manifest carries for `model` (None: ten outputs)."""
+    from mnist_webgpu import schemas
+
+    rule = json.loads((site / "models" / model / "manifest.json").read_text()).get("decline")
+    return None if rule is None else schemas.Decline(**rule)
+
+
 def offline(site: Path, images, labels, models, conditions, preprocess: str, nondigits=()) -> dict[str, dict]:
-    """As measure(), with the Python stand-ins; "declined" is the page's size rule (verdict.js)."""
+    """As measure(), with the Python stand-ins of the page: its size rule (verdict.js) and its
+    model's "not a digit" rule (mnist_webgpu.decline, the page's arithmetic)."""
+    from mnist_webgpu import decline
+
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
     for condition in conditions:
@@ -456,18 +399,22 @@ def offline(site: Path, images, labels, models, conditions, preprocess: str, non
         seen = simulate(drawn_, preprocess)
         small = np.array([too_small(st, w) for st, w in drawn_])
         for model in models:
-            drawn = np.where(small, -1, site_logits(site, model, seen).argmax(1))
+            answers = decline.answers(site_logits(site, model, seen), site_rule(site, model))
+            said = np.where(small, -1, answers)
             results[model][condition] = {
                 "digits": len(images),
-                "accuracy": float((drawn == labels).mean()),
-                "declined": float(small.mean()),
+                "accuracy": float((said == labels).mean()),
+                "declined": float((said == -1).mean()),
             }
     if nondigits:
-        answers = [None if too_small(st, app_pen) else 0 for st, _ in nondigits]
+        seen = simulate([(st, app_pen) for st, _ in nondigits])
+        small = np.array([too_small(st, app_pen) for st, _ in nondigits])
         for model in models:
+            refused = small | decline.declined(site_logits(site, model, seen), site_rule(site, model))
+            answers = [None if r else 0 for r in refused]
             results[model]["nondigits"] = declined_summary(answers, [k for _, k in nondigits])
     for model in models:
-        direct = site_logits(site, model, images.astype(np.float32) / 255).argmax(1)
+        direct = site_logits(site, model, images.astype(np.float32) / 255)[:, :10].argmax(1)
         results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
     return results
 
@@ -479,15 +426,24 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=Path("dist"))
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--models", default="")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument(
+        "--conditions", default=None, help=f"default {','.join(CONDITIONS)} (none with --hands)"
+    )
     parser.add_argument("--fidelity", action="store_true", help="also the row-fill preprocessing figure")
     parser.add_argument("--test", action="store_true", help="test digits (for the final figures only)")
     parser.add_argument("--nondigits", type=int, default=0, help="also this many generated non-digits")
+    parser.add_argument(
+        "--hands", type=int, default=0, help="digits in hands unlike MNIST's (bench/hands.py)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--failures", type=Path, help="write a PNG per misclassified digit here")
     parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
     parser.add_argument("--preprocess", choices=("vector", "raster"), default="vector", help="with --offline")
     args = parser.parse_args()
+    if args.hands < 0:
+        parser.error(f"--hands: {args.hands} is not a number of drawings (0 or more)")
+    if args.conditions is None:
+        args.conditions = "" if args.hands else ",".join(CONDITIONS)
     conditions = [c for c in args.conditions.split(",") if c]
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -496,26 +452,43 @@ def main() -> None:
     cfg = config.load()
     mnist = data.load(cfg.cache_dir())
     models = args.models.split(",") if args.models else list(cfg.model_names)
-    images, labels, split = pick_digits(cfg, mnist, args.count, args.test)
+    images, labels, split = pick_digits(cfg, mnist, args.count if conditions else 0, args.test)
     # pairs and fragments come from validation digits, whatever the digits drawn
     val_images = pick_digits(cfg, mnist, 500, False, seed=7)[0]
     nondigits = nondigit_drawings(val_images, args.nondigits) if args.nondigits else []
-    if args.offline:
+    if not conditions and not nondigits:
+        results = {m: {} for m in models}
+    elif args.offline:
         results = offline(args.site, images, labels, models, conditions, args.preprocess, nondigits)
     else:
         results = measure(
             args.site, images, labels, models, conditions, failures=args.failures, nondigits=nondigits
         )
         for model in models:
-            direct = site_logits(args.site, model, images.astype(np.float32) / 255).argmax(1)
+            direct = site_logits(args.site, model, images.astype(np.float32) / 255)[:, :10].argmax(1)
             results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
+    if args.hands:
+        import hands
+
+        found = (hands.offline if args.offline else hands.measure)(args.site, models, args.hands)
+        for model in models:
+            results[model]["hands"] = found[model]
     if args.json:
         print(json.dumps({"split": split, "offline": args.offline, "results": results}))
         return
     how = f"offline, {args.preprocess}" if args.offline else "through the page"
-    print(f"{args.count} {split} digits per condition ({how})")
+    print(
+        f"{len(images)} {split} digits per condition" if conditions else f"{args.hands} hand-styled digits",
+        f"({how})",
+    )
     for model, r in results.items():
-        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v]
+        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v and c != "hands"]
+        if "hands" in r:
+            h = r["hands"]
+            styles = " ".join(f"{k} {v:.0%}" for k, v in h["by_style"].items())
+            shown.append(
+                f"hands ({h['drawings']}) {h['accuracy']:.2%}, declined {h['declined']:.1%} [{styles}]"
+            )
         if "nondigits" in r:
             shown.append(f"non-digits declined {r['nondigits']['declined']:.1%} {r['nondigits']['by_kind']}")
         print(f"{model}: " + ", ".join(shown))

@@ -7,7 +7,8 @@ The graph is written by hand with `onnx.helper` from the manifest's architecture
 as the browser expands it (forms.expand), so both runtimes compute with identical numbers:
   mlp: normalize -> flatten -> (Gemm, Relu)* -> Gemm
   cnn: normalize -> (Conv 3x3 pad 1, Relu, MaxPool 2)* -> flatten -> Gemm -> Relu -> Gemm
-Input "pixels" (1, 1, 28, 28) float32 in [0, 1]; output "logits" (1, 10).
+Input "pixels" (1, 1, 28, 28) float32 in [0, 1]; output "logits" (1, outputs): ten digits, and
+"not a digit" where the model has it.
 """
 
 from __future__ import annotations
@@ -98,12 +99,13 @@ def build(model: dict, weights: dict[str, np.ndarray]):
     else:
         raise PipelineError(f"no ONNX conversion for model arch {arch!r} (known: mlp, cnn)")
     nodes.append(helper.make_node("Identity", [x], [OUTPUT]))
+    last = f"layers.{len(widths)}.bias" if arch == "mlp" else "fc2.bias"
 
     graph = helper.make_graph(
         nodes,
         f"mnist_{arch}",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, 1, 28, 28])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [1, len(weights[last])])],
         inits,
     )
     proto = helper.make_model(

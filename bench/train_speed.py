@@ -50,7 +50,7 @@ def block_steps(ms_guess: float, quick: bool) -> int:
 # --- PyTorch twins of models.py and train.augment -----------------------------------------
 
 
-def torch_model(torch, mc):
+def torch_model(torch, mc, outputs: int):
     nn = torch.nn
     mean, std = 0.1307, 0.3081
 
@@ -59,18 +59,22 @@ def torch_model(torch, mc):
             return (x - mean) / std
 
     if mc.arch == "mlp":
-        sizes = [784, *mc.widths, 10]
+        sizes = [784, *mc.widths, outputs]
         layers: list = [Normalize(), nn.Flatten()]
         for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
-        return nn.Sequential(*layers, nn.Linear(sizes[-2], 10))
+        return nn.Sequential(*layers, nn.Linear(sizes[-2], outputs))
     channels, layers = [1, *mc.widths], [Normalize()]
     for a, b in zip(channels[:-1], channels[1:], strict=True):
         layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
     side = 28 >> len(mc.widths)
     head = 128
     return nn.Sequential(
-        *layers, nn.Flatten(), nn.Linear(mc.widths[-1] * side * side, head), nn.ReLU(), nn.Linear(head, 10)
+        *layers,
+        nn.Flatten(),
+        nn.Linear(mc.widths[-1] * side * side, head),
+        nn.ReLU(),
+        nn.Linear(head, outputs),
     )
 
 
@@ -97,12 +101,12 @@ def torch_augment(torch, x, aug):
 
 
 class TorchTrainer:
-    def __init__(self, torch, mc, train_x: np.ndarray, train_y: np.ndarray):
+    def __init__(self, torch, mc, train_x: np.ndarray, train_y: np.ndarray, outputs: int = 10):
         from mnist_webgpu.train import augments
 
         self.torch, self.mc = torch, mc
         torch.manual_seed(mc.seed)
-        self.model = torch_model(torch, mc)
+        self.model = torch_model(torch, mc, outputs)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=mc.lr)
         self.x, self.y = torch.from_numpy(train_x.copy()), torch.from_numpy(train_y.astype(np.int64))
         self.augment = augments(mc.augment)
@@ -132,19 +136,19 @@ class TorchTrainer:
             self.model.eval()
             logits = self.model(self.torch.from_numpy(x.copy()).float().mul(1 / 255).unsqueeze(1))
             self.model.train()
-        return float((logits.argmax(1).numpy() == y).mean())
+        return float((logits[:, :10].argmax(1).numpy() == y).mean())
 
 
 class TinyTrainer:
     """The real trainer, driven the way train.run drives it."""
 
-    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, im2col: bool = True):
+    def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, im2col: bool = True, outputs: int = 10):
         from tinygrad import Tensor
 
         from mnist_webgpu import train
 
         x, y = Tensor(np.ascontiguousarray(train_x)).realize(), Tensor(train_y.astype(np.int32)).realize()
-        self.t = train.Trainer(mc, x, y, len(train_x), im2col=im2col)
+        self.t = train.Trainer(mc, x, y, len(train_x), im2col=im2col, outputs=outputs)
 
     def step(self, lr: float) -> None:
         self.t.step()  # the same schedule as learning_rate(), kept on the device
@@ -193,7 +197,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     val = (mnist.train_x[sizes.val], mnist.train_y[sizes.val])
 
     def make_tiny(*a):
-        return TinyTrainer(*a, im2col=cfg.train.im2col)
+        return TinyTrainer(*a, im2col=cfg.train.im2col, outputs=cfg.train.outputs)
 
     start = time.perf_counter()
     tiny = make_tiny(mc, train_x, train_y)
@@ -202,7 +206,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     tiny.sync()
     tiny_warmup = time.perf_counter() - start
     start = time.perf_counter()
-    ref = TorchTrainer(torch, mc, train_x, train_y)
+    ref = TorchTrainer(torch, mc, train_x, train_y, cfg.train.outputs)
     for _ in range(3):
         ref.step(mc.lr)
     ref.sync()
@@ -241,7 +245,11 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     if not args.quick or args.accuracy:
         target = TARGETS.get(mc.arch, 0.98)
         budget = 900.0
-        for label, make in (("tinygrad", make_tiny), ("torch", lambda *a: TorchTrainer(torch, *a))):
+
+        def make_torch(*a):
+            return TorchTrainer(torch, *a, cfg.train.outputs)
+
+        for label, make in (("tinygrad", make_tiny), ("torch", make_torch)):
             seconds = time_to_accuracy(make(mc, train_x, train_y), mc, target, val, budget)
             result[f"{label}_s_to_val_{target:.0%}"] = None if seconds is None else round(seconds, 1)
             log(f"{name}: {label} reached val {target:.0%} after {seconds} s of training")

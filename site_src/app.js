@@ -213,7 +213,8 @@ const scheduler = createScheduler({
   predict: (model, pixels) => model.predict(pixels),
   show(result) {
     showResult(result);
-    showVerdict(ui, root, judge({ extent: preparedExtent }));
+    const { notDigit, threshold } = result; // the rule of the model that answered
+    showVerdict(ui, root, judge({ extent: preparedExtent, notDigit, threshold }));
   },
   fail: (err) => setStatus(`Prediction failed: ${err?.message || err}`, true),
   requestFrame: (callback) => requestAnimationFrame(callback),

@@ -1,8 +1,13 @@
 // Public API: load an exported model and classify 28x28 digits.
 //
 //   const model = await loadModel(manifestUrl, { backend: "auto" }); // "auto" | "fastest" | "webgpu" | "cpu"
-//   const { probs, logits, ms, backend } = await model.predict(pixels); // Float32Array(784) in [0, 1]
+//   const { probs, notDigit, threshold, logits, ms, backend } = await model.predict(pixels); // Float32Array(784) in [0, 1]
 //   model.dispose();
+//
+// probs: the ten digits' probabilities, summing to 1 (what it would be, were it a digit);
+// notDigit: p("not a digit") for a model trained with that 11th output, else null. Both come
+// from softmax(logits / T) over every output, T the manifest's decline.temperature
+// (calibrated on validation drawings); verdict.js compares notDigit with its threshold.
 //
 // "auto" uses WebGPU when it works and falls back to the CPU when it does not (no
 // navigator.gpu, no adapter, a device or pipeline error, or a lost device that cannot be
@@ -33,11 +38,21 @@ function checkManifest(manifest, url) {
   }
 }
 
-function softmax(logits) {
+export function softmax(logits, temperature = 1) {
   const peak = Math.max(...logits);
-  const exps = Array.from(logits, (v) => Math.exp(v - peak));
+  const exps = Array.from(logits, (v) => Math.exp((v - peak) / temperature));
   const total = exps.reduce((a, b) => a + b, 0);
   return Float32Array.from(exps, (e) => e / total);
+}
+
+/** The ten digits' probabilities (renormalized), p(not a digit) and the threshold it is
+ * judged by (verdict.js), from all the logits and the manifest's decline rule. */
+export function readLogits(logits, decline) {
+  const all = softmax(logits, decline?.temperature ?? 1);
+  const digits = all.slice(0, 10);
+  const mass = digits.reduce((a, b) => a + b, 0);
+  const notDigit = all.length > 10 ? all[10] : null;
+  return { probs: digits.map((p) => p / mass), notDigit, threshold: decline?.threshold ?? null };
 }
 
 function asPixels(pixels) {
@@ -145,7 +160,7 @@ export async function loadModel(manifestUrl, options = {}) {
     const started = performance.now();
     const logits = await backend.run(pixels);
     const ms = performance.now() - started;
-    return { probs: softmax(logits), logits, ms, backend: backend.name };
+    return { ...readLogits(logits, manifest.decline), logits, ms, backend: backend.name };
   }
 
   const model = {

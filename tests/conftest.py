@@ -9,7 +9,6 @@ import pytest
 from appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
 from datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
 from deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
-from modelkit import write_weights
 from projectkit import FAST_CONFIG, ROOT, Project, run_stage
 from verifykit import good  # noqa: F401  (a complete staged site that passes verify)
 
@@ -45,16 +44,15 @@ def clean_env(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, mnist_cache, mnist) -> Path:
-    """A project directory with both fast-config models compiled: a briefly trained MLP, a random CNN."""
+def exported(tmp_path_factory, mnist_cache) -> Path:
+    """A project directory with both fast-config models trained briefly by the real train stage
+    (eleven outputs, a calibrated "not a digit" rule) and compiled."""
     project = tmp_path_factory.mktemp("exported")
     text = FAST_CONFIG.read_text().replace("[data]\n", f'[data]\ncache_dir = "{mnist_cache}"\n', 1)
     (project / "config.toml").write_text(text)
-    cfg = config.load(project / "config.toml")
-    write_weights(cfg, "mlp", 300, mnist)
-    write_weights(cfg, "cnn", 0, mnist)
-    result = run_stage(project, "compile")
-    assert result.returncode == 0, result.stderr
+    for stage in ("drawings", "train", "compile"):
+        result = run_stage(project, stage)
+        assert result.returncode == 0, result.stderr
     return project
 
 

@@ -61,7 +61,7 @@ def test_chromium_matches_tinygrad(chromium, exported, mnist, name, backend):
     assert result["backend"] == backend and result["fallbackReason"] is None
     got = np.array(result["logits"], np.float32)
     want = reference_logits(exported, name, "f32", mnist.test_x[:IMAGES])
-    assert got.shape == want.shape == (IMAGES, 10)
+    assert got.shape == want.shape == (IMAGES, 11)  # ten digits and "not a digit"
     assert np.abs(got - want).max() <= 1e-4
     assert np.array_equal(got.argmax(1), want.argmax(1))
     assert np.array_equal(np.array(result["burst"], np.float32), got[:16])  # queued, not interleaved

@@ -1,7 +1,7 @@
 """bench/drawn_digits.py without a browser: how a digit becomes pen strokes, in each condition.
 
 The page itself is exercised by the slow quick-mode run at the end; here the pad and the
-page's preprocessing are the Python stand-ins (bench/strokes.py render_strokes).
+page's preprocessing are the Python stand-ins (mnist_webgpu.strokes render_strokes).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import math
 import drawn_digits as dd  # noqa: E402
 import numpy as np
 import pytest
-import strokes as vector
+
+from mnist_webgpu import drawings, pen
+from mnist_webgpu import strokes as vector
 
 PEN = 0.1
 
@@ -49,13 +51,13 @@ def test_conditions_draw_at_their_sizes_places_and_pens(mnist):
 
 def test_anywhere_tilts_up_to_12_degrees():
     rng = np.random.default_rng(1)
-    tilts = [dd.placement("anywhere", rng, PEN)["tilt"] for _ in range(200)]
+    tilts = [drawings.placement("anywhere", rng, PEN)["tilt"] for _ in range(200)]
     assert max(map(abs, tilts)) <= math.radians(12) and max(tilts) > math.radians(8)
     # a vertical bar drawn tilted leans by that angle
     bar = np.zeros((28, 28), np.uint8)
     bar[4:24, 13:15] = 255
     where = {"size": 0.6, "tilt": math.radians(10), "anywhere": False, "u": np.zeros(2), "pen": PEN}
-    (x0, y0), (x1, y1) = (lambda s: (s[0], s[-1]))(max(dd.drawn_strokes(bar, where), key=len))
+    (x0, y0), (x1, y1) = (lambda s: (s[0], s[-1]))(max(drawings.digit_strokes(bar, where), key=len))
     assert abs(math.degrees(math.atan2(abs(x1 - x0), abs(y1 - y0))) - 10) <= 3
 
 
@@ -89,7 +91,7 @@ def test_fidelity_rows_hold_the_digits_ink(mnist):
 
 def test_trace_splits_at_junctions():
     tee = {(5, c) for c in range(5, 16)} | {(r, 10) for r in range(6, 20)}
-    assert len(dd.trace(dd.graph(tee))) == 3
+    assert len(pen.trace(pen.graph(tee))) == 3
 
 
 def test_erode_disc_matches_brute_force():

@@ -13,11 +13,10 @@ import subprocess
 import drawn_digits as dd  # noqa: E402
 import numpy as np
 import pytest
-import strokes
 from projectkit import ROOT
 from sitekit import preprocess_reference
 
-from mnist_webgpu import pen
+from mnist_webgpu import drawings, pen, strokes
 
 RUN_JS = """
 import { preprocessStrokes } from "./preprocess.mjs";
@@ -53,7 +52,7 @@ def as_pen(strokes: list, width: float = 0.1) -> list[dict]:
 
 def digit_strokes(image: np.ndarray, size: float, centre=(0.5, 0.5)) -> list[dict]:
     where = {"size": size, "tilt": 0.0, "anywhere": False, "u": np.zeros(2), "pen": 0.1}
-    drawn = dd.drawn_strokes(image, where)
+    drawn = drawings.digit_strokes(image, where)
     return as_pen([[[x + centre[0] - 0.5, y + centre[1] - 0.5] for x, y in s] for s in drawn])
 
 
@@ -138,7 +137,7 @@ def test_skeletons_are_thin_centre_lines(mnist):
     y, x = np.mgrid[0:28, 0:28] + 0.5
     r = np.hypot(x - 14, y - 14)
     ring = (((r <= 9) & (r >= 6)) * 255).astype(np.uint8)
-    paths = dd.trace(dd.graph(dd.skeleton_points(ring)))
+    paths = pen.trace(pen.graph(pen.skeleton_points(ring)))
     assert len(paths) == 1 and paths[0][0] == paths[0][-1], "a ring thins to one closed loop"
 
 
@@ -185,3 +184,42 @@ def test_the_training_pool_gets_pen_copies_from_the_config(tmp_path, mnist):
     assert pen.with_pen_copies(images, labels, none)[0] is images
     with pytest.raises(config.ConfigError, match=r"augment\.pen.*between 0 and 1"):
         config.parse('[models.m]\narch = "mlp"\naugment = { pen = 1.5 }\n', tmp_path / "config.toml")
+
+
+def brute_raster(strokes_: list[dict], scale: float, ox: float, oy: float, stroke: float) -> np.ndarray:
+    """strokes._raster the slow way: every supersample cell against every segment."""
+    n = strokes.SIZE * strokes.SUPERSAMPLE
+    c = (np.arange(n) + 0.5) / strokes.SUPERSAMPLE
+    py, px = np.meshgrid(c, c, indexing="ij")
+    ink = np.zeros((n, n), bool)
+    for s in strokes_:
+        pts = (np.asarray(s["points"], np.float64) - [ox, oy]) * scale
+        r = stroke / 2 if s.get("tool", "pen") == "pen" else s["width"] * scale / 2
+        inside = np.zeros((n, n), bool)
+        for a, b in zip(pts[:-1], pts[1:], strict=True) if len(pts) > 1 else [(pts[0], pts[0])]:
+            d = b - a
+            dd = float(d @ d)
+            along = ((px - a[0]) * d[0] + (py - a[1]) * d[1]) / dd if dd else np.zeros_like(px)
+            t = np.clip(along, 0, 1)
+            inside |= (px - a[0] - t * d[0]) ** 2 + (py - a[1] - t * d[1]) ** 2 <= r * r
+        ink = ink | inside if s.get("tool", "pen") == "pen" else ink & ~inside
+    return ink.reshape(strokes.SIZE, strokes.SUPERSAMPLE, strokes.SIZE, strokes.SUPERSAMPLE).mean(axis=(1, 3))
+
+
+def test_the_windowed_raster_is_exactly_the_capsule_union():
+    rng = np.random.default_rng(11)
+    cases = [
+        [{"tool": "pen", "points": [[0.1, 0.1], [0.9, 0.85]]}],  # one long segment, cut into pieces
+        [{"tool": "pen", "points": [[0.5, 0.5]]}],  # a tap
+        [{"tool": "pen", "points": rng.uniform(0.05, 0.95, (30, 2)).tolist()}],
+        [
+            {"tool": "pen", "points": rng.uniform(0.1, 0.9, (12, 2)).tolist()},
+            {"tool": "eraser", "width": 0.08, "points": [[0.2, 0.8], [0.8, 0.2]]},
+            {"tool": "pen", "points": [[0.3, 0.3], [0.31, 0.7]]},
+        ],
+        [{"tool": "pen", "points": [[-0.2, 0.5], [1.3, 0.52]]}],  # off the image at both ends
+    ]
+    for case in cases:
+        for scale, ox, oy in ((20.0, 0.0, 0.0), (35.5, 0.1, -0.2), (180.0, 0.4, 0.35)):
+            got = strokes._raster(case, scale, ox, oy, strokes.STROKE)
+            assert np.array_equal(got, brute_raster(case, scale, ox, oy, strokes.STROKE)), (case, scale)

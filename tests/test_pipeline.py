@@ -52,14 +52,17 @@ def test_built_app_recognizes_drawn_test_digits_with_its_real_runtime(built, mni
         metrics = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())
         # the same 40 digits fed directly, with the weights the page loaded: a paired comparison
         pixels = mnist.test_x[pick].astype(np.float32) / 255
-        direct = drawn_digits.site_logits(built.root / "dist", name, pixels).argmax(1) == mnist.test_y[pick]
+        logits = drawn_digits.site_logits(built.root / "dist", name, pixels)
+        direct = logits[:, :10].argmax(1) == mnist.test_y[pick]
         print(
             f"{name}: "
             + ", ".join(f"{c} {result[c]['accuracy']:.1%}" for c in conditions)
             + f", same digits fed directly {direct.mean():.1%}, test {metrics['test_accuracy']:.1%}"
         )
-        # every drawing, in every condition, is read as a digit
-        assert all(p is not None for c in conditions for p in result[c]["predictions"])
+        # drawings of digits are read as digits: the "not a digit" rule refuses 0.5% of drawn
+        # validation digits, so at most 2 of these 40 in any condition
+        for c in conditions:
+            assert sum(p is None for p in result[c]["predictions"]) <= 2, c
         # drawn row by row, a digit looks like itself to the tiny test models too: at most 3 of 40
         # change their answer for the worse; bench/drawn_digits.py measures the real models
         assert result[drawn_digits.FIDELITY]["accuracy"] >= direct.mean() - 3 / 40

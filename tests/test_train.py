@@ -168,8 +168,8 @@ def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
     assert len(curves["train_loss"]) == len(curves["val_accuracy"]) == 3
     assert metrics["val_accuracy"] == max(curves["val_accuracy"])
     assert (
-        metrics["params"] == 784 * 64 + 64 + 64 * 10 + 10 and metrics["weight_bytes"] == 4 * metrics["params"]
-    )
+        metrics["params"] == 784 * 64 + 64 + 64 * 11 + 11 and metrics["weight_bytes"] == 4 * metrics["params"]
+    ), "ten digits and 'not a digit'"
     assert metrics["steps"] == 150 and metrics["device"] == "CPU" and metrics["tinygrad_version"] == "0.14.0"
     cfg = config.load(trained_mlp / "config.toml")
     settings = config.training_settings(cfg.train, cfg.model("mlp"))
@@ -179,8 +179,23 @@ def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
     weights = safe_load(str(folder / "weights.safetensors"))
     from mnist_webgpu import models
 
-    expected = get_state_dict(models.build(fast_config.model("mlp")))
+    expected = get_state_dict(models.build(fast_config.model("mlp"), fast_config.train.outputs))
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in expected.items()}
+
+
+def test_the_decline_rule_is_set_on_validation_and_the_drawn_figures_reported(trained_mlp):
+    metrics = json.loads((trained_mlp / "build/models/mlp/metrics.json").read_text())
+    rule, val, test = metrics["decline"], metrics["drawn_val"], metrics["drawn_test"]
+    assert 0.25 <= rule["temperature"] <= 8 and 0 < rule["threshold"] < 1
+    # the threshold declines 0.5% of the 200 drawn validation digits: one of them
+    assert val["digits"] == test["digits"] == 200 and val["declined"] == pytest.approx(0.005)
+    assert val["nondigits"] == test["nondigits"] == 200
+    # 150 steps on 5,000 digits and 600 non-digits already refuse most non-digits, and read
+    # most drawn digits
+    assert test["nondigits_declined"] > 0.4 and test["accuracy"] > 0.6
+    assert set(test["nondigits_declined_by_kind"]) == {
+        "cross", "dash", "dots", "fragment", "letter", "pair", "scribble", "shape"
+    }  # fmt: skip
 
 
 @pytest.mark.slow

@@ -20,6 +20,12 @@ def _data(cfg: config.Config, args: argparse.Namespace) -> None:
     data.fetch(cfg)
 
 
+def _drawings(cfg: config.Config, args: argparse.Namespace) -> None:
+    from . import data, drawings
+
+    drawings.ensure(cfg, data.load(cfg.cache_dir()))
+
+
 def _compile(cfg: config.Config, args: argparse.Namespace) -> None:
     import os
 
@@ -165,6 +171,11 @@ def _serve_args(parser: argparse.ArgumentParser) -> None:
 
 STAGES = {
     "data": (_data, "download and verify the four MNIST files into the cache", None),
+    "drawings": (
+        _drawings,
+        "draw digits and non-digits as on the page into build/data/drawings.npz (training, decline rule)",
+        None,
+    ),
     "train": (
         _train,
         "train models into build/models/<name>/ (weights, metrics, test mistakes)",

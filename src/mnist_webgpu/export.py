@@ -32,7 +32,7 @@ from .config import Config
 from .errors import PipelineError
 
 MANIFEST_FORMAT = 1
-INPUT_SHAPE, OUTPUT_SHAPE = (1, 1, 28, 28), (1, 10)
+INPUT_SHAPE = (1, 1, 28, 28)
 EVAL_BATCH = 500
 # int64 counters BatchNorm keeps for training; no forward pass reads them
 SKIPPABLE_SUFFIX = "num_batches_tracked"
@@ -67,7 +67,7 @@ def _describe_dtype(dt) -> str:
     return f"{dt.name} (the runtime only binds float32 buffers)"
 
 
-def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trace:
+def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs: int = 10) -> Trace:
     """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`.
 
     `state` is the model's state dict; its tensors are moved to the NULL device here.
@@ -84,8 +84,8 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str) -> Trac
     with Context(NO_MEMORY_PLANNER=1, MAX_KERNEL_BUFFERS=max_buffers):
         out = model(x)
         _static(out.shape, "output shape", label)
-        if tuple(out.shape) != OUTPUT_SHAPE:
-            raise ExportError(f"{label}: the model returns shape {tuple(out.shape)}, expected {OUTPUT_SHAPE}")
+        if tuple(out.shape) != (expected := (1, outputs)):
+            raise ExportError(f"{label}: the model returns shape {tuple(out.shape)}, expected {expected}")
         linear, var_vals = out.linear_with_vars()
         if var_vals:
             raise ExportError(
@@ -220,11 +220,11 @@ def set_weights(model, weights: dict[str, np.ndarray]) -> None:
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:
-    """Argmax digits of (N, 28, 28) uint8 images, computed by tinygrad on the CPU."""
+    """Argmax digits (of the ten digit outputs) of (N, 28, 28) uint8 images, by tinygrad on the CPU."""
     out = np.empty(len(images), np.int64)
     for start in range(0, len(images), EVAL_BATCH):
         x = images[start : start + EVAL_BATCH].astype(np.float32)[:, None] / 255
-        out[start : start + len(x)] = model(Tensor(x)).argmax(axis=1).numpy()
+        out[start : start + len(x)] = model(Tensor(x))[:, :10].argmax(axis=1).numpy()
     return out
 
 
@@ -252,7 +252,7 @@ def measure_forms(
     cfg: Config, name: str, weights: dict[str, np.ndarray], s: Splits
 ) -> list[tuple[schemas.Form, bytes]]:
     """Encode each configured form, expand it back and score those exact weights."""
-    model = models.build(cfg.model(name))
+    model = models.build(cfg.model(name), cfg.train.outputs)
     measured = []
     for form in cfg.export.forms:
         encoded = forms.encode(weights, form)
@@ -281,21 +281,32 @@ def measure_forms(
 # --- the stage --------------------------------------------------------------------------
 
 
+def decline_rule(cfg: Config, name: str) -> schemas.Decline | None:
+    """The "not a digit" rule the train stage calibrated for these weights (metrics.json)."""
+    if cfg.train.outputs == 10:
+        return None
+    path = layout.PROJECT.train_outputs(name).metrics
+    metrics = schemas.read(schemas.Metrics, path, "run the train stage first")
+    if metrics.decline is None:
+        raise ExportError(f"{path}: no decline rule for a model with a 'not a digit' output; train it again")
+    return metrics.decline
+
+
 def run(cfg: Config, name: str) -> schemas.Manifest:
     """Write build/webgpu/<name>/ (weight files, then the manifest naming them); returns the manifest."""
     m = cfg.model(name)
     label = f"model {name!r}"
     path = layout.PROJECT.train_outputs(name).weights
-    weights = load_weights(path, models.build(m), label)
+    weights = load_weights(path, models.build(m, cfg.train.outputs), label)
     trainable = {k: v for k, v in weights.items() if v.dtype != np.int64 or not k.endswith(SKIPPABLE_SUFFIX)}
     for k, v in trainable.items():
         if v.dtype != np.float32:
             raise ExportError(f"{path}: {k} is {v.dtype}; the browser runtime takes float32 weights only")
 
-    model = models.build(m)
+    model = models.build(m, cfg.train.outputs)
     state = get_state_dict(model)
     set_weights(model, weights)
-    traced = trace(model, state, cfg.export.max_storage_buffers, label)
+    traced = trace(model, state, cfg.export.max_storage_buffers, label, cfg.train.outputs)
     skipped = check_all_bound(weights, traced.bound_weights, label)
     shipped = {k: weights[k] for k in weights if k not in skipped}
 
@@ -312,7 +323,7 @@ def run(cfg: Config, name: str) -> schemas.Manifest:
             normalize=schemas.Normalize(mean=models.MNIST_MEAN, std=models.MNIST_STD),
         ),
         input=schemas.TensorSpec(shape=list(INPUT_SHAPE), dtype="float32", buffer="input"),
-        output=schemas.TensorSpec(shape=list(OUTPUT_SHAPE), dtype="float32", buffer="output"),
+        output=schemas.TensorSpec(shape=[1, cfg.train.outputs], dtype="float32", buffer="output"),
         buffers=traced.buffers,
         kernels=traced.kernels,
         weights={k: schemas.WeightSpec(shape=list(v.shape), dtype="float32") for k, v in shipped.items()},
@@ -325,6 +336,7 @@ def run(cfg: Config, name: str) -> schemas.Manifest:
             tolerance_points=cfg.export.tolerance_points,
             source_weights_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         ),
+        decline=decline_rule(cfg, name),
     )
     out = layout.PROJECT.webgpu_dir(name)
     for record, blob in measured:

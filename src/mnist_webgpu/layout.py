@@ -1,5 +1,6 @@
 """Where every artefact lives, and how MNIST is split: the one definition writers and readers share.
 
+    build/data/drawings.npz     drawings: digits and non-digits drawn as on the page (npz)
     build/models/<model>/       train:    weights.safetensors, misclassified.json, metrics.json (last)
     build/webgpu/<model>/       compile:  weights.<form>.safetensors, manifest.json (last)
     build/site/                 site:     the rendered site, before verify
@@ -64,6 +65,10 @@ class Layout:
     @property
     def build(self) -> Path:
         return self.root / "build"
+
+    @property
+    def drawings(self) -> Path:
+        return self.build / "data" / "drawings.npz"
 
     def model_dir(self, model: str) -> Path:
         return self.build / "models" / model

@@ -1,7 +1,8 @@
 """The model zoo: each architecture is one class, registered by its config `arch` name.
 
 Every model takes (B, 1, 28, 28) float32 pixels in [0, 1], white ink on black, and
-returns (B, 10) logits. The normalization lives inside the model, so the exported
+returns (B, outputs) logits: the ten digits, then "not a digit" when it was trained on
+negatives (mnist_webgpu.decline). The normalization lives inside the model, so the exported
 kernels and the browser see exactly what training saw.
 """
 
@@ -19,10 +20,10 @@ def normalize(x: Tensor) -> Tensor:
 
 
 class MLP:
-    """784 -> widths... -> 10, ReLU between layers."""
+    """784 -> widths... -> outputs, ReLU between layers."""
 
-    def __init__(self, widths: tuple[int, ...]):
-        sizes = [28 * 28, *widths, 10]
+    def __init__(self, widths: tuple[int, ...], outputs: int = 10):
+        sizes = [28 * 28, *widths, outputs]
         self.layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -67,13 +68,13 @@ class CNN:
 
     HEAD = 128
 
-    def __init__(self, widths: tuple[int, ...]):
+    def __init__(self, widths: tuple[int, ...], outputs: int = 10):
         self.im2col = False  # the trainer's faster formulation (im2col); export traces conv2d
         channels = [1, *widths]
         self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
         side = 28 >> len(widths)
         self.fc1 = nn.Linear(widths[-1] * side * side, self.HEAD)
-        self.fc2 = nn.Linear(self.HEAD, 10)
+        self.fc2 = nn.Linear(self.HEAD, outputs)
 
     def __call__(self, x: Tensor) -> Tensor:
         x = normalize(x)
@@ -97,6 +98,13 @@ def widths(model) -> list[int]:
     return [int(layer.weight.shape[0]) for layer in model.layers[:-1]]
 
 
-def build(cfg: ModelConfig):
-    """A freshly initialised model for one validated [models.<name>] section (seed the RNG first)."""
-    return ARCHITECTURES[cfg.arch](cfg.widths)
+def outputs(model) -> int:
+    """How many logits a built model returns."""
+    last = model.fc2 if isinstance(model, CNN) else model.layers[-1]
+    return int(last.weight.shape[0])
+
+
+def build(cfg: ModelConfig, outputs: int = 10):
+    """A freshly initialised model for one validated [models.<name>] section (seed the RNG first);
+    `outputs` is [train]'s TrainConfig.outputs."""
+    return ARCHITECTURES[cfg.arch](cfg.widths, outputs)

@@ -5,10 +5,12 @@ scanned stroke of varying width. Two pieces show a model the former:
 
 - `skeletons`: Zhang-Suen thinning of a batch of digits to one-pixel centre lines,
   vectorized over the batch (the training set is thinned in seconds);
+- `skeleton_paths`: one digit's centre line traced into polylines, the strokes a pen
+  would follow (mnist_webgpu.drawings puts them on the pad);
 - `redraw`: those centre lines drawn again with a round pen of a random width each,
   deterministic for a seed: the training augmentation (`[models.*] augment.pen`).
 
-How the page itself renders strokes for the model is bench/strokes.py.
+How the page itself renders strokes for the model is mnist_webgpu.strokes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,59 @@ def skeletons(images: np.ndarray, threshold: int = INK_THRESHOLD) -> np.ndarray:
         ink[idx] = sub
         active[idx] = changed
     return ink[:, 1:-1, 1:-1]
+
+
+Point = tuple[int, int]
+NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def skeleton_points(image: np.ndarray) -> set[Point]:
+    return {(int(r), int(c)) for r, c in zip(*np.nonzero(skeletons(image[None])[0]), strict=True)}
+
+
+def graph(points: set[Point]) -> dict[Point, list[Point]]:
+    """8-connected neighbours, without a diagonal that two 4-connected steps already join."""
+    adj = {}
+    for r, c in points:
+        adj[(r, c)] = [
+            (r + dr, c + dc)
+            for dr, dc in NEIGHBOURS
+            if (r + dr, c + dc) in points
+            and not (dr and dc and ((r + dr, c) in points or (r, c + dc) in points))
+        ]
+    return adj
+
+
+def trace(adj: dict[Point, list[Point]]) -> list[list[Point]]:
+    """The skeleton as polylines: each runs between ends or junctions (or round a loop)."""
+    seen: set[frozenset] = set()
+
+    def walk(start: Point, nxt: Point) -> list[Point]:
+        path = [start, nxt]
+        seen.add(frozenset((start, nxt)))
+        while len(adj[path[-1]]) == 2:
+            cur = path[-1]
+            step = [q for q in adj[cur] if frozenset((cur, q)) not in seen]
+            if not step:
+                break
+            seen.add(frozenset((cur, step[0])))
+            path.append(step[0])
+        return path
+
+    paths = []
+    for p in sorted(adj):
+        if not adj[p]:
+            paths.append([p])
+        elif len(adj[p]) != 2:
+            paths += [walk(p, q) for q in adj[p] if frozenset((p, q)) not in seen]
+    for p in sorted(adj):  # closed loops: nodes of two neighbours only
+        paths += [walk(p, q) for q in adj[p] if frozenset((p, q)) not in seen]
+    return paths
+
+
+def skeleton_paths(image: np.ndarray) -> list[np.ndarray]:
+    """The digit's centre line as polylines of (x, y) MNIST pixel coordinates (pixel centres)."""
+    return [np.array([[c + 0.5, r + 0.5] for r, c in path]) for path in trace(graph(skeleton_points(image)))]
 
 
 def _disc_offsets(radius: float) -> list[tuple[int, int, float]]:

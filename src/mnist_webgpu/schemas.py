@@ -46,6 +46,29 @@ class SplitSizes:
 
 
 @dataclass(frozen=True)
+class Decline:
+    """The page's "not a digit" rule: softmax(logits / temperature); decline when the last
+    output's probability exceeds threshold (set on drawn validation digits, mnist_webgpu.decline)."""
+
+    temperature: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """How a model reads drawings made as on the page (mnist_webgpu.drawings), answered as the
+    page answers: a declined drawing names no digit."""
+
+    digits: int
+    accuracy: float  # drawn digits read as their own digit
+    declined: float  # drawn digits declined
+    mnist_declined: float  # the split's MNIST digits declined
+    nondigits: int
+    nondigits_declined: float
+    nondigits_declined_by_kind: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Metrics:
     model: str
     arch: str
@@ -66,6 +89,9 @@ class Metrics:
     config: dict[str, Any]  # the training settings, as hashed into config_hash
     config_hash: str
     created: str
+    decline: Decline | None = None  # None: ten outputs, no "not a digit" answer
+    drawn_val: Drawn | None = None  # what set the threshold
+    drawn_test: Drawn | None = None  # the report: test digits drawn, scored once
 
     def trained_with(self, settings: dict[str, Any]) -> bool:
         """Whether these weights were trained with `settings` (a model's training settings now)."""
@@ -166,6 +192,7 @@ class Manifest:
     forms: list[Form]
     default_form: str
     evaluation: Evaluation
+    decline: Decline | None = None  # None: ten outputs, the page declines by size only
 
     def form(self, name: str) -> Form:
         return next(f for f in self.forms if f.form == name)

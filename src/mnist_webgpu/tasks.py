@@ -138,6 +138,22 @@ def data_task(cfg: config.Config) -> dict:
     }
 
 
+def drawings_task(cfg: config.Config) -> dict:
+    from . import drawings
+
+    made_with = drawings.settings(cfg)
+    return {
+        "doc": f"draw digits and non-digits as the page sees them into {PROJECT.drawings}",
+        "actions": [stage(cfg, "drawings")],
+        "file_dep": [str(p) for p in data.paths(cfg.cache_dir()).values()] + code("drawings"),
+        "targets": [str(PROJECT.drawings)],
+        # the file itself says what it was made from, as metrics.json does for a model
+        "uptodate": [config_changed(made_with), lambda: drawings.is_current(PROJECT.drawings, made_with)],
+        "clean": [(remove_outputs, [[PROJECT.drawings]])],
+        "verbosity": 2,
+    }
+
+
 def train_tasks(cfg: config.Config):
     """One `train:<model>` task per model: it reruns when that model's own settings change."""
     data_files = [str(p) for p in data.paths(cfg.cache_dir()).values()]
@@ -146,7 +162,7 @@ def train_tasks(cfg: config.Config):
             "name": name,
             "doc": f"train the {name} model into {PROJECT.model_dir(name)}",
             "actions": [side_by_side_stage(cfg, "train", name)],
-            "file_dep": data_files + code("train"),
+            "file_dep": [*data_files, str(PROJECT.drawings), *code("train")],
             # one dict per task: doit keeps a single config_changed hash for each
             "uptodate": [
                 config_changed(settings := training_settings(cfg.train, cfg.model(name))),
@@ -173,7 +189,7 @@ def sweep_tasks(cfg: config.Config):
         "basename": "sweep",
         "doc": "run the [sweep] Optuna studies (validation split only); export sweeps/, HYPERPARAMETERS.md",
         "actions": [Interactive(command, shell=False, env=stage_env(cfg))],
-        "task_dep": ["data"],
+        "task_dep": ["data", "drawings"],
         "params": [
             {
                 "name": "storage",
@@ -338,6 +354,7 @@ def compile_tasks(cfg: config.Config):
             "actions": [stage(cfg, "compile", name)],
             "file_dep": [
                 str(PROJECT.train_outputs(name).weights),
+                str(PROJECT.train_outputs(name).metrics),  # the decline rule calibrated for them
                 *map(str, data.paths(cfg.cache_dir()).values()),
                 *code("export"),
             ],

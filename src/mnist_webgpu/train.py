@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from . import data, faults, files, layout, models, patches, pen, schemas
+from . import data, decline, drawings, faults, files, layout, models, patches, pen, schemas
 from .config import Augment, Config, ModelConfig, settings_hash, training_settings
 from .errors import PipelineError
 from .layout import Split
@@ -163,11 +163,19 @@ def pixels(images: Tensor) -> Tensor:
 
 
 class Trainer:
-    def __init__(self, mc: ModelConfig, train_x: Tensor, train_y: Tensor, n_train: int, im2col: bool = True):
+    def __init__(
+        self,
+        mc: ModelConfig,
+        train_x: Tensor,
+        train_y: Tensor,
+        n_train: int,
+        im2col: bool = True,
+        outputs: int = 10,
+    ):
         self.mc = mc
         Tensor.manual_seed(mc.seed)
         np.random.seed(mc.seed)
-        self.model = models.build(mc)
+        self.model = models.build(mc, outputs)
         # same maths, faster kernels on the CPU (models.conv3x3_im2col); the export is untouched
         self.model.im2col = im2col
         self.state = get_state_dict(self.model)
@@ -184,16 +192,13 @@ class Trainer:
         self.used: dict[str, Any] = {"seed": mc.seed}
         self.jit_step = TinyJit(self._step)
         self.jit_predict = TinyJit(self._predict)
+        self.jit_logits = TinyJit(self._logits)
 
     # TinyJit builds the step's kernels after the traced call returns, and runs them on every
     # call: both must happen inside the CPU kernel settings
     def step(self) -> Tensor:
         with patches.fast_cpu_kernels():
             return self.jit_step()
-
-    def predict(self, images: Tensor) -> Tensor:
-        with patches.fast_cpu_kernels():
-            return self.jit_predict(images)
 
     def _step(self) -> Tensor:
         with Context(TRAINING=1):
@@ -220,17 +225,32 @@ class Trainer:
             )
 
     def _predict(self, images: Tensor) -> Tensor:
-        return self.model(pixels(images)).argmax(1).realize()
+        # the digit a model names: "not a digit" is the page's decline rule, not an argmax
+        return self.model(pixels(images))[:, :10].argmax(1).realize()
 
-    def predictions(self, images: np.ndarray) -> np.ndarray:
-        """Predicted labels for uint8 (N, 28, 28) images, in fixed-size jitted chunks."""
+    def _logits(self, images: Tensor) -> Tensor:
+        return self.model(pixels(images)).realize()
+
+    def _chunked(self, run, images: np.ndarray) -> np.ndarray:
+        """`run` over uint8 (N, 28, 28) images in fixed-size chunks: one jitted graph for all."""
         out = []
         for start in range(0, len(images), EVAL_CHUNK):
             chunk = images[start : start + EVAL_CHUNK]
             padded = np.zeros((EVAL_CHUNK, 28, 28), np.uint8)
             padded[: len(chunk)] = chunk
-            out.append(self.predict(Tensor(padded)).numpy()[: len(chunk)].copy())
+            with patches.fast_cpu_kernels():
+                out.append(run(Tensor(padded)).numpy()[: len(chunk)].copy())
         return np.concatenate(out)
+
+    def predictions(self, images: np.ndarray) -> np.ndarray:
+        """Predicted digits for uint8 (N, 28, 28) images."""
+        return self._chunked(self.jit_predict, images)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """All the model's outputs for uint8 (N, 28, 28) images, float32."""
+        if not len(images):
+            return np.zeros((0, models.outputs(self.model)), np.float32)
+        return self._chunked(self.jit_logits, images)
 
     def snapshot(self) -> dict[str, np.ndarray]:
         return {k: v.numpy().copy() for k, v in self.state.items()}
@@ -265,6 +285,7 @@ class Fitted:
     train_seconds: float
     sizes: Split
     device: str
+    drawn: drawings.Drawings
 
     @property
     def lr_fed(self) -> np.ndarray:
@@ -284,12 +305,17 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     """
     sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
+    drawn = drawings.ensure(cfg, mnist)
     pool_x, pool_y = pen.with_pen_copies(mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train], mc)
+    if cfg.train.outputs > 10:  # the drawings that are no digit, as the extra output's examples
+        negatives = drawn.train_negatives
+        pool_x = np.concatenate([pool_x, negatives])
+        pool_y = np.concatenate([pool_y, np.full(len(negatives), decline.NOT_A_DIGIT, pool_y.dtype)])
     train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
     train_y = Tensor(pool_y.astype(np.int32)).realize()
     val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]
 
-    trainer = Trainer(mc, train_x, train_y, len(pool_x), im2col=cfg.train.im2col)
+    trainer = Trainer(mc, train_x, train_y, len(pool_x), im2col=cfg.train.im2col, outputs=cfg.train.outputs)
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
     best_accuracy, best_step, best_weights = -1.0, 0, None
     progress = Progress(label, mc.steps)
@@ -321,7 +347,9 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     finally:
         progress.close()
     train_seconds = time.monotonic() - started
-    return Fitted(trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device)
+    return Fitted(
+        trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device, drawn
+    )
 
 
 def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
@@ -397,6 +425,7 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     matrix = confusion(test_y, predicted)
     per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
     wrong = np.flatnonzero(predicted != test_y)
+    rule, drawn_val, drawn_test = judge_drawings(trainer, fitted.drawn, mnist, sizes)
     settings = training_settings(cfg.train, mc)
     params = fitted.params
     metrics = schemas.Metrics(
@@ -419,6 +448,9 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
         config=schemas.plain(settings),
         config_hash=settings_hash(settings),
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        decline=rule,
+        drawn_val=drawn_val,
+        drawn_test=drawn_test,
     )
     with files.atomic_path(outputs.weights) as tmp:
         # through numpy, not tinygrad's safe_save: that one stages the file on the CPU device,
@@ -435,6 +467,48 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     log(
         f"{name}: test accuracy {metrics.test_accuracy:.2%}, "
         f"best val {best_accuracy:.2%} at step {best_step}, "
-        f"{train_seconds:.0f} s ({metrics.steps_per_second:.2f} steps/s) on {device}"
+        f"{train_seconds:.0f} s ({metrics.steps_per_second:.2f} steps/s) on {device}; "
+        f"drawn test digits read {drawn_test.accuracy:.2%}, declined {drawn_test.declined:.2%}; "
+        f"non-digits declined {drawn_test.nondigits_declined:.2%}"
     )
     return metrics
+
+
+def judge_drawings(
+    trainer: Trainer, drawn: drawings.Drawings, mnist: data.Mnist, sizes: Split
+) -> tuple[schemas.Decline | None, schemas.Drawn, schemas.Drawn]:
+    """The decline rule, set on validation drawings; then the page's answers on validation and
+    (once, for the report) test drawings, with the weights the model ships."""
+    val_mnist = mnist.train_x[sizes.val]
+    val_logits = {
+        "mnist": trainer.logits(val_mnist),
+        "drawn": trainer.logits(drawn.val_digits),
+        "negatives": trainer.logits(drawn.val_negatives),
+    }
+    rule = None
+    if models.outputs(trainer.model) > 10:
+        rule = decline.calibrate(
+            np.concatenate(list(val_logits.values())),
+            np.concatenate(
+                [
+                    mnist.train_y[sizes.val],
+                    drawn.val_labels,
+                    np.full(len(drawn.val_negatives), decline.NOT_A_DIGIT),
+                ]
+            ).astype(np.int64),
+            val_logits["drawn"],
+        )
+    on_val = decline.figures(
+        rule,
+        (val_logits["drawn"], drawn.val_labels),
+        val_logits["mnist"],
+        (val_logits["negatives"], drawn.val_kinds),
+    )
+    # the test set, read once more for the report: nothing above looked at it
+    on_test = decline.figures(
+        rule,
+        (trainer.logits(drawn.test_digits), drawn.test_labels),
+        trainer.logits(mnist.test_x[: sizes.n_test]),
+        (trainer.logits(drawn.test_negatives), drawn.test_kinds),
+    )
+    return rule, on_val, on_test

@@ -19,6 +19,7 @@ SUPERSAMPLE = 4  # coverage samples per pixel, per axis
 MIN_EXTENT = 0.04  # a drawing smaller than this (pad fractions) is scaled as if it were this big
 BOX_STEP = 0.005  # pad fractions between the points whose box is the drawing's box
 CENTRE = 14  # the centre of mass goes to pixel index 14, as in preprocess()
+PIECE = 1.0  # pixels: the longest piece of a segment tested over one window of cells
 
 
 def _segment_distance2(px, py, a, b):
@@ -31,12 +32,12 @@ def _segment_distance2(px, py, a, b):
 def _dense(pts: np.ndarray) -> np.ndarray:
     """The polyline's points with ones every BOX_STEP at most between them: a box of visible
     points must not lose a long straight segment whose end was rubbed out."""
-    out = [pts[:1]]
-    for a, b in zip(pts, pts[1:], strict=False):
-        d = b - a
-        n = max(1, math.ceil(math.sqrt(d[0] * d[0] + d[1] * d[1]) / BOX_STEP))
-        out.append(a + (np.arange(1, n + 1)[:, None] / n) * d)
-    return np.concatenate(out)
+    d = np.diff(pts, axis=0)
+    n = np.maximum(1, np.ceil(np.sqrt((d * d).sum(1)) / BOX_STEP)).astype(int)
+    seg = np.repeat(np.arange(len(d)), n)
+    # the k-th of n points along segment i: a + (k / n) * d, for k = 1..n
+    k = np.arange(len(seg)) - np.repeat(np.cumsum(n) - n, n) + 1
+    return np.concatenate([pts[:1], pts[seg] + (k / n[seg])[:, None] * d[seg]])
 
 
 def _visible_points(strokes: list[dict]) -> np.ndarray:
@@ -58,6 +59,39 @@ def _visible_points(strokes: list[dict]) -> np.ndarray:
     return np.concatenate(kept) if kept else np.zeros((0, 2))
 
 
+def _capsule_cells(pts: np.ndarray, r: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the supersample cells whose centres lie within r of the polyline `pts`
+    (pixel units), inside the n x n grid: the union of its segments' capsules.
+
+    A capsule is the union of the capsules of its pieces, so long segments are cut into
+    pieces at most PIECE pixels long and every piece is tested over one small window of
+    cells round it, all pieces at once.
+    """
+    a, b = (pts[:-1], pts[1:]) if len(pts) > 1 else (pts, pts)
+    length = np.sqrt(((b - a) ** 2).sum(1))
+    cuts = np.maximum(1, np.ceil(length / PIECE)).astype(int)
+    seg = np.repeat(np.arange(len(a)), cuts)
+    k = (np.arange(len(seg)) - np.repeat(np.cumsum(cuts) - cuts, cuts))[:, None]
+    step = (b - a)[seg] / cuts[seg, None]
+    a, b = a[seg] + k * step, a[seg] + (k + 1) * step
+    window = int(math.ceil((PIECE + 2 * r) * SUPERSAMPLE)) + 2
+    corner = np.floor((np.minimum(a, b) - r) * SUPERSAMPLE).astype(int)  # (pieces, [x, y])
+    offsets = np.arange(window)
+    cx = corner[:, 0, None, None] + offsets[None, None, :]  # (pieces, 1, window)
+    cy = corner[:, 1, None, None] + offsets[None, :, None]  # (pieces, window, 1)
+    px, py = (cx + 0.5) / SUPERSAMPLE, (cy + 0.5) / SUPERSAMPLE
+    ax, ay = a[:, 0, None, None], a[:, 1, None, None]
+    dx, dy = (b - a)[:, 0, None, None], (b - a)[:, 1, None, None]
+    dd = dx * dx + dy * dy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(dd == 0, 0.0, np.clip(((px - ax) * dx + (py - ay) * dy) / dd, 0, 1))
+    inside = ((px - ax - t * dx) ** 2 + (py - ay - t * dy) ** 2) <= r * r
+    inside &= (cx >= 0) & (cx < n) & (cy >= 0) & (cy < n)
+    rows = np.broadcast_to(cy, inside.shape)[inside]
+    cols = np.broadcast_to(cx, inside.shape)[inside]
+    return rows, cols
+
+
 def _raster(strokes: list[dict], scale: float, ox: float, oy: float, stroke: float) -> np.ndarray:
     """Coverage of a 28x28 image: pad point p lands at (p - o) * scale (pixel units).
 
@@ -65,29 +99,13 @@ def _raster(strokes: list[dict], scale: float, ox: float, oy: float, stroke: flo
     segments are tested together); strokes in drawing order, an eraser clearing its samples.
     """
     n = SIZE * SUPERSAMPLE
-    centres = (np.arange(n) + 0.5) / SUPERSAMPLE
     ink = np.zeros((n, n), bool)
     for s in strokes:
         pts = (np.asarray(s["points"], np.float64) - [ox, oy]) * scale
         is_pen = s.get("tool", "pen") == "pen"
         r = stroke / 2 if is_pen else s["width"] * scale / 2
-        a, b = (pts[:-1], pts[1:]) if len(pts) > 1 else (pts, pts)
-        lo = np.floor((pts.min(0) - r) * SUPERSAMPLE).astype(int).clip(0, n)
-        hi = np.ceil((pts.max(0) + r) * SUPERSAMPLE).astype(int).clip(0, n)
-        if lo[0] >= hi[0] or lo[1] >= hi[1]:
-            continue
-        px = centres[None, None, lo[0] : hi[0]]
-        py = centres[None, lo[1] : hi[1], None]
-        ax, ay = a[:, 0, None, None], a[:, 1, None, None]
-        dx, dy = (b - a)[:, 0, None, None], (b - a)[:, 1, None, None]
-        dd = dx * dx + dy * dy
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(dd == 0, 0.0, np.clip(((px - ax) * dx + (py - ay) * dy) / dd, 0, 1))
-        inside = (((px - ax - t * dx) ** 2 + (py - ay - t * dy) ** 2) <= r * r).any(axis=0)
-        if is_pen:
-            ink[lo[1] : hi[1], lo[0] : hi[0]] |= inside
-        else:
-            ink[lo[1] : hi[1], lo[0] : hi[0]] &= ~inside
+        rows, cols = _capsule_cells(pts, r, n)
+        ink[rows, cols] = is_pen
     return ink.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
 
 

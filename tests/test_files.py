@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -46,3 +47,37 @@ def test_writers_that_replace_the_temporary_still_get_normal_permissions(tmp_pat
     finally:
         os.umask(umask)
     assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_replace_dir_swaps_whole_trees_and_a_reader_never_finds_the_target_missing(tmp_path):
+    import threading
+
+    probe = tmp_path / "probe"
+    (probe / "a").mkdir(parents=True)
+    (probe / "b").mkdir()
+    if not files._exchange(probe / "a", probe / "b"):
+        pytest.skip("this system cannot swap two paths at once (renameat2 RENAME_EXCHANGE)")
+    shutil.rmtree(probe)
+    target = tmp_path / "dist"
+    target.mkdir()
+    (target / "v").write_text("0")
+    missing, stop = [], threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not target.is_dir():
+                missing.append(1)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in range(1, 200):
+            staging = files.staging_dir(target)
+            (staging / "v").write_text(str(version))
+            files.replace_dir(staging, target)
+            assert (target / "v").read_text() == str(version) and not staging.exists()
+    finally:
+        stop.set()
+        thread.join()
+    assert missing == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dist"], "no staging or parked tree left"

@@ -7,6 +7,8 @@ partial write, even when the process is killed mid-way.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -52,13 +54,34 @@ def write_json(target: Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where
+    the system cannot, so the caller falls back to two renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Put the complete directory `new` at `target`, replacing what was there.
 
-    Two renames with the old tree parked beside it: a reader sees the old tree or the new
-    one, and a kill in between leaves `target` missing (never half-written) until the next run.
+    Where the system can swap two paths at once, a reader sees the old tree or the new one,
+    never neither. Elsewhere two renames with the old tree parked beside it: a reader may find
+    `target` missing for that instant, and a kill in between leaves it missing (never
+    half-written) until the next run.
     """
-    target = Path(target)
+    target, new = Path(target), Path(new)
+    if target.is_dir() and not target.is_symlink() and _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # the old tree, now at the staging name
+        return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
     try:
         if target.exists():

@@ -40,6 +40,24 @@ def predict(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (x.reshape(len(x), -1).astype(np.float32) / 255 @ w + b).argmax(1)
 
 
+def drawn_figures(w: np.ndarray, b: np.ndarray, mnist, count: int = 40) -> schemas.Drawn:
+    """The linear model's answers on test digits drawn as on the pad and generated non-digits
+    (ten outputs: no "not a digit" rule, so nothing is declined)."""
+    from mnist_webgpu import decline, drawings
+
+    def logits(images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), -1).astype(np.float32) / 255 @ w + b
+
+    digits = drawings.draw_digits(mnist.test_x[:count], seed=3)
+    negatives, kinds = drawings.draw_negatives(mnist.test_x[:200], count, seed=3)
+    return decline.figures(
+        None,
+        (logits(digits), mnist.test_y[:count]),
+        logits(mnist.test_x[:count]),
+        (logits(negatives), np.array(kinds)),
+    )
+
+
 def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> site.Paths:
     """build/ artefacts for every model of `cfg`, a site_src overlay with the fake runtime."""
     lay = Layout(tmp)
@@ -78,6 +96,7 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
             config=schemas.plain(settings),
             config_hash=config.settings_hash(settings),
             created="2025-01-02T03:04:05+00:00",
+            drawn_test=drawn_figures(w, b, mnist),
         )
         schemas.write(outputs.metrics, metrics)
         wrong = np.nonzero(pred != truth)[0]

@@ -23,6 +23,22 @@ def test_first_build_runs_every_stage_but_the_cached_data(built_once):
     assert stages <= built_once.first_build and "data" not in built_once.first_build
 
 
+def test_model_pages_show_the_drawn_figures_and_the_decline_rule(built):
+    for name in ("mlp", "cnn"):
+        metrics = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())
+        html = (built.root / "dist" / "models" / f"{name}.html").read_text()
+        shown = dict(
+            re.findall(r'data-testid="(drawn-accuracy|drawn-declined|nondigits-declined)">([^<]+)<', html)
+        )
+        drawn = metrics["drawn_test"]
+        assert shown == {
+            "drawn-accuracy": f"{drawn['accuracy'] * 100:.2f}%",
+            "drawn-declined": f"{drawn['declined'] * 100:.2f}%",
+            "nondigits-declined": f"{drawn['nondigits_declined'] * 100:.2f}%",
+        }
+        assert f"exceeds {metrics['decline']['threshold']:.3f}" in html
+
+
 def test_build_leaves_a_verified_dist(built):
     dist = built.root / "dist"
     for rel in ("index.html", "404.html", ".nojekyll", "models/mlp.html", "models/cnn/manifest.json"):

@@ -52,7 +52,7 @@ from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
 from mnist_webgpu import charts, negatives, strokes  # noqa: E402
 from mnist_webgpu import drawings as pad  # noqa: E402
-from mnist_webgpu.pen import Point, graph, skeleton_paths, skeleton_points, trace  # noqa: E402
+from mnist_webgpu.pen import Point, graph, skeleton_points, trace  # noqa: E402
 
 CONDITIONS = pad.CONDITIONS
 FIDELITY = "rows"
@@ -344,15 +344,7 @@ def nondigit_drawings(images: np.ndarray, count: int, seed: int = 0) -> list[tup
     are made of `images` (validation digits: never the test set)."""
 
     rng = np.random.default_rng([seed, 99])
-    out = []
-    for i in range(count):
-        kind = negatives.KINDS[i % len(negatives.KINDS)]
-        paths = None
-        if kind in ("pair", "fragment"):
-            picks = rng.choice(len(images), 2 if kind == "pair" else 1, replace=False)
-            paths = [skeleton_paths(images[j]) for j in picks]
-        out.append((negatives.generate(kind, rng, paths), kind))
-    return out
+    return [negatives.nth(i, rng, images) for i in range(count)]
 
 
 def declined_summary(answers: list[int | None], kinds: list[str]) -> dict:

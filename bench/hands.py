@@ -272,18 +272,11 @@ def grid(rows: list[list[np.ndarray]], zoom: int = 4) -> np.ndarray:
     return np.kron(out, np.ones((zoom, zoom), np.uint8))
 
 
-def _seen(strokes_: list, pen: float = 0.1) -> np.ndarray:
-    from mnist_webgpu import strokes
-
-    got = strokes.render_strokes([{"tool": "pen", "width": pen, "points": s} for s in strokes_])
-    return np.zeros((28, 28)) if got is None else got[0]
-
-
 def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from mnist_webgpu import charts
+    from mnist_webgpu import charts, drawings
 
     parser = argparse.ArgumentParser(description="a PNG of the hand templates as the model sees them")
     parser.add_argument("--grid", type=Path, required=True)
@@ -293,8 +286,8 @@ def main() -> None:
     rows = []
     for digit, style in STYLES:
         template = TEMPLATES[digit][style]
-        row = [_seen([np.asarray(s) * 0.8 + 0.1 for s in template])]
-        row += [_seen(place(hand(template, rng), rng, 0.1)) for _ in range(args.count)]
+        row = [drawings.seen([np.asarray(s) * 0.8 + 0.1 for s in template]) / 255]
+        row += [drawings.seen(place(hand(template, rng), rng, 0.1)) / 255 for _ in range(args.count)]
         rows.append(row)
     args.grid.write_bytes(charts.png_gray(grid(rows)))
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mnist_webgpu import config, data, layout, patches, tasks  # noqa: E402
+from mnist_webgpu import config, data, layout, machine, patches  # noqa: E402
 
 TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
 
@@ -217,7 +217,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     rounds = args.rounds or (3 if args.quick else 6)
     # PyTorch at one thread and at all cores: on a busy shared machine its multi-threaded
     # kernels can collapse (threads wait on each other), so its faster setting is the reference
-    cores = tasks.cpu_cores()
+    cores = machine.cpu_cores()
     threads = sorted({1, cores})
     times: dict[str, list[float]] = {"tinygrad": [], **{f"torch_{t}t": [] for t in threads}}
     for r in range(rounds):

@@ -20,7 +20,7 @@ TINYGRAD_INTERNALS = (
     "tinygrad.renderer",
 )
 # the stages in the order data flows; each may import those before it, never those after
-STAGES = ["data", "train", "sweep", "export", "site", "verify", "deploy", "serve"]
+STAGES = ["data", "drawings", "train", "sweep", "export", "site", "verify", "deploy", "serve"]
 
 
 def module_name(path: Path) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -33,6 +32,7 @@ from . import data, files, negatives, pen, strokes
 from .config import Config
 from .errors import PipelineError
 from .layout import PROJECT, split
+from .machine import cpu_cores
 
 Stroke = list[list[float]]
 
@@ -108,12 +108,8 @@ def _negatives_job(job: tuple[np.ndarray, int, int, list[int]]) -> tuple[np.ndar
     out = np.zeros((count, 28, 28), np.uint8)
     kinds = []
     for i in range(count):
-        kind = negatives.KINDS[(first + i) % len(negatives.KINDS)]
-        paths = None
-        if kind in ("pair", "fragment"):
-            picks = rng.choice(len(pool), 2 if kind == "pair" else 1, replace=False)
-            paths = [pen.skeleton_paths(pool[j]) for j in picks]
-        out[i] = seen(negatives.generate(kind, rng, paths))
+        drawing, kind = negatives.nth(first + i, rng, pool)
+        out[i] = seen(drawing)
         kinds.append(kind)
     return out, kinds
 
@@ -174,7 +170,7 @@ def pick(count: int, total: int, seed: int) -> np.ndarray:
 
 def make(cfg: Config, mnist: data.Mnist, processes: int | None = None) -> Drawings:
     s = split(cfg.train)
-    processes = processes or len(os.sched_getaffinity(0))
+    processes = processes or cpu_cores()
     train, val = mnist.train_x[: s.n_train], mnist.train_x[s.val]
     val_pick = pick(cfg.train.drawn, s.n_val, SEEDS["val"])
     test_pick = pick(cfg.train.drawn, s.n_test, SEEDS["test"])

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from . import pen
+
 KINDS = ("scribble", "dots", "dash", "cross", "shape", "letter", "pair", "fragment")
 
 # letters with no digit look-alike, as polylines on a unit box (x right, y down)
@@ -134,6 +136,18 @@ def fragment(rng, digit_paths):
     keep = max(2, int(n * rng.uniform(0.3, 0.5)))
     start = rng.integers(0, max(1, n - keep))
     return _place([longest[start : start + keep]], rng, (0.3, 0.8))
+
+
+def nth(i: int, rng: np.random.Generator, digits: np.ndarray) -> tuple[list[list], str]:
+    """The i-th drawing of a series, the kinds in turn, and its kind; pairs and fragments are
+    made of `digits` (their centre lines, pen.skeleton_paths): never pass test digits for
+    drawings a model trains or is tuned on."""
+    kind = KINDS[i % len(KINDS)]
+    paths = None
+    if kind in ("pair", "fragment"):
+        picks = rng.choice(len(digits), 2 if kind == "pair" else 1, replace=False)
+        paths = [pen.skeleton_paths(digits[j]) for j in picks]
+    return generate(kind, rng, paths), kind
 
 
 def generate(kind: str, rng: np.random.Generator, digit_paths=None) -> list[list]:

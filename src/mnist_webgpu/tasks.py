@@ -21,14 +21,11 @@ from doit.tools import Interactive, config_changed
 from . import config, data, schemas, sources
 from .config import training_settings
 from .layout import PROJECT
+from .machine import cpu_cores
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SRC_DIR = PACKAGE_DIR.parent
 BENCH_DIR = SRC_DIR.parent / "bench"  # the checkout's bench/ scripts: not part of the installed package
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 PARALLEL_TASKS = cpu_cores()  # doit runs this many tasks at once

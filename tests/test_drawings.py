@@ -14,7 +14,7 @@ from mnist_webgpu.layout import split
 @pytest.fixture(scope="module")
 def small(fast_config):
     return dataclasses.replace(
-        fast_config, train=dataclasses.replace(fast_config.train, negatives=40, drawn=24)
+        fast_config, train=dataclasses.replace(fast_config.train, redrawn=30, negatives=40, drawn=24)
     )
 
 
@@ -35,6 +35,39 @@ def test_made_drawings_have_the_configured_counts_and_ink(small, made, mnist):
     picked = mnist.train_y[s.val]
     assert set(made.val_labels) <= set(picked.tolist())
     assert set(made.test_labels) <= set(mnist.test_y[: s.n_test].tolist())
+
+
+def test_redrawn_training_digits_are_training_digits_drawn_as_on_the_page(small, made, mnist):
+    s = split(small.train)
+    assert made.train_digits.shape == (30, 28, 28) and made.train_digits.dtype == np.uint8
+    pick = drawings.pick(30, s.n_train, drawings.SEEDS["redrawn"])
+    assert pick.max() < s.n_train, "never a validation digit"
+    assert np.array_equal(made.train_labels, mnist.train_y[pick])
+    assert np.array_equal(
+        made.train_digits, drawings.draw_digits(mnist.train_x[pick], drawings.SEEDS["redrawn"])
+    )
+    # MNIST-boxed, as the page boxes a drawing: ink inside, its long side about 20 px
+    for image in made.train_digits:
+        ys, xs = np.nonzero(image >= 64)
+        assert 17 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 22
+        assert min(ys.min(), xs.min()) >= 1 and max(ys.max(), xs.max()) <= 26
+    # a pen's line, not MNIST's ink: its strokes are of one width, so its ink differs
+    assert not np.array_equal(made.train_digits, mnist.train_x[pick])
+
+
+def test_the_training_pool_is_mnist_then_redrawn_digits_then_non_digits(small, made, mnist):
+    from mnist_webgpu import train
+
+    s = split(small.train)
+    pool_x, pool_y = train.training_pool(small, mnist, made)
+    n = s.n_train
+    assert len(pool_x) == len(pool_y) == n + 30 + 40
+    assert np.array_equal(pool_x[:n], mnist.train_x[:n])
+    assert np.array_equal(pool_x[n : n + 30], made.train_digits)
+    assert np.array_equal(pool_y[n : n + 30], made.train_labels)
+    assert (pool_y[n + 30 :] == 10).all()
+    ten = dataclasses.replace(small, train=dataclasses.replace(small.train, negatives=0))
+    assert len(train.training_pool(ten, mnist, made)[0]) == n + 30
 
 
 def test_the_same_seed_draws_the_same_images_whatever_the_process_count(mnist, monkeypatch):
@@ -75,7 +108,7 @@ def test_stale_or_missing_drawings_are_one_line_naming_the_file(small, made, tmp
 
 
 def test_config_bounds_the_counts(tmp_path):
-    for key, value in (("negatives", -1), ("negatives", 10**6), ("drawn", 5)):
+    for key, value in (("negatives", -1), ("negatives", 10**6), ("drawn", 5), ("redrawn", -1)):
         path = tmp_path / "config.toml"
         path.write_text(f"[train]\n{key} = {value}\n")
         with pytest.raises(config.ConfigError, match=rf"train\.{key}: expected an integer between"):

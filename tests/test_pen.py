@@ -141,51 +141,6 @@ def test_skeletons_are_thin_centre_lines(mnist):
     assert len(paths) == 1 and paths[0][0] == paths[0][-1], "a ring thins to one closed loop"
 
 
-def test_redraw_shape_bounds_and_width(mnist):
-    images = mnist.train_x[:300]
-    thin = pen.redraw(images, np.full(len(images), 1.5))
-    thick = pen.redraw(images, np.full(len(images), 3.5))
-    assert thin.shape == images.shape and thin.dtype == np.uint8
-    assert (thick.astype(int).sum((1, 2)) > thin.astype(int).sum((1, 2))).all()
-    # ink only within the pen's reach of the skeleton, so within the digit's box grown by it
-    for img, out in zip(images, thick, strict=True):
-        ys, xs = np.nonzero(img)
-        oy, ox = np.nonzero(out)
-        assert oy.min() >= ys.min() - 2 and oy.max() <= ys.max() + 2
-        assert ox.min() >= xs.min() - 2 and ox.max() <= xs.max() + 2
-    # a pen about as wide as MNIST's strokes keeps about the digit's ink
-    mid = pen.redraw(images, np.full(len(images), 2.5))
-    ratio = mid.astype(float).sum() / images.astype(float).sum()
-    assert 0.8 <= ratio <= 1.2, ratio
-
-
-def test_pen_copies_are_deterministic(mnist):
-    images = mnist.train_x[:500]
-    a_pick, a = pen.pen_copies(images, 0.4, seed=3)
-    b_pick, b = pen.pen_copies(images, 0.4, seed=3)
-    c_pick, c = pen.pen_copies(images, 0.4, seed=4)
-    assert len(a) == 200 and np.array_equal(a_pick, b_pick) and np.array_equal(a, b)
-    assert not np.array_equal(a_pick, c_pick)
-    assert len(set(a_pick.tolist())) == 200 and a_pick.max() < 500
-
-
-def test_the_training_pool_gets_pen_copies_from_the_config(tmp_path, mnist):
-    from mnist_webgpu import config
-
-    text = '[models.m]\narch = "mlp"\naugment = { pen = 0.25 }\n'
-    mc = config.parse(text, tmp_path / "config.toml").model("m")
-    images, labels = mnist.train_x[:400], mnist.train_y[:400]
-    pool_x, pool_y = pen.with_pen_copies(images, labels, mc)
-    assert pool_x.shape == (500, 28, 28) and pool_y.shape == (500,)
-    assert np.array_equal(pool_x[:400], images) and np.array_equal(pool_y[:400], labels)
-    pick, copies = pen.pen_copies(images, 0.25, seed=mc.seed)
-    assert np.array_equal(pool_x[400:], copies) and np.array_equal(pool_y[400:], labels[pick])
-    none = config.parse('[models.m]\narch = "mlp"\n', tmp_path / "config.toml").model("m")
-    assert pen.with_pen_copies(images, labels, none)[0] is images
-    with pytest.raises(config.ConfigError, match=r"augment\.pen.*between 0 and 1"):
-        config.parse('[models.m]\narch = "mlp"\naugment = { pen = 1.5 }\n', tmp_path / "config.toml")
-
-
 def brute_raster(strokes_: list[dict], scale: float, ox: float, oy: float, stroke: float) -> np.ndarray:
     """strokes._raster the slow way: every supersample cell against every segment."""
     n = strokes.SIZE * strokes.SUPERSAMPLE

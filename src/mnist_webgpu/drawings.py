@@ -5,6 +5,8 @@ A person draws one pen line along a digit's centre; MNIST's ink is a scanned str
 model that should read the page needs drawings, and one that should say "not a digit" needs
 drawings that are none. One file, build/data/drawings.npz, holds them all as 28x28 uint8:
 
+    train_digits, train_labels [train] redrawn training digits: every model trains on them
+                          too, so that it has seen digits drawn as a pen draws them
     train_negatives       [train] negatives non-digits, their pairs and fragments made of
                           training digits: the "not a digit" output's training examples
     val_digits, val_labels     [train] drawn validation digits: the decline threshold
@@ -41,7 +43,7 @@ APP_PEN = 0.1  # keep equal to site_src/draw.js PEN_WIDTH: the pad's pen, a frac
 THIN_PEN, THICK_PEN = 0.025, 0.2
 MARGIN = 0.01  # ink kept this far (a fraction of the pad) from the pad's edges
 CHUNK = 250  # drawings per job: each job's random stream is fixed, whatever the process count
-SEEDS = {"train": 1, "val": 2, "test": 3}
+SEEDS = {"train": 1, "val": 2, "test": 3, "redrawn": 4}
 
 
 class DrawingsError(PipelineError):
@@ -62,9 +64,9 @@ def placement(condition: str, rng: np.random.Generator, app_pen: float = APP_PEN
     return {"size": size, "tilt": tilt, "anywhere": anywhere, "u": rng.random(2), "pen": width}
 
 
-def digit_strokes(image: np.ndarray, where: dict) -> list[Stroke]:
+def digit_strokes(image: np.ndarray, where: dict, skeleton: np.ndarray | None = None) -> list[Stroke]:
     """The digit's centre line (pen.skeleton_paths) placed on the pad as `where` says."""
-    paths = pen.skeleton_paths(image)
+    paths = pen.skeleton_paths(image, skeleton)
     if not paths:
         return []
     xy = np.concatenate(paths)
@@ -96,9 +98,10 @@ def _digits_job(job: tuple[np.ndarray, int, list[int]]) -> np.ndarray:
     images, first, seed = job
     rng = np.random.default_rng(seed)
     out = np.zeros(images.shape, np.uint8)
+    skeletons = pen.skeletons(images)  # thinned together: the same lines, ~4x faster
     for i, image in enumerate(images):
         where = placement(CONDITIONS[(first + i) % len(CONDITIONS)], rng)
-        out[i] = seen(digit_strokes(image, where), where["pen"])
+        out[i] = seen(digit_strokes(image, where, skeletons[i]), where["pen"])
     return out
 
 
@@ -143,6 +146,8 @@ def draw_negatives(
 
 @dataclass(frozen=True)
 class Drawings:
+    train_digits: np.ndarray
+    train_labels: np.ndarray
     train_negatives: np.ndarray
     val_digits: np.ndarray
     val_labels: np.ndarray
@@ -158,6 +163,7 @@ def settings(cfg: Config) -> dict:
     """What decides the drawings: the counts and the split they are drawn from."""
     s = split(cfg.train)
     return {
+        "redrawn": cfg.train.redrawn,
         "negatives": cfg.train.negatives,
         "drawn": cfg.train.drawn,
         "split": [s.n_train, s.n_val, s.n_test],
@@ -174,10 +180,13 @@ def make(cfg: Config, mnist: data.Mnist, processes: int | None = None) -> Drawin
     train, val = mnist.train_x[: s.n_train], mnist.train_x[s.val]
     val_pick = pick(cfg.train.drawn, s.n_val, SEEDS["val"])
     test_pick = pick(cfg.train.drawn, s.n_test, SEEDS["test"])
+    train_pick = pick(cfg.train.redrawn, s.n_train, SEEDS["redrawn"])
     train_neg, _ = draw_negatives(train, cfg.train.negatives, SEEDS["train"], processes)
     val_neg, val_kinds = draw_negatives(val, cfg.train.drawn, SEEDS["val"], processes)
     test_neg, test_kinds = draw_negatives(mnist.test_x[: s.n_test], cfg.train.drawn, SEEDS["test"], processes)
     return Drawings(
+        train_digits=draw_digits(train[train_pick], SEEDS["redrawn"], processes),
+        train_labels=mnist.train_y[: s.n_train][train_pick],
         train_negatives=train_neg,
         val_digits=draw_digits(val[val_pick], SEEDS["val"], processes),
         val_labels=mnist.train_y[s.val][val_pick],
@@ -230,7 +239,8 @@ def ensure(cfg: Config, mnist: data.Mnist, log=print) -> Drawings:
     made = make(cfg, mnist)
     write(path, made, expected)
     log(
-        f"drawings: {len(made.train_negatives):,} non-digits to train on; "
+        f"drawings: {len(made.train_digits):,} redrawn digits and "
+        f"{len(made.train_negatives):,} non-digits to train on; "
         f"{len(made.val_digits):,} validation and {len(made.test_digits):,} test digits drawn, "
         f"as many non-digits each, in {path}"
     )

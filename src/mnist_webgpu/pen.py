@@ -1,21 +1,17 @@
-"""Digits as a pen draws them, for training: skeletons and pen redraws.
+"""Digits as a pen draws them: the centre lines a person's pen would follow.
 
 A person draws a digit as one pen line along its centre, of one width; MNIST's ink is a
-scanned stroke of varying width. Two pieces show a model the former:
+scanned stroke of varying width. Two pieces turn the latter into the former:
 
 - `skeletons`: Zhang-Suen thinning of a batch of digits to one-pixel centre lines,
   vectorized over the batch (the training set is thinned in seconds);
 - `skeleton_paths`: one digit's centre line traced into polylines, the strokes a pen
-  would follow (mnist_webgpu.drawings puts them on the pad);
-- `redraw`: those centre lines drawn again with a round pen of a random width each,
-  deterministic for a seed: the training augmentation (`[models.*] augment.pen`).
+  would follow (mnist_webgpu.drawings puts them on the pad).
 
 How the page itself renders strokes for the model is mnist_webgpu.strokes.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -58,8 +54,11 @@ Point = tuple[int, int]
 NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
-def skeleton_points(image: np.ndarray) -> set[Point]:
-    return {(int(r), int(c)) for r, c in zip(*np.nonzero(skeletons(image[None])[0]), strict=True)}
+def skeleton_points(image: np.ndarray, skeleton: np.ndarray | None = None) -> set[Point]:
+    """The digit's centre-line pixels; `skeleton`, when given, is the image's own from
+    `skeletons` (thinned with a batch)."""
+    skel = skeletons(image[None])[0] if skeleton is None else skeleton
+    return {(int(r), int(c)) for r, c in zip(*np.nonzero(skel), strict=True)}
 
 
 def graph(points: set[Point]) -> dict[Point, list[Point]]:
@@ -102,58 +101,9 @@ def trace(adj: dict[Point, list[Point]]) -> list[list[Point]]:
     return paths
 
 
-def skeleton_paths(image: np.ndarray) -> list[np.ndarray]:
+def skeleton_paths(image: np.ndarray, skeleton: np.ndarray | None = None) -> list[np.ndarray]:
     """The digit's centre line as polylines of (x, y) MNIST pixel coordinates (pixel centres)."""
-    return [np.array([[c + 0.5, r + 0.5] for r, c in path]) for path in trace(graph(skeleton_points(image)))]
-
-
-def _disc_offsets(radius: float) -> list[tuple[int, int, float]]:
-    reach = int(math.ceil(radius + 0.5))
     return [
-        (dy, dx, d)
-        for dy in range(-reach, reach + 1)
-        for dx in range(-reach, reach + 1)
-        if (d := math.hypot(dy, dx)) < radius + 0.5
+        np.array([[c + 0.5, r + 0.5] for r, c in path])
+        for path in trace(graph(skeleton_points(image, skeleton)))
     ]
-
-
-def redraw(images: np.ndarray, widths: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Each digit's skeleton drawn again with a round pen `widths[i]` pixels wide, uint8.
-
-    A pixel at distance d from the nearest skeleton pixel gets coverage clip(w/2 + 0.5 - d):
-    full inside the pen, a one-pixel ramp at its edge, like MNIST's anti-aliased strokes.
-    """
-    images = np.asarray(images)
-    widths = np.asarray(widths, np.float32)
-    if len(widths) != len(images):
-        raise ValueError(f"redraw: {len(images)} images but {len(widths)} widths")
-    out = np.zeros(images.shape, np.uint8)
-    reach = int(math.ceil(float(widths.max(initial=0)) / 2 + 0.5))
-    offsets = _disc_offsets(float(widths.max(initial=0)) / 2)
-    for lo in range(0, len(images), chunk):
-        skel = skeletons(images[lo : lo + chunk])
-        half = widths[lo : lo + chunk, None, None] / 2 + 0.5
-        padded = np.pad(skel, ((0, 0), (reach, reach), (reach, reach)))
-        h, w = skel.shape[1:]
-        cover = np.zeros(skel.shape, np.float32)
-        for dy, dx, d in offsets:
-            near = padded[:, reach + dy : reach + dy + h, reach + dx : reach + dx + w]
-            np.maximum(cover, np.where(near, np.clip(half - d, 0, 1), 0), out=cover)
-        out[lo : lo + chunk] = np.round(cover * 255).astype(np.uint8)
-    return out
-
-
-def pen_copies(images: np.ndarray, fraction: float, seed: int, widths=(1.5, 3.5)) -> np.ndarray:
-    """Pen redraws of the first round(fraction * N) images (a seeded random pick), random widths."""
-    count = round(fraction * len(images))
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(images), count, replace=False))
-    return pick, redraw(images[pick], rng.uniform(*widths, count))
-
-
-def with_pen_copies(images: np.ndarray, labels: np.ndarray, mc) -> tuple[np.ndarray, np.ndarray]:
-    """The training pool: the images plus pen redraws of `mc.augment.pen` of them (seeded by mc.seed)."""
-    if mc.augment.pen <= 0:
-        return images, labels
-    pick, copies = pen_copies(images, mc.augment.pen, seed=mc.seed)
-    return np.concatenate([images, copies]), np.concatenate([labels, labels[pick]])

@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from . import data, decline, drawings, faults, files, layout, models, patches, pen, schemas
+from . import data, decline, drawings, faults, files, layout, models, patches, schemas
 from .config import Augment, Config, ModelConfig, settings_hash, training_settings
 from .errors import PipelineError
 from .layout import Split
@@ -295,6 +295,18 @@ class Fitted:
         return sum(int(v.numel()) for v in self.trainer.state.values())
 
 
+def training_pool(cfg: Config, mnist: data.Mnist, drawn: drawings.Drawings) -> tuple[np.ndarray, np.ndarray]:
+    """What the batches draw from: MNIST's training digits, training digits drawn as a pen
+    draws them, then (with an 11th output) the non-digits."""
+    n_train = layout.split(cfg.train).n_train
+    pool_x = [mnist.train_x[:n_train], drawn.train_digits]
+    pool_y = [mnist.train_y[:n_train], drawn.train_labels]
+    if cfg.train.outputs > 10:
+        pool_x.append(drawn.train_negatives)
+        pool_y.append(np.full(len(drawn.train_negatives), decline.NOT_A_DIGIT, np.uint8))
+    return np.concatenate(pool_x), np.concatenate(pool_y).astype(np.uint8)
+
+
 def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str, on_eval=None) -> Fitted:
     """Train `mc` from scratch; keep the weights of its best validation score. No test images.
 
@@ -304,11 +316,7 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
     drawn = drawings.ensure(cfg, mnist)
-    pool_x, pool_y = pen.with_pen_copies(mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train], mc)
-    if cfg.train.outputs > 10:  # the drawings that are no digit, as the extra output's examples
-        negatives = drawn.train_negatives
-        pool_x = np.concatenate([pool_x, negatives])
-        pool_y = np.concatenate([pool_y, np.full(len(negatives), decline.NOT_A_DIGIT, pool_y.dtype)])
+    pool_x, pool_y = training_pool(cfg, mnist, drawn)
     train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
     train_y = Tensor(pool_y.astype(np.int32)).realize()
     val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]

@@ -75,16 +75,21 @@ def test_built_app_recognizes_drawn_test_digits_with_its_real_runtime(built, mni
             + ", ".join(f"{c} {result[c]['accuracy']:.1%}" for c in conditions)
             + f", same digits fed directly {direct.mean():.1%}, test {metrics['test_accuracy']:.1%}"
         )
-        # drawings of digits are read as digits: the "not a digit" rule refuses 0.5% of drawn
-        # validation digits, so at most 2 of these 40 in any condition
-        for c in conditions:
-            assert sum(p is None for p in result[c]["predictions"]) <= 2, c
+        # drawings of digits are read as digits. The "not a digit" rule refuses 0.5% of drawn
+        # validation digits; these tiny models, their rule set by one drawing of 200, refuse ~2%
+        # of held-out ones (metrics.json's drawn_test), so at most 4 of these 40 in any
+        # condition. A page that misapplied the rule would refuse far more; the real models'
+        # share is bench/drawn_digits.py's (0-1%)
+        declined = {c: sum(p is None for p in result[c]["predictions"]) for c in conditions}
+        print(f"{name}: declined {declined}, in the train stage {metrics['drawn_test']['declined']:.1%}")
+        assert max(declined.values()) <= 4, declined
         # drawn row by row, a digit looks like itself to the tiny test models too: at most 3 of 40
         # change their answer for the worse; bench/drawn_digits.py measures the real models
-        assert result[drawn_digits.FIDELITY]["accuracy"] >= direct.mean() - 3 / 40
+        read = {c: round(result[c]["accuracy"] * 40) for c in conditions}  # counts: no float ties
+        assert read[drawn_digits.FIDELITY] >= direct.sum() - 3
         # a centre line drawn with a pen is read near the digit itself, at any size
         for c in drawn_digits.CONDITIONS:
-            assert result[c]["accuracy"] >= direct.mean() - 8 / 40, c
+            assert read[c] >= direct.sum() - 8, c
     assert requests and all(url.startswith("http://127.0.0.1:") for url in requests)
     assert console == []
 

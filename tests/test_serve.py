@@ -85,6 +85,9 @@ def serve_through_doit(tmp_path: Path) -> tuple[subprocess.Popen, int]:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # as from a terminal: a shell without job control (a CI script's background job)
+        # starts its children with SIGINT ignored, and Python keeps it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for _ in range(200):
         try:

@@ -427,11 +427,12 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     test_x, test_y = mnist.test_x[: sizes.n_test], mnist.test_y[: sizes.n_test]
 
     trainer.restore(fitted.best_weights)
-    predicted = trainer.predictions(test_x)
+    test_logits = trainer.logits(test_x)  # one pass: the digits named here, the page's answers below
+    predicted = test_logits[:, :10].argmax(1)
     matrix = confusion(test_y, predicted)
     per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
     wrong = np.flatnonzero(predicted != test_y)
-    rule, drawn_val, drawn_test = judge_drawings(trainer, fitted.drawn, mnist, sizes)
+    rule, drawn_val, drawn_test = judge_drawings(trainer, fitted.drawn, mnist, sizes, test_logits)
     settings = training_settings(cfg.train, mc)
     params = fitted.params
     metrics = schemas.Metrics(
@@ -481,10 +482,11 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
 
 
 def judge_drawings(
-    trainer: Trainer, drawn: drawings.Drawings, mnist: data.Mnist, sizes: Split
+    trainer: Trainer, drawn: drawings.Drawings, mnist: data.Mnist, sizes: Split, test_logits: np.ndarray
 ) -> tuple[schemas.Decline | None, schemas.Drawn, schemas.Drawn]:
     """The decline rule, set on validation drawings; then the page's answers on validation and
-    (once, for the report) test drawings, with the weights the model ships."""
+    (once, for the report) test drawings, with the weights the model ships. `test_logits`: the
+    test set's, already computed for its accuracy."""
     val_mnist = mnist.train_x[sizes.val]
     val_logits = {
         "mnist": trainer.logits(val_mnist),
@@ -510,11 +512,11 @@ def judge_drawings(
         val_logits["mnist"],
         (val_logits["negatives"], drawn.val_kinds),
     )
-    # the test set, read once more for the report: nothing above looked at it
+    # the test drawings, for the report: nothing above looked at them
     on_test = decline.figures(
         rule,
         (trainer.logits(drawn.test_digits), drawn.test_labels),
-        trainer.logits(mnist.test_x[: sizes.n_test]),
+        test_logits,
         (trainer.logits(drawn.test_negatives), drawn.test_kinds),
     )
     return rule, on_val, on_test

@@ -109,8 +109,9 @@ export function preprocess(ink, width, height) {
 // lines' bounding box, widened by one stroke, is scaled to BOX px on its long side and the
 // paths are rendered there STROKE px wide, whatever the pad's pen width; eraser strokes cut
 // at their own pad width, scaled alike. Then the image is moved by whole pixels so that its
-// centre of mass lands on pixel (14, 14), as in preprocess() and MNIST. The Python
-// reference is bench/strokes.py render_strokes; tests/test_pen.py holds the two equal.
+// centre of mass lands on pixel (14, 14), as in preprocess() and MNIST, and the drawing is
+// deskewed (below), as the models' MNIST digits were. The Python
+// reference is mnist_webgpu/strokes.py render_strokes; tests/test_pen.py holds the two equal.
 
 export const STROKE = 2.5; // px in the 28x28 image: MNIST-like (chosen on validation drawn digits)
 export const SUPERSAMPLE = 4; // coverage samples per pixel, per axis
@@ -235,13 +236,67 @@ export function preprocessStrokes(strokes, stroke = STROKE) {
   // whole-pixel shift of the centre of mass to (14, 14), as MNIST's digits were placed
   const dx = Math.floor(CENTER - mx / mass + 0.5);
   const dy = Math.floor(CENTER - my / mass + 0.5);
+  const centred = new Float64Array(SIZE * SIZE);
   for (let y = 0; y < SIZE; y++) {
     const ty = y + dy;
     if (ty < 0 || ty >= SIZE) continue;
     for (let x = 0; x < SIZE; x++) {
       const tx = x + dx;
-      if (tx >= 0 && tx < SIZE) pixels[ty * SIZE + tx] = image[y * SIZE + x];
+      if (tx >= 0 && tx < SIZE) centred[ty * SIZE + tx] = image[y * SIZE + x];
     }
   }
+  pixels.set(deskew(centred));
   return { pixels, empty: false, extent };
+}
+
+// --- deskew: the models see every digit upright, MNIST's and the pad's alike ---
+//
+// Row y moves sideways by shear * (y - cy): shear is the ink's covariance of x and y over
+// its variance in y, cy its centre of mass. The drawing's main axis stands upright and the
+// centre of mass stays put; linear interpolation along the row, zeros outside. A drawing
+// with little height (a dash) is left as it is, and a stroke leaning further than
+// MAX_SHEAR columns per row is not laid flat. The Python reference is strokes.py deskew.
+
+export const MAX_SHEAR = 0.5; // keep equal to strokes.py
+export const MIN_SPREAD = 1.0; // px^2
+
+export function deskew(image) {
+  let mass = 0;
+  let my = 0;
+  let mx = 0;
+  const rowMass = new Float64Array(SIZE);
+  for (let y = 0; y < SIZE; y++) {
+    for (let x = 0; x < SIZE; x++) {
+      const v = image[y * SIZE + x];
+      rowMass[y] += v;
+      mx += v * x;
+    }
+    mass += rowMass[y];
+    my += rowMass[y] * y;
+  }
+  const out = new Float64Array(SIZE * SIZE);
+  if (mass <= 0) return out;
+  const cy = my / mass;
+  const cx = mx / mass;
+  let spread = 0;
+  let cov = 0;
+  for (let y = 0; y < SIZE; y++) {
+    let rowX = 0;
+    for (let x = 0; x < SIZE; x++) rowX += image[y * SIZE + x] * (x - cx);
+    spread += rowMass[y] * (y - cy) * (y - cy);
+    cov += rowX * (y - cy);
+  }
+  spread /= mass;
+  cov /= mass;
+  const shear = spread >= MIN_SPREAD ? Math.min(MAX_SHEAR, Math.max(-MAX_SHEAR, cov / spread)) : 0;
+  const at = (y, x) => (x >= 0 && x < SIZE ? image[y * SIZE + x] : 0);
+  for (let y = 0; y < SIZE; y++) {
+    const move = shear * (y - cy);
+    const left = Math.floor(move);
+    const w = move - left;
+    for (let x = 0; x < SIZE; x++) {
+      out[y * SIZE + x] = at(y, x + left) * (1 - w) + at(y, x + left + 1) * w;
+    }
+  }
+  return out;
 }

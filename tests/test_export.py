@@ -16,7 +16,7 @@ from doit.tools import config_changed
 from projectkit import ROOT, run_stage
 from safetensors.numpy import load, load_file
 
-from mnist_webgpu import forms, layout, models, schemas, tasks
+from mnist_webgpu import forms, layout, models, schemas, strokes, tasks
 
 
 def manifest(project: Path, name: str) -> dict:
@@ -174,11 +174,12 @@ def test_forms_files_and_accuracy_bookkeeping(exported, mnist, fast_config):
     out = exported / "build" / "webgpu" / "mlp"
     saved = load_file(str(exported / "build" / "models" / "mlp" / "weights.safetensors"))
     t = fast_config.train
+    # the digits as the models see them: deskewed, as the page deskews a drawing
     val_x, val_y = (
-        mnist.train_x[t.train_limit - t.val_size : t.train_limit],
+        strokes.upright(mnist.train_x[t.train_limit - t.val_size : t.train_limit]),
         mnist.train_y[t.train_limit - t.val_size : t.train_limit],
     )
-    test_x, test_y = mnist.test_x[: t.test_limit], mnist.test_y[: t.test_limit]
+    test_x, test_y = strokes.upright(mnist.test_x[: t.test_limit]), mnist.test_y[: t.test_limit]
     assert (
         m["evaluation"]["validation_images"] == t.val_size and m["evaluation"]["test_images"] == t.test_limit
     )

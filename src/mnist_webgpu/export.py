@@ -27,7 +27,7 @@ from tinygrad.nn.state import get_state_dict
 from tinygrad.renderer.wgsl import WGSLRenderer
 from tinygrad.uop.ops import Ops, UOp
 
-from . import data, faults, files, forms, layout, models, patches, schemas
+from . import data, faults, files, forms, layout, models, patches, schemas, strokes
 from .config import Config
 from .errors import PipelineError
 
@@ -237,13 +237,13 @@ class Splits:
 
 
 def splits(cfg: Config) -> Splits:
-    """The images of the training stage's own validation and test splits."""
+    """The images of the training stage's own validation and test splits, as the models see them."""
     mnist = data.load(cfg.cache_dir())
     s = layout.split(cfg.train)
     return Splits(
-        val_x=mnist.train_x[s.val],
+        val_x=strokes.upright(mnist.train_x[s.val]),
         val_y=mnist.train_y[s.val],
-        test_x=mnist.test_x[: s.n_test],
+        test_x=strokes.upright(mnist.test_x[: s.n_test]),
         test_y=mnist.test_y[: s.n_test],
     )
 

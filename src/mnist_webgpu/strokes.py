@@ -20,6 +20,8 @@ MIN_EXTENT = 0.04  # a drawing smaller than this (pad fractions) is scaled as if
 BOX_STEP = 0.005  # pad fractions between the points whose box is the drawing's box
 CENTRE = 14  # the centre of mass goes to pixel index 14, as in preprocess()
 PIECE = 1.0  # pixels: the longest piece of a segment tested over one window of cells
+MAX_SHEAR = 0.5  # columns per row (27 degrees): chosen on validation drawn digits and non-digits
+MIN_SPREAD = 1.0  # px^2: a drawing whose ink varies less in height than this is not sheared
 
 
 def _segment_distance2(px, py, a, b):
@@ -117,7 +119,8 @@ def render_strokes(strokes: list[dict], stroke: float = STROKE) -> tuple[np.ndar
     stroke, is scaled to 20 px on its long side, its middle on the image's middle (so the
     20 px fall on whole pixels, as in MNIST); the strokes are rendered there `stroke` px
     wide (erasers at their own pad width, scaled alike); then the image is moved by whole
-    pixels so that its centre of mass is at pixel (14, 14), as MNIST's digits were.
+    pixels so that its centre of mass is at pixel (14, 14), as MNIST's digits were, and its
+    slant is sheared away (`deskew`: the models see MNIST's digits deskewed too).
     None when no pen ink is visible.
     """
     pts = _visible_points(strokes)
@@ -137,4 +140,46 @@ def render_strokes(strokes: list[dict], stroke: float = STROKE) -> tuple[np.ndar
     out = np.zeros_like(image)
     src = image[max(0, -dy) : SIZE - max(0, dy), max(0, -dx) : SIZE - max(0, dx)]
     out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
-    return out, extent
+    return deskew(out[None])[0], extent
+
+
+def deskew(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) images, each with its slant sheared away: float64, in the input's range.
+
+    Row y moves sideways by `shear * (y - cy)`, where `shear` is the ink's covariance of x
+    and y over its variance in y and cy its centre of mass: the drawing's main axis stands
+    upright and the centre of mass stays put. Linear interpolation along the row, zeros
+    outside. A drawing with little height (a dash) is left as it is; the shear is capped so
+    that a stroke leaning further than MAX_SHEAR columns per row is not laid flat.
+    """
+    x = np.asarray(images, np.float64).reshape(-1, SIZE, SIZE)
+    axis = np.arange(SIZE, dtype=np.float64)
+    mass = x.sum((1, 2))
+    safe = np.where(mass > 0, mass, 1.0)
+    row_mass, col_mass = x.sum(2), x.sum(1)  # (N, 28) each
+    cy, cx = row_mass @ axis / safe, col_mass @ axis / safe
+    dy = axis[None, :] - cy[:, None]  # (N, 28): each row's height from the centre of mass
+    spread = (row_mass * dy * dy).sum(1) / safe
+    row_x = (x * (axis[None, None, :] - cx[:, None, None])).sum(2)  # (N, 28)
+    cov = (row_x * dy).sum(1) / safe
+    shear = np.where(spread >= MIN_SPREAD, cov / np.maximum(spread, MIN_SPREAD), 0.0)
+    shear = np.clip(shear, -MAX_SHEAR, MAX_SHEAR)
+    move = shear[:, None] * dy  # output column c of row y reads source column c + move
+    left = np.floor(move)
+    right_weight = (move - left)[:, :, None]
+    pad = SIZE + 1  # |move| < SIZE * MAX_SHEAR, so every read lands in the zero padding at worst
+    padded = np.zeros((len(x), SIZE, SIZE + 2 * pad))
+    padded[:, :, pad : pad + SIZE] = x
+    at = (left[:, :, None] + axis[None, None, :] + pad).astype(np.intp)
+    return (
+        np.take_along_axis(padded, at, 2) * (1 - right_weight)
+        + np.take_along_axis(padded, at + 1, 2) * right_weight
+    )
+
+
+def upright(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) images (MNIST's) as the page's models see them: deskewed, uint8."""
+    out = np.empty_like(images, dtype=np.uint8)
+    for lo in range(0, len(images), 5000):  # bounded memory: ~5000 x 28 x 86 float64 at a time
+        out[lo : lo + 5000] = np.clip(np.rint(deskew(images[lo : lo + 5000])), 0, 255)
+    return out

@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from . import data, decline, drawings, faults, files, layout, models, patches, schemas
+from . import data, decline, drawings, faults, files, layout, models, patches, schemas, strokes
 from .config import Augment, Config, ModelConfig, settings_hash, training_settings
 from .errors import PipelineError
 from .layout import Split
@@ -284,6 +284,7 @@ class Fitted:
     sizes: Split
     device: str
     drawn: drawings.Drawings
+    val_x: np.ndarray  # the validation digits as the models see them (strokes.upright)
 
     @property
     def lr_fed(self) -> np.ndarray:
@@ -295,12 +296,13 @@ class Fitted:
         return sum(int(v.numel()) for v in self.trainer.state.values())
 
 
-def training_pool(cfg: Config, mnist: data.Mnist, drawn: drawings.Drawings) -> tuple[np.ndarray, np.ndarray]:
-    """What the batches draw from: MNIST's training digits, training digits drawn as a pen
-    draws them, then (with an 11th output) the non-digits."""
-    n_train = layout.split(cfg.train).n_train
-    pool_x = [mnist.train_x[:n_train], drawn.train_digits]
-    pool_y = [mnist.train_y[:n_train], drawn.train_labels]
+def training_pool(
+    cfg: Config, train_x: np.ndarray, train_y: np.ndarray, drawn: drawings.Drawings
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the batches draw from: MNIST's training digits (`train_x`, as the models see them),
+    training digits drawn as a pen draws them, then (with an 11th output) the non-digits."""
+    pool_x = [train_x, drawn.train_digits]
+    pool_y = [train_y, drawn.train_labels]
     if cfg.train.outputs > 10:
         pool_x.append(drawn.train_negatives)
         pool_y.append(np.full(len(drawn.train_negatives), decline.NOT_A_DIGIT, np.uint8))
@@ -315,11 +317,13 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     """
     sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
-    drawn = drawings.ensure(cfg, mnist)
-    pool_x, pool_y = training_pool(cfg, mnist, drawn)
+    drawn = drawings.ensure(cfg, mnist)  # drawn from MNIST's own digits
+    # the training and validation digits as the models see every drawing: deskewed
+    seen_x = strokes.upright(mnist.train_x[:n_seen])
+    pool_x, pool_y = training_pool(cfg, seen_x[: sizes.n_train], mnist.train_y[: sizes.n_train], drawn)
     train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
     train_y = Tensor(pool_y.astype(np.int32)).realize()
-    val_x, val_y = mnist.train_x[sizes.n_train : n_seen], mnist.train_y[sizes.n_train : n_seen]
+    val_x, val_y = seen_x[sizes.val], mnist.train_y[sizes.val]
 
     trainer = Trainer(mc, train_x, train_y, len(pool_x), im2col=cfg.train.im2col, outputs=cfg.train.outputs)
     curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
@@ -354,7 +358,7 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
         progress.close()
     train_seconds = time.monotonic() - started
     return Fitted(
-        trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device, drawn
+        trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device, drawn, val_x
     )
 
 
@@ -424,7 +428,7 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     best_accuracy, best_step, train_seconds = fitted.val_accuracy, fitted.best_step, fitted.train_seconds
     curves = fitted.curves
     # the test set is read here, once, after the checkpoint is chosen
-    test_x, test_y = mnist.test_x[: sizes.n_test], mnist.test_y[: sizes.n_test]
+    test_x, test_y = strokes.upright(mnist.test_x[: sizes.n_test]), mnist.test_y[: sizes.n_test]
 
     trainer.restore(fitted.best_weights)
     test_logits = trainer.logits(test_x)  # one pass: the digits named here, the page's answers below
@@ -432,7 +436,7 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     matrix = confusion(test_y, predicted)
     per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
     wrong = np.flatnonzero(predicted != test_y)
-    rule, drawn_val, drawn_test = judge_drawings(trainer, fitted.drawn, mnist, sizes, test_logits)
+    rule, drawn_val, drawn_test = judge_drawings(fitted, mnist, test_logits)
     settings = training_settings(cfg.train, mc)
     params = fitted.params
     metrics = schemas.Metrics(
@@ -482,14 +486,14 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
 
 
 def judge_drawings(
-    trainer: Trainer, drawn: drawings.Drawings, mnist: data.Mnist, sizes: Split, test_logits: np.ndarray
+    fitted: Fitted, mnist: data.Mnist, test_logits: np.ndarray
 ) -> tuple[schemas.Decline | None, schemas.Drawn, schemas.Drawn]:
     """The decline rule, set on validation drawings; then the page's answers on validation and
     (once, for the report) test drawings, with the weights the model ships. `test_logits`: the
     test set's, already computed for its accuracy."""
-    val_mnist = mnist.train_x[sizes.val]
+    trainer, drawn, sizes = fitted.trainer, fitted.drawn, fitted.sizes
     val_logits = {
-        "mnist": trainer.logits(val_mnist),
+        "mnist": trainer.logits(fitted.val_x),
         "drawn": trainer.logits(drawn.val_digits),
         "negatives": trainer.logits(drawn.val_negatives),
     }

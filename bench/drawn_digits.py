@@ -20,7 +20,7 @@ develop on validation, draw test digits once for the figures to report.
 
     python bench/drawn_digits.py [--site dist] [--count 300] [--models mlp,cnn] [--test]
         [--conditions centred,anywhere,small,pen] [--fidelity] [--json] [--failures DIR]
-        [--offline [--preprocess vector|raster]] [--hands N]
+        [--offline] [--hands N]
 
 --hands N draws N digits written in hands unlike MNIST's (bench/hands.py: 30 styles, the
 digits and styles in turn) instead of the conditions (name --conditions to draw both),
@@ -29,8 +29,7 @@ through the page or, with --offline, the stand-ins: accuracy, share declined, pe
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
 saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
 the page's preprocessing (mnist_webgpu.strokes.render_strokes, the reference of the page's
-vector rendering; `--preprocess raster` the pad's ink canvas shrunk as the page did before)
-and tinygrad on the site's weights.
+vector rendering, deskew included) and tinygrad on the site's weights.
 """
 
 from __future__ import annotations
@@ -167,51 +166,20 @@ def drawings(
 # --- a Python stand-in of the pad and the page's preprocessing ---------------------------
 
 
-def render(strokes_: list[Stroke], pen: float, size: int = INK_SIZE, supersample: int = 3) -> np.ndarray:
-    """The pad's ink canvas as coverage in [0, 1]: round-capped, round-joined strokes of width `pen`."""
-    n = size * supersample
-    centres = (np.arange(n) + 0.5) / n
-    ink = np.zeros((n, n), dtype=bool)
-    r = pen / 2
-    for stroke in strokes_:
-        pts = np.asarray(stroke, dtype=np.float64)
-        pairs = list(zip(pts, pts[1:], strict=False)) or [(pts[0], pts[0])]
-        for a, b in pairs:
-            lo = np.clip(np.floor((np.minimum(a, b) - r) * n).astype(int), 0, n)
-            hi = np.clip(np.ceil((np.maximum(a, b) + r) * n).astype(int) + 1, 0, n)
-            x = centres[lo[0] : hi[0]][None, :]
-            y = centres[lo[1] : hi[1]][:, None]
-            d = b - a
-            dd = float(d @ d)
-            t = 0.0 if dd == 0 else np.clip(((x - a[0]) * d[0] + (y - a[1]) * d[1]) / dd, 0, 1)
-            inside = (x - a[0] - t * d[0]) ** 2 + (y - a[1] - t * d[1]) ** 2 <= r * r
-            ink[lo[1] : hi[1], lo[0] : hi[0]] |= inside
-    return ink.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
-
-
 def too_small(strokes_: list[Stroke], width: float) -> bool:
     """The page's size rule (site_src/verdict.js): a drawing under MIN_EXTENT of the pad."""
     got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
     return got is None or got[1] < MIN_EXTENT
 
 
-def simulate(drawn: list[tuple[list[Stroke], float]], preprocess: str = "vector") -> np.ndarray:
-    """What the page's model would see for each drawing (Python stand-in of pad and page).
-
-    vector: the page's rendering of the pointer paths (strokes.render_strokes); raster: the
-    pad's ink canvas cropped and shrunk (the page's preprocessing before the vector one).
-    """
-    from preprocess_ref import preprocess_reference
-
+def simulate(drawn: list[tuple[list[Stroke], float]]) -> np.ndarray:
+    """What the page's model would see for each drawing: the page's rendering of the pointer
+    paths, in Python (strokes.render_strokes)."""
     out = np.zeros((len(drawn), 28, 28), np.float32)
     for i, (strokes_, width) in enumerate(drawn):
-        if preprocess == "vector":
-            got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
-            seen = None if got is None else got[0]
-        else:
-            seen = preprocess_reference(render(strokes_, width))
-        if seen is not None:
-            out[i] = seen
+        got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+        if got is not None:
+            out[i] = got[0]
     return out
 
 
@@ -379,7 +347,7 @@ def site_rule(site: Path, model: str):
     return None if rule is None else schemas.Decline(**rule)
 
 
-def offline(site: Path, images, labels, models, conditions, preprocess: str, nondigits=()) -> dict[str, dict]:
+def offline(site: Path, images, labels, models, conditions, nondigits=()) -> dict[str, dict]:
     """As measure(), with the Python stand-ins of the page: its size rule (verdict.js) and its
     model's "not a digit" rule (mnist_webgpu.decline, the page's arithmetic)."""
     from mnist_webgpu import decline
@@ -388,7 +356,7 @@ def offline(site: Path, images, labels, models, conditions, preprocess: str, non
     results: dict[str, dict] = {m: {} for m in models}
     for condition in conditions:
         drawn_ = drawings(images, condition, app_pen)
-        seen = simulate(drawn_, preprocess)
+        seen = simulate(drawn_)
         small = np.array([too_small(st, w) for st, w in drawn_])
         for model in models:
             answers = decline.answers(site_logits(site, model, seen), site_rule(site, model))
@@ -406,9 +374,15 @@ def offline(site: Path, images, labels, models, conditions, preprocess: str, non
             answers = [None if r else 0 for r in refused]
             results[model]["nondigits"] = declined_summary(answers, [k for _, k in nondigits])
     for model in models:
-        direct = site_logits(site, model, images.astype(np.float32) / 255)[:, :10].argmax(1)
-        results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
+        results[model]["direct"] = direct(site, model, images, labels)
     return results
+
+
+def direct(site: Path, model: str, images: np.ndarray, labels: np.ndarray) -> dict:
+    """The digits themselves fed to the site's model, as it sees MNIST's digits (deskewed):
+    what the drawn figures are measured against."""
+    said = site_logits(site, model, strokes.upright(images).astype(np.float32) / 255)[:, :10].argmax(1)
+    return {"digits": len(images), "accuracy": float((said == labels).mean())}
 
 
 def main() -> None:
@@ -430,7 +404,6 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--failures", type=Path, help="write a PNG per misclassified digit here")
     parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
-    parser.add_argument("--preprocess", choices=("vector", "raster"), default="vector", help="with --offline")
     args = parser.parse_args()
     if args.hands < 0:
         parser.error(f"--hands: {args.hands} is not a number of drawings (0 or more)")
@@ -451,14 +424,13 @@ def main() -> None:
     if not conditions and not nondigits:
         results = {m: {} for m in models}
     elif args.offline:
-        results = offline(args.site, images, labels, models, conditions, args.preprocess, nondigits)
+        results = offline(args.site, images, labels, models, conditions, nondigits)
     else:
         results = measure(
             args.site, images, labels, models, conditions, failures=args.failures, nondigits=nondigits
         )
         for model in models:
-            direct = site_logits(args.site, model, images.astype(np.float32) / 255)[:, :10].argmax(1)
-            results[model]["direct"] = {"digits": len(images), "accuracy": float((direct == labels).mean())}
+            results[model]["direct"] = direct(args.site, model, images, labels)
     if args.hands:
         import hands
 
@@ -468,13 +440,17 @@ def main() -> None:
     if args.json:
         print(json.dumps({"split": split, "offline": args.offline, "results": results}))
         return
-    how = f"offline, {args.preprocess}" if args.offline else "through the page"
+    how = "offline" if args.offline else "through the page"
     print(
         f"{len(images)} {split} digits per condition" if conditions else f"{args.hands} hand-styled digits",
         f"({how})",
     )
     for model, r in results.items():
-        shown = [f"{c} {v['accuracy']:.2%}" for c, v in r.items() if "accuracy" in v and c != "hands"]
+        shown = [
+            f"{c} {v['accuracy']:.2%}" + (f" ({v['declined']:.1%} declined)" if v.get("declined") else "")
+            for c, v in r.items()
+            if "accuracy" in v and c != "hands"
+        ]
         if "hands" in r:
             h = r["hands"]
             styles = " ".join(f"{k} {v:.0%}" for k, v in h["by_style"].items())

@@ -1,6 +1,5 @@
 """Test helpers for the site: plausible build artefacts. The Python reference of the app's
-preprocessing lives in bench/preprocess_ref.py (the bench simulates drawn digits with it) and is
-re-exported here; serving and browser settings live in bench/browser_env.py."""
+preprocessing is mnist_webgpu.strokes; serving and browser settings live in bench/browser_env.py."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from preprocess_ref import area_weights, center_of_mass, preprocess_reference
 from projectkit import ROOT
 
 from mnist_webgpu import config, schemas, site
@@ -18,14 +16,12 @@ from mnist_webgpu.config import Config
 from mnist_webgpu.layout import Layout
 
 FAKE_RUNTIME = ROOT / "tests" / "fixtures" / "fake_runtime.js"
-__all__ = [
-    "area_weights",
-    "center_of_mass",
-    "linear_classifier",
-    "make_inputs",
-    "predict",
-    "preprocess_reference",
-]
+__all__ = ["center_of_mass", "linear_classifier", "make_inputs", "predict"]
+
+
+def center_of_mass(img: np.ndarray) -> tuple[float, float]:
+    gy, gx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    return float((img * gy).sum() / img.sum()), float((img * gx).sum() / img.sum())
 
 
 def linear_classifier(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:

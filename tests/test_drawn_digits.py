@@ -77,16 +77,17 @@ def test_drawn_centre_lines_read_like_the_digit(mnist):
         assert overlap >= 0.6, overlap
 
 
-def test_fidelity_rows_hold_the_digits_ink(mnist):
-    """The row fill, through the raster stand-in, keeps each digit's ink mass."""
-    from sitekit import preprocess_reference
-
-    errors = []
+def test_fidelity_rows_reproduce_the_digits_ink(mnist):
+    """The row fill, rendered as the page renders it, is the digit's own ink (as the models see
+    it) far more closely than a pen's centre line is (>= 0.6 above)."""
+    overlaps = []
     for image in mnist.train_x[100:115]:
         ((strokes, width),) = dd.drawings(image[None], dd.FIDELITY, PEN)
-        seen = preprocess_reference(dd.render(strokes, width))
-        errors.append(seen.sum() / (image.sum() / 255) - 1)
-    assert abs(np.median(errors)) <= 0.2, np.round(errors, 2)
+        seen = vector.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes])[0]
+        ink = vector.upright(image[None])[0] / 255
+        overlaps.append((seen * ink).sum() / np.sqrt((seen**2).sum() * (ink**2).sum()))
+    # measured: 0.78 at the least, 0.96 the median
+    assert min(overlaps) >= 0.7 and np.median(overlaps) >= 0.9, np.round(overlaps, 2)
 
 
 def test_trace_splits_at_junctions():

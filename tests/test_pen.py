@@ -10,11 +10,9 @@ import json
 import shutil
 import subprocess
 
-import drawn_digits as dd  # noqa: E402
 import numpy as np
 import pytest
 from projectkit import ROOT
-from sitekit import preprocess_reference
 
 from mnist_webgpu import drawings, pen, strokes
 
@@ -88,7 +86,6 @@ def test_same_strokes_at_any_size_give_the_same_image(mnist):
     """20%, 50% and 90% of the pad: the model sees the same 28x28 digit, strokes alike."""
     for image in mnist.train_x[10:20]:
         seen = []
-        old = []
         for size in (0.2, 0.5, 0.9):
             drawn = digit_strokes(image, size)
             # pointer positions come in whole pixels of a 280 px pad
@@ -96,12 +93,9 @@ def test_same_strokes_at_any_size_give_the_same_image(mnist):
                 {**s, "points": (np.round(np.array(s["points"]) * 280) / 280).tolist()} for s in drawn
             ]
             seen.append(strokes.render_strokes(quantized)[0])
-            old.append(preprocess_reference(dd.render([s["points"] for s in quantized], 0.1)))
         for other in seen[1:]:
             assert np.abs(other - seen[2]).mean() <= 0.02, np.abs(other - seen[2]).mean()
             assert abs(other.sum() - seen[2].sum()) <= 0.05 * seen[2].sum()
-        # the pad-raster preprocessing it replaces: small drawings come out as blobs
-        assert old[0].sum() > 1.5 * old[2].sum()
 
 
 def test_stroke_width_is_the_mnist_like_width_whatever_the_pen():

@@ -180,6 +180,7 @@ def deskew(images: np.ndarray) -> np.ndarray:
 def upright(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) images (MNIST's) as the page's models see them: deskewed, uint8."""
     out = np.empty_like(images, dtype=np.uint8)
-    for lo in range(0, len(images), 5000):  # bounded memory: ~5000 x 28 x 86 float64 at a time
-        out[lo : lo + 5000] = np.clip(np.rint(deskew(images[lo : lo + 5000])), 0, 255)
+    chunk = 5000  # bounded memory: deskew holds ~chunk x 28 x 86 float64 at a time
+    for lo in range(0, len(images), chunk):
+        out[lo : lo + chunk] = np.clip(np.rint(deskew(images[lo : lo + chunk])), 0, 255)
     return out

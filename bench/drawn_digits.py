@@ -21,6 +21,12 @@ develop on validation, draw test digits once for the figures to report.
     python bench/drawn_digits.py [--site dist] [--count 300] [--models mlp,cnn] [--test]
         [--conditions centred,anywhere,small,pen] [--fidelity] [--json] [--failures DIR]
         [--offline] [--hands N]
+    python bench/drawn_digits.py --pen N [--pen-conditions written,small,anywhere] [--offline]
+
+--pen N replays N pen digits (0: all) of real people, the validation writers of UCI pendigits
+([train] pen_val_writers: never trained on), through the page with pointer events: as written
+(centred, 45-80% of the pad), small (15-30%, anywhere) and anywhere (30-95%, tilted up to 12
+degrees); per model and condition: accuracy, declined, each writer's and each digit's.
 
 --hands N draws N digits written in hands unlike MNIST's (bench/hands.py: 30 styles, the
 digits and styles in turn) instead of the conditions (name --conditions to draw both),
@@ -307,6 +313,89 @@ def measure(
     return results
 
 
+# --- real people's pen digits (the validation writers) -------------------------------------
+
+# as written: centred, 45-80% of the pad, upright; small: 15-30%, anywhere; anywhere: 30-95%,
+# anywhere, tilted up to 12 degrees (the placements of the drawn-digit conditions)
+PEN_CONDITIONS = {"written": "centred", "small": "small", "anywhere": "anywhere"}
+
+
+def pen_digits(cfg, count: int = 0, seed: int = 0) -> list:
+    """The validation writers' pen digits ([train] pen_val_writers): all of them, or a seeded
+    pick of `count` in their file order. Never a training writer's."""
+    from mnist_webgpu import pendigits
+
+    _, held = pendigits.split(pendigits.load(), cfg.train.pen_val_writers)
+    if count and count < len(held):
+        keep = np.sort(np.random.default_rng([seed, 26]).choice(len(held), count, replace=False))
+        held = [held[i] for i in keep]
+    return held
+
+
+def pen_drawings(
+    digits: list, condition: str, app_pen: float, seed: int = 0
+) -> list[tuple[list[Stroke], float]]:
+    """(strokes, pen width) per pen digit, placed on the pad as `condition` says."""
+    rng = np.random.default_rng([seed, 27, list(PEN_CONDITIONS).index(condition)])
+    out = []
+    for d in digits:
+        where = pad.placement(PEN_CONDITIONS[condition], rng, app_pen)
+        if condition == "written":
+            where["size"] = rng.uniform(0.45, 0.8)
+        out.append((pad.place(list(d.strokes), where), app_pen))
+    return out
+
+
+def pen_summary(said: list[int | None], digits: list) -> dict:
+    """Accuracy, declined, and the accuracy of each writer and each digit."""
+    right = np.array([a == d.label for a, d in zip(said, digits, strict=True)])
+    writers = np.array([d.writer for d in digits])
+    labels = np.array([d.label for d in digits])
+    by_writer = {str(w): float(right[writers == w].mean()) for w in sorted(set(writers.tolist()))}
+    return {
+        "digits": len(digits),
+        "accuracy": float(right.mean()),
+        "declined": sum(a is None for a in said) / len(said),
+        "worst_writer": min(by_writer, key=by_writer.get),
+        "worst_accuracy": min(by_writer.values()),
+        "by_writer": by_writer,
+        "by_digit": {str(k): float(right[labels == k].mean()) for k in range(10) if (labels == k).any()},
+        "predictions": said,
+    }
+
+
+def measure_pen(site: Path, digits: list, models: list[str], conditions: list[str], query: str = "") -> dict:
+    """{model: {condition: pen_summary}}: each pen digit replayed with pointer events through
+    the real page (`query`: its URL parameters, such as ?backend=cpu)."""
+    app_pen = pen_width(site)
+    drawn = {c: pen_drawings(digits, c, app_pen) for c in conditions}
+    results: dict[str, dict] = {}
+    with app_page(site, query=query) as page:
+        for model in models:
+            use_model(page, model)
+            results[model] = {
+                c: pen_summary([predict_drawn(page, st, w) for st, w in drawn[c]], digits) for c in conditions
+            }
+    return results
+
+
+def offline_pen(site: Path, digits: list, models: list[str], conditions: list[str]) -> dict:
+    """As measure_pen(), with the Python stand-ins of the page (its size and decline rules)."""
+    from mnist_webgpu import decline
+
+    app_pen = pen_width(site)
+    results: dict[str, dict] = {m: {} for m in models}
+    for c in conditions:
+        drawn = pen_drawings(digits, c, app_pen)
+        seen = simulate(drawn)
+        small = [too_small(st, w) for st, w in drawn]
+        for model in models:
+            got = decline.answers(site_logits(site, model, seen), site_rule(site, model))
+            said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
+            results[model][c] = pen_summary(said, digits)
+    return results
+
+
 def nondigit_drawings(images: np.ndarray, count: int, seed: int = 0) -> list[tuple[list[Stroke], str]]:
     """`count` generated drawings that are no digit, the kinds in turn; pairs and fragments
     are made of `images` (validation digits: never the test set)."""
@@ -401,6 +490,13 @@ def main() -> None:
     parser.add_argument(
         "--hands", type=int, default=0, help="digits in hands unlike MNIST's (bench/hands.py)"
     )
+    parser.add_argument(
+        "--pen",
+        type=int,
+        default=-1,
+        help="real pen digits of the validation writers instead of the conditions (0 = all of them)",
+    )
+    parser.add_argument("--pen-conditions", default=",".join(PEN_CONDITIONS), help="with --pen")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--failures", type=Path, help="write a PNG per misclassified digit here")
     parser.add_argument("--offline", action="store_true", help="Python stand-ins of the pad and the page")
@@ -415,8 +511,11 @@ def main() -> None:
         parser.error(f"--conditions: unknown {', '.join(unknown)} (known: {', '.join(CONDITIONS)})")
     conditions += [FIDELITY] if args.fidelity else []
     cfg = config.load()
-    mnist = data.load(cfg.cache_dir())
     models = args.models.split(",") if args.models else list(cfg.model_names)
+    if args.pen >= 0:
+        pen_main(args, cfg, models)
+        return
+    mnist = data.load(cfg.cache_dir())
     images, labels, split = pick_digits(cfg, mnist, args.count if conditions else 0, args.test)
     # pairs and fragments come from validation digits, whatever the digits drawn
     val_images = pick_digits(cfg, mnist, 500, False, seed=7)[0]
@@ -460,6 +559,27 @@ def main() -> None:
         if "nondigits" in r:
             shown.append(f"non-digits declined {r['nondigits']['declined']:.1%} {r['nondigits']['by_kind']}")
         print(f"{model}: " + ", ".join(shown))
+
+
+def pen_main(args, cfg, models: list[str]) -> None:
+    conditions = [c for c in args.pen_conditions.split(",") if c]
+    unknown = [c for c in conditions if c not in PEN_CONDITIONS]
+    if unknown:
+        sys.exit(f"--pen-conditions: unknown {', '.join(unknown)} (known: {', '.join(PEN_CONDITIONS)})")
+    digits = pen_digits(cfg, args.pen)
+    run = offline_pen if args.offline else measure_pen
+    results = run(args.site, digits, models, conditions)
+    if args.json:
+        print(json.dumps({"split": "validation writers", "offline": args.offline, "results": results}))
+        return
+    writers = sorted({d.writer for d in digits})
+    how = "offline" if args.offline else "through the page"
+    print(f"{len(digits)} pen digits of writers {', '.join(map(str, writers))} per condition ({how})")
+    for model, r in results.items():
+        for c, v in r.items():
+            worst = f"worst writer {v['worst_writer']} {v['worst_accuracy']:.1%}"
+            digit = " ".join(f"{k}:{a:.0%}" for k, a in v["by_digit"].items())
+            print(f"{model} {c}: {v['accuracy']:.2%} ({v['declined']:.1%} declined), {worst}; {digit}")
 
 
 if __name__ == "__main__":

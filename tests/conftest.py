@@ -44,6 +44,17 @@ def clean_env(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def fast_drawings(tmp_path_factory, mnist_cache) -> Path:
+    """build/data/drawings.npz as the real drawings stage makes it for the fast config: what a
+    train stage run on its own reads (doit runs the drawings task first)."""
+    project = tmp_path_factory.mktemp("drawn")
+    (project / "config.toml").write_text(FAST_CONFIG.read_text())
+    result = run_stage(project, "drawings", cache=mnist_cache)
+    assert result.returncode == 0, result.stderr
+    return project / "build" / "data" / "drawings.npz"
+
+
+@pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist_cache) -> Path:
     """A project directory with both fast-config models trained briefly by the real train stage
     (eleven outputs, a calibrated "not a digit" rule) and compiled."""

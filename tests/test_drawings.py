@@ -55,19 +55,25 @@ def test_redrawn_training_digits_are_training_digits_drawn_as_on_the_page(small,
     assert not np.array_equal(made.train_digits, mnist.train_x[pick])
 
 
-def test_the_training_pool_is_mnist_then_redrawn_digits_then_non_digits(small, made, mnist):
+def test_the_training_pool_is_mnist_then_redrawn_digits_then_non_digits_then_pen_digits(small, made, mnist):
     from mnist_webgpu import train
 
     n = split(small.train).n_train
+    pen = len(made.train_pen)
+    assert pen > 0
     seen = strokes.upright(mnist.train_x[:n])
     pool_x, pool_y = train.training_pool(small, seen, mnist.train_y[:n], made)
-    assert len(pool_x) == len(pool_y) == n + 30 + 40
+    assert len(pool_x) == len(pool_y) == n + 30 + 40 + pen
     assert np.array_equal(pool_x[:n], seen) and np.array_equal(pool_y[:n], mnist.train_y[:n])
     assert np.array_equal(pool_x[n : n + 30], made.train_digits)
     assert np.array_equal(pool_y[n : n + 30], made.train_labels)
-    assert (pool_y[n + 30 :] == 10).all()
+    assert (pool_y[n + 30 : n + 70] == 10).all()
+    # last, where sample_indices draws the pen share from
+    assert np.array_equal(pool_x[-pen:], made.train_pen) and np.array_equal(
+        pool_y[-pen:], made.train_pen_labels
+    )
     ten = dataclasses.replace(small, train=dataclasses.replace(small.train, negatives=0))
-    assert len(train.training_pool(ten, seen, mnist.train_y[:n], made)[0]) == n + 30
+    assert len(train.training_pool(ten, seen, mnist.train_y[:n], made)[0]) == n + 30 + pen
 
 
 def test_the_same_seed_draws_the_same_images_whatever_the_process_count(mnist, monkeypatch):

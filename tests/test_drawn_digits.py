@@ -121,3 +121,29 @@ def test_failure_image_pairs_the_digit_with_what_the_model_saw():
     n = int.from_bytes(blob[idat - 4 : idat], "big")
     raw = zlib.decompress(blob[idat + 4 : idat + 4 + n])
     assert len(raw) == 56 * (1 + 2 * 58)
+
+
+def test_pen_digits_are_placed_as_each_condition_says_and_stay_on_the_pad(fast_config):
+    digits = dd.pen_digits(fast_config, 40)
+    assert len(digits) == 40 and {d.writer for d in digits} <= set(fast_config.train.pen_val_writers)
+    sizes = {}
+    for condition in dd.PEN_CONDITIONS:
+        drawn = dd.pen_drawings(digits, condition, PEN)
+        assert [len(s) for s, _ in drawn] == [len(d.strokes) for d in digits], "every stroke, in order"
+        spans = [extent(s) for s, _ in drawn]
+        for lo, hi in spans:
+            assert lo.min() - PEN / 2 >= -1e-9 and hi.max() + PEN / 2 <= 1 + 1e-9, condition
+        sizes[condition] = np.array([max(hi - lo) for lo, hi in spans])
+    assert sizes["written"].min() >= 0.45 - 1e-9 and sizes["written"].max() <= 0.8 + 1e-9
+    assert sizes["small"].max() <= 0.3 + 1e-9
+    assert dd.pen_drawings(digits, "anywhere", PEN) == dd.pen_drawings(digits, "anywhere", PEN)
+
+
+def test_the_pen_summary_counts_each_writer_and_digit():
+    from mnist_webgpu.pendigits import PenDigit
+
+    digits = [PenDigit(7, 3, ()), PenDigit(7, 4, ()), PenDigit(1, 4, ()), PenDigit(1, 4, ())]
+    got = dd.pen_summary([7, None, 1, 7], digits)
+    assert got["accuracy"] == 0.5 and got["declined"] == 0.25
+    assert got["by_writer"] == {"3": 1.0, "4": 1 / 3} and got["worst_writer"] == "4"
+    assert got["by_digit"] == {"1": 0.5, "7": 0.5}

@@ -7,7 +7,7 @@ import contextlib
 import json
 
 import pytest
-from projectkit import FAST_CONFIG, run_stage
+from projectkit import FAST_CONFIG, run_stage, with_drawings
 from tinygrad import Context
 from tinygrad.codegen.opt import heuristic
 from tinygrad.runtime.ops_cpu import CPUProgram
@@ -84,9 +84,10 @@ def test_the_switch_turns_every_patch_off(monkeypatch, fast_config):
 
 
 @pytest.mark.slow
-def test_plain_tinygrad_trains_the_model_too(tmp_path, mnist_cache):
+def test_plain_tinygrad_trains_the_model_too(tmp_path, mnist_cache, fast_drawings):
     """With every patch off the trainer still learns (slower): the escape hatch for a new tinygrad."""
     (tmp_path / "config.toml").write_text(FAST_CONFIG.read_text())
+    with_drawings(tmp_path, fast_drawings)
     done = run_stage(tmp_path, "train", "mlp", cache=mnist_cache, extra_env={patches.SWITCH: "0"})
     assert done.returncode == 0, done.stderr
     metrics = json.loads((tmp_path / "build" / "models" / "mlp" / "metrics.json").read_text())

@@ -7,8 +7,9 @@ when p(not a digit) exceeds a threshold. Both numbers are chosen on the validati
 - T (temperature scaling, Guo et al. 2017) minimises the negative log-likelihood of the
   validation digits, drawn and plain, and validation non-digits, so the bars' percentages
   mean what they say;
-- the threshold declines DRAWN_DECLINED of the drawn validation digits: a person's digit
-  is rarely refused, and everything less digit-like than that is.
+- the threshold declines DRAWN_DECLINED of the drawn validation digits and of the
+  validation writers' real pen digits, together: a person's digit is rarely refused, and
+  everything less digit-like than that is.
 
 Numpy only, the same arithmetic the page does (site_src/verdict.js).
 """
@@ -59,6 +60,23 @@ def declined(logits: np.ndarray, rule: schemas.Decline | None) -> np.ndarray:
 def answers(logits: np.ndarray, rule: schemas.Decline | None) -> np.ndarray:
     """The digit the page names for each row, -1 where it declines: argmax of the ten digits."""
     return np.where(declined(logits, rule), -1, logits[:, :10].argmax(1))
+
+
+def handwriting(rule: schemas.Decline | None, logits: np.ndarray, labels: np.ndarray, writers: np.ndarray):
+    """The page's answers on real pen digits (logits, labels, writer ids), by writer and digit."""
+    right = answers(logits, rule) == labels
+    by_writer = {str(w): float(right[writers == w].mean()) for w in sorted(set(writers.tolist()))}
+    worst = min(by_writer, key=by_writer.get)
+    return schemas.Handwriting(
+        digits=len(labels),
+        writers=len(by_writer),
+        accuracy=float(right.mean()),
+        declined=float(declined(logits, rule).mean()),
+        worst_writer=int(worst),
+        worst_accuracy=by_writer[worst],
+        by_writer=by_writer,
+        by_digit=[float(right[labels == d].mean()) if (labels == d).any() else 0.0 for d in range(10)],
+    )
 
 
 def figures(

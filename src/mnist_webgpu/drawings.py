@@ -13,6 +13,10 @@ drawings that are none. One file, build/data/drawings.npz, holds them all as 28x
     val_negatives, val_kinds   as many non-digits (of validation digits): the temperature
     test_digits, test_labels   drawn test digits, and as many non-digits, for the report:
     test_negatives, test_kinds scored once, never chosen on
+    train_pen, train_pen_labels    [train] pen_copies renderings of each training writer's
+                          real pen digit (mnist_webgpu.pendigits), each distorted anew
+    val_pen, val_pen_labels,   the validation writers' pen digits as written: the headline
+    val_pen_writers            handwriting figure, the checkpoint and the decline rule
 
 Digits are drawn in the drawn-digit bench's four conditions in turn (centred, anywhere and
 tilted, small, odd pens). The file records the settings it was made from; a file made from
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, files, negatives, pen, strokes
+from . import data, files, negatives, pen, pendigits, strokes
 from .config import Config
 from .errors import PipelineError
 from .layout import PROJECT, split
@@ -41,9 +45,11 @@ Stroke = list[list[float]]
 CONDITIONS = ("centred", "anywhere", "small", "pen")
 APP_PEN = 0.1  # keep equal to site_src/draw.js PEN_WIDTH: the pad's pen, a fraction of its side
 THIN_PEN, THICK_PEN = 0.025, 0.2
+PEN_STROKES = (2.0, 3.0)  # px: the training copies' stroke widths, about the page's strokes.STROKE
 MARGIN = 0.01  # ink kept this far (a fraction of the pad) from the pad's edges
 CHUNK = 250  # drawings per job: each job's random stream is fixed, whatever the process count
-SEEDS = {"train": 1, "val": 2, "test": 3, "redrawn": 4}
+SEEDS = {"train": 1, "val": 2, "test": 3, "redrawn": 4, "pen": 5}
+AS_WRITTEN = {"size": 0.6, "tilt": 0.0, "anywhere": False, "u": np.zeros(2), "pen": APP_PEN}
 
 
 class DrawingsError(PipelineError):
@@ -66,7 +72,11 @@ def placement(condition: str, rng: np.random.Generator, app_pen: float = APP_PEN
 
 def digit_strokes(image: np.ndarray, where: dict, skeleton: np.ndarray | None = None) -> list[Stroke]:
     """The digit's centre line (pen.skeleton_paths) placed on the pad as `where` says."""
-    paths = pen.skeleton_paths(image, skeleton)
+    return place(pen.skeleton_paths(image, skeleton), where)
+
+
+def place(paths: list[np.ndarray], where: dict) -> list[Stroke]:
+    """Polylines of (x, y) points, y downwards, in any unit, placed on the pad as `where` says."""
     if not paths:
         return []
     xy = np.concatenate(paths)
@@ -88,9 +98,9 @@ def digit_strokes(image: np.ndarray, where: dict, skeleton: np.ndarray | None = 
     return [(p * scale + shift).tolist() for p in turned]
 
 
-def seen(drawing: list[Stroke], width: float = APP_PEN) -> np.ndarray:
+def seen(drawing: list[Stroke], width: float = APP_PEN, stroke: float = strokes.STROKE) -> np.ndarray:
     """What the page's model sees for pen strokes: 28x28 uint8 (all zero when nothing shows)."""
-    got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in drawing])
+    got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in drawing], stroke)
     return np.zeros((28, 28), np.uint8) if got is None else np.round(got[0] * 255).astype(np.uint8)
 
 
@@ -115,6 +125,19 @@ def _negatives_job(job: tuple[np.ndarray, int, int, list[int]]) -> tuple[np.ndar
         out[i] = seen(drawing)
         kinds.append(kind)
     return out, kinds
+
+
+def _pen_job(job: tuple[list[tuple[np.ndarray, ...]], int, list[int]]) -> np.ndarray:
+    digits, copies, seed = job
+    if not copies:  # as written
+        return np.stack([seen(place(list(d), AS_WRITTEN)) for d in digits])
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(digits) * copies, 28, 28), np.uint8)
+    for i, d in enumerate(digits):
+        for k in range(copies):
+            width = rng.uniform(*PEN_STROKES)
+            out[i * copies + k] = seen(place(pendigits.distort(d, rng), AS_WRITTEN), stroke=width)
+    return out
 
 
 def _run(fn, jobs: list, processes: int) -> list:
@@ -144,6 +167,17 @@ def draw_negatives(
     return np.concatenate([p for p, _ in parts]), [k for _, ks in parts for k in ks]
 
 
+def draw_pen(digits: list[pendigits.PenDigit], copies: int, seed: int, processes: int = 1) -> np.ndarray:
+    """Pen digits seen as the page sees them: as written (`copies` 0), or `copies` distorted
+    renderings of each, in the digits' order."""
+    strokes_ = [d.strokes for d in digits]
+    jobs = [
+        (strokes_[lo : lo + CHUNK], copies, [seed, k]) for k, lo in enumerate(range(0, len(digits), CHUNK))
+    ]
+    parts = _run(_pen_job, jobs, processes)
+    return np.concatenate(parts) if parts else np.zeros((0, 28, 28), np.uint8)
+
+
 @dataclass(frozen=True)
 class Drawings:
     train_digits: np.ndarray
@@ -157,6 +191,11 @@ class Drawings:
     test_labels: np.ndarray
     test_negatives: np.ndarray
     test_kinds: np.ndarray
+    train_pen: np.ndarray
+    train_pen_labels: np.ndarray
+    val_pen: np.ndarray
+    val_pen_labels: np.ndarray
+    val_pen_writers: np.ndarray
 
 
 def settings(cfg: Config) -> dict:
@@ -167,6 +206,12 @@ def settings(cfg: Config) -> dict:
         "negatives": cfg.train.negatives,
         "drawn": cfg.train.drawn,
         "split": [s.n_train, s.n_val, s.n_test],
+        "pen": {
+            "sha256": pendigits.SHA256,
+            "val_writers": list(cfg.train.pen_val_writers),
+            # no training copies when no batch draws them
+            "copies": cfg.train.pen_copies if cfg.train.pen_share else 0,
+        },
     }
 
 
@@ -184,6 +229,9 @@ def make(cfg: Config, mnist: data.Mnist, processes: int | None = None) -> Drawin
     train_neg, _ = draw_negatives(train, cfg.train.negatives, SEEDS["train"], processes)
     val_neg, val_kinds = draw_negatives(val, cfg.train.drawn, SEEDS["val"], processes)
     test_neg, test_kinds = draw_negatives(mnist.test_x[: s.n_test], cfg.train.drawn, SEEDS["test"], processes)
+    pen_train, pen_val = pendigits.split(pendigits.load(), cfg.train.pen_val_writers)
+    copies = cfg.train.pen_copies if cfg.train.pen_share else 0
+    pen_train = pen_train if copies else []
     return Drawings(
         train_digits=draw_digits(train[train_pick], SEEDS["redrawn"], processes),
         train_labels=mnist.train_y[: s.n_train][train_pick],
@@ -196,6 +244,11 @@ def make(cfg: Config, mnist: data.Mnist, processes: int | None = None) -> Drawin
         test_labels=mnist.test_y[test_pick],
         test_negatives=test_neg,
         test_kinds=np.array(test_kinds),
+        train_pen=draw_pen(pen_train, copies, SEEDS["pen"], processes),
+        train_pen_labels=np.repeat([d.label for d in pen_train], copies).astype(np.uint8),
+        val_pen=draw_pen(pen_val, 0, SEEDS["pen"], processes),
+        val_pen_labels=np.array([d.label for d in pen_val], np.uint8),
+        val_pen_writers=np.array([d.writer for d in pen_val], np.int64),
     )
 
 
@@ -240,7 +293,9 @@ def ensure(cfg: Config, mnist: data.Mnist, log=print) -> Drawings:
     write(path, made, expected)
     log(
         f"drawings: {len(made.train_digits):,} redrawn digits and "
-        f"{len(made.train_negatives):,} non-digits to train on; "
+        f"{len(made.train_negatives):,} non-digits, {len(made.train_pen):,} renderings of real pen digits "
+        f"to train on; {len(made.val_pen):,} pen digits of "
+        f"{len(set(made.val_pen_writers.tolist()))} validation writers; "
         f"{len(made.val_digits):,} validation and {len(made.test_digits):,} test digits drawn, "
         f"as many non-digits each, in {path}"
     )

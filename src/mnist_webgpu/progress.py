@@ -38,7 +38,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.clock = clock
         self.start = self.last_draw = clock()
-        self.done, self.loss, self.val_accuracy = 0, None, None
+        self.done, self.loss, self.val_accuracy, self.pen_accuracy = 0, None, None, None
         self.warm: tuple[int, float] | None = None  # (steps, time) when warm-up ended
 
     def _rate(self) -> float:
@@ -51,6 +51,8 @@ class Progress:
         rate = self._rate()
         loss = f"loss {self.loss:.4f}" if self.loss is not None else "loss -"
         val = f"val {self.val_accuracy:.2%}" if self.val_accuracy is not None else "val -"
+        if self.pen_accuracy is not None:
+            val += f"  pen {self.pen_accuracy:.2%}"
         eta = duration((self.total - self.done) / rate) if rate > 0 else "?"
         return f"{self.done}/{self.total}  {loss}  {val}  {rate:.2f} steps/s  ETA {eta}"
 
@@ -66,9 +68,10 @@ class Progress:
             self.stream.write(f"\r{self.label} [{bar}] {self._fields()}\x1b[K")
             self.stream.flush()
 
-    def report(self, done: int, loss: float, val_accuracy: float) -> None:
-        """An evaluation point: new figures for the bar, or one line when not on a terminal."""
-        self.loss, self.val_accuracy = loss, val_accuracy
+    def report(self, done: int, loss: float, val_accuracy: float, pen_accuracy: float | None = None) -> None:
+        """An evaluation point: new figures for the bar, or one line when not on a terminal;
+        `pen_accuracy`: the validation writers' pen digits."""
+        self.loss, self.val_accuracy, self.pen_accuracy = loss, val_accuracy, pen_accuracy
         if self.tty:
             self.last_draw = 0.0
             self.step(done)

@@ -36,6 +36,7 @@ class Curves:
     step: list[int]
     train_loss: list[float]
     val_accuracy: list[float]
+    pen_val_accuracy: list[float] = dataclasses.field(default_factory=list)  # the validation writers'
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,21 @@ class Drawn:
 
 
 @dataclass(frozen=True)
+class Handwriting:
+    """How a model reads real people's pen digits (mnist_webgpu.pendigits) by writers it never
+    trained on, replayed as written and answered as the page answers."""
+
+    digits: int
+    writers: int
+    accuracy: float  # of all their digits
+    declined: float  # answered "?"
+    worst_writer: int
+    worst_accuracy: float
+    by_writer: dict[str, float]  # writer id -> accuracy
+    by_digit: list[float]  # digit 0-9 -> accuracy
+
+
+@dataclass(frozen=True)
 class Metrics:
     model: str
     arch: str
@@ -92,6 +108,7 @@ class Metrics:
     decline: Decline | None = None  # None: ten outputs, no "not a digit" answer
     drawn_val: Drawn | None = None  # what set the threshold
     drawn_test: Drawn | None = None  # the report: test digits drawn, scored once
+    pen_val: Handwriting | None = None  # the validation writers: the headline handwriting figure
 
     def trained_with(self, settings: dict[str, Any]) -> bool:
         """Whether these weights were trained with `settings` (a model's training settings now)."""

@@ -46,6 +46,10 @@ from .sweep import SweepError
 
 DATABASES = ("sqlite", "postgresql", "mysql")
 MAX_RETRY = 3  # a trial whose worker dies this often is left failed
+OBJECTIVE = (
+    "validation accuracy: the last val_size MNIST training digits, averaged with the held-out pen "
+    "writers' digits when [train] pen_share > 0"
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial is ours to print
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -217,6 +221,8 @@ def load(spec: Spec, storage, seed: int | None = None) -> optuna.Study:
     if "model" not in study.user_attrs:
         study.set_user_attr("model", spec.model)
         study.set_user_attr("mode", spec.mode)
+        # what the value means: train.validation_score, the same rule that picks a checkpoint
+        study.set_user_attr("objective", OBJECTIVE)
     return study
 
 

@@ -136,13 +136,14 @@ def data_task(cfg: config.Config) -> dict:
 
 
 def drawings_task(cfg: config.Config) -> dict:
-    from . import drawings
+    from . import drawings, pendigits
 
     made_with = drawings.settings(cfg)
     return {
         "doc": f"draw digits and non-digits as the page sees them into {PROJECT.drawings}",
         "actions": [stage(cfg, "drawings")],
-        "file_dep": [str(p) for p in data.paths(cfg.cache_dir()).values()] + code("drawings"),
+        "file_dep": [*(str(p) for p in data.paths(cfg.cache_dir()).values()), str(pendigits.SOURCE)]
+        + code("drawings"),
         "targets": [str(PROJECT.drawings)],
         # the file itself says what it was made from, as metrics.json does for a model
         "uptodate": [config_changed(made_with), lambda: drawings.is_current(PROJECT.drawings, made_with)],

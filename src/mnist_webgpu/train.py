@@ -92,9 +92,16 @@ def learning_rates(mc: ModelConfig) -> np.ndarray:
     return rates
 
 
-def sample_indices(n_train: int, batch_size: int) -> Tensor:
-    """Uniform random training indices, drawn on the device: never a validation image."""
-    return Tensor.randint(batch_size, low=0, high=n_train)
+def sample_indices(n_train: int, batch_size: int, n_pen: int = 0, pen_share: float = 0.0) -> Tensor:
+    """Random training indices, drawn on the device: never a validation image. With a pen
+    share, that fraction of the batch comes uniformly from the pool's last `n_pen` images (the
+    real pen digits), the rest uniformly from the others: a few thousand pen digits weigh as
+    much as the configured share, however large the rest of the pool."""
+    n_from_pen = round(batch_size * pen_share) if n_pen else 0
+    rest = Tensor.randint(batch_size - n_from_pen, low=0, high=n_train - n_pen)
+    if not n_from_pen:
+        return rest
+    return rest.cat(Tensor.randint(n_from_pen, low=n_train - n_pen, high=n_train))
 
 
 def augment(x: Tensor, aug: Augment) -> Tensor:
@@ -171,6 +178,8 @@ class Trainer:
         n_train: int,
         im2col: bool = True,
         outputs: int = 10,
+        n_pen: int = 0,
+        pen_share: float = 0.0,
     ):
         self.mc = mc
         Tensor.manual_seed(mc.seed)
@@ -188,6 +197,7 @@ class Trainer:
         self.schedule_table = Tensor(self.schedule.astype(np.float32)).realize()
         self.steps_done = Tensor.zeros((), dtype=dtypes.int32).contiguous().realize()
         self.train_x, self.train_y, self.n_train = train_x, train_y, n_train
+        self.n_pen, self.pen_share = n_pen, pen_share
         # what the step really did, filled in while it is traced (sweeps record it)
         self.used: dict[str, Any] = {"seed": mc.seed}
         self.jit_step = TinyJit(self._step)
@@ -204,7 +214,7 @@ class Trainer:
         with Context(TRAINING=1):
             # past the schedule's end (benchmarks run on) the last rate holds
             self.optimizer.lr.assign(self.schedule_table[self.steps_done.minimum(self.mc.steps - 1)])
-            idx = sample_indices(self.n_train, self.mc.batch_size)
+            idx = sample_indices(self.n_train, self.mc.batch_size, self.n_pen, self.pen_share)
             x = pixels(self.train_x[idx])
             aug = self.mc.augment if augments(self.mc.augment) else Augment()  # all zero = none
             if augments(aug):
@@ -285,6 +295,7 @@ class Fitted:
     device: str
     drawn: drawings.Drawings
     val_x: np.ndarray  # the validation digits as the models see them (strokes.upright)
+    mnist_val_accuracy: float  # at the chosen step; val_accuracy blends in the pen writers
 
     @property
     def lr_fed(self) -> np.ndarray:
@@ -300,13 +311,22 @@ def training_pool(
     cfg: Config, train_x: np.ndarray, train_y: np.ndarray, drawn: drawings.Drawings
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the batches draw from: MNIST's training digits (`train_x`, as the models see them),
-    training digits drawn as a pen draws them, then (with an 11th output) the non-digits."""
+    training digits drawn as a pen draws them, (with an 11th output) the non-digits, then the
+    training writers' real pen digits, last, where sample_indices finds them."""
     pool_x = [train_x, drawn.train_digits]
     pool_y = [train_y, drawn.train_labels]
     if cfg.train.outputs > 10:
         pool_x.append(drawn.train_negatives)
         pool_y.append(np.full(len(drawn.train_negatives), decline.NOT_A_DIGIT, np.uint8))
+    pool_x.append(drawn.train_pen)
+    pool_y.append(drawn.train_pen_labels)
     return np.concatenate(pool_x), np.concatenate(pool_y).astype(np.uint8)
+
+
+def validation_score(mnist_accuracy: float, pen_accuracy: float | None) -> float:
+    """What chooses the checkpoint (and a sweep's trials): MNIST's validation digits and the
+    validation writers' pen digits weigh alike, when the pool holds pen digits."""
+    return mnist_accuracy if pen_accuracy is None else (mnist_accuracy + pen_accuracy) / 2
 
 
 def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str, on_eval=None) -> Fitted:
@@ -317,7 +337,7 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     """
     sizes = layout.split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
-    drawn = drawings.ensure(cfg, mnist)  # drawn from MNIST's own digits
+    drawn = drawings.read(layout.PROJECT.drawings, drawings.settings(cfg))
     # the training and validation digits as the models see every drawing: deskewed
     seen_x = strokes.upright(mnist.train_x[:n_seen])
     pool_x, pool_y = training_pool(cfg, seen_x[: sizes.n_train], mnist.train_y[: sizes.n_train], drawn)
@@ -325,9 +345,19 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     train_y = Tensor(pool_y.astype(np.int32)).realize()
     val_x, val_y = seen_x[sizes.val], mnist.train_y[sizes.val]
 
-    trainer = Trainer(mc, train_x, train_y, len(pool_x), im2col=cfg.train.im2col, outputs=cfg.train.outputs)
-    curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": []}
-    best_accuracy, best_step, best_weights = -1.0, 0, None
+    n_pen = len(drawn.train_pen)
+    trainer = Trainer(
+        mc,
+        train_x,
+        train_y,
+        len(pool_x),
+        im2col=cfg.train.im2col,
+        outputs=cfg.train.outputs,
+        n_pen=n_pen,
+        pen_share=cfg.train.pen_share,
+    )
+    curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": [], "pen_val_accuracy": []}
+    best_score, best_step, best_weights, best_mnist = -1.0, 0, None, 0.0
     progress = Progress(label, mc.steps)
     loss_seen, last_eval = 0.0, 0
     started = time.monotonic()
@@ -342,23 +372,41 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
             train_loss = (loss_total - loss_seen) / (done - last_eval)
             loss_seen, last_eval = loss_total, done
             val_accuracy = float((trainer.predictions(val_x) == val_y).mean())
+            pen_accuracy = float((trainer.predictions(drawn.val_pen) == drawn.val_pen_labels).mean())
+            score = validation_score(val_accuracy, pen_accuracy if n_pen else None)
             curves["step"].append(done)
             curves["train_loss"].append(train_loss)
             curves["val_accuracy"].append(val_accuracy)
-            progress.report(done, train_loss, val_accuracy)
+            curves["pen_val_accuracy"].append(pen_accuracy)
+            progress.report(done, train_loss, val_accuracy, pen_accuracy)
             if not math.isfinite(train_loss):
                 raise TrainError(
                     f"models.{mc.name}: training diverged (loss {train_loss}) at step {done}; lower lr"
                 )
-            if val_accuracy > best_accuracy:
-                best_accuracy, best_step, best_weights = val_accuracy, done, trainer.snapshot()
+            if score > best_score:
+                best_score, best_step, best_weights, best_mnist = (
+                    score,
+                    done,
+                    trainer.snapshot(),
+                    val_accuracy,
+                )
             if on_eval is not None:
-                on_eval(done, val_accuracy, time.monotonic() - started)
+                on_eval(done, score, time.monotonic() - started)
     finally:
         progress.close()
     train_seconds = time.monotonic() - started
     return Fitted(
-        trainer, curves, best_accuracy, best_step, best_weights, train_seconds, sizes, device, drawn, val_x
+        trainer,
+        curves,
+        best_score,
+        best_step,
+        best_weights,
+        train_seconds,
+        sizes,
+        device,
+        drawn,
+        val_x,
+        best_mnist,
     )
 
 
@@ -399,7 +447,9 @@ def run_trial(cfg: Config, mc: ModelConfig, label: str, on_eval=None) -> dict[st
     """One sweep trial: train and score on the validation split only; the test set stays unread."""
     check_data(cfg.cache_dir())
     device = check_device()
-    fitted = fit(cfg, mc, label, data.load(cfg.cache_dir()), device, on_eval)
+    mnist = data.load(cfg.cache_dir())
+    drawings.ensure(cfg, mnist)  # a sweep worker on another machine may have no drawings stage
+    fitted = fit(cfg, mc, label, mnist, device, on_eval)
     return {
         "val_accuracy": fitted.val_accuracy,
         "best_step": fitted.best_step,
@@ -425,7 +475,11 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     mnist = data.load(cfg.cache_dir())
     fitted = fit(cfg, mc, name, mnist, device)
     trainer, sizes = fitted.trainer, fitted.sizes
-    best_accuracy, best_step, train_seconds = fitted.val_accuracy, fitted.best_step, fitted.train_seconds
+    best_accuracy, best_step, train_seconds = (
+        fitted.mnist_val_accuracy,
+        fitted.best_step,
+        fitted.train_seconds,
+    )
     curves = fitted.curves
     # the test set is read here, once, after the checkpoint is chosen
     test_x, test_y = strokes.upright(mnist.test_x[: sizes.n_test]), mnist.test_y[: sizes.n_test]
@@ -436,7 +490,7 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
     matrix = confusion(test_y, predicted)
     per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
     wrong = np.flatnonzero(predicted != test_y)
-    rule, drawn_val, drawn_test = judge_drawings(fitted, mnist, test_logits)
+    rule, drawn_val, drawn_test, pen_val = judge_drawings(fitted, mnist, test_logits)
     settings = training_settings(cfg.train, mc)
     params = fitted.params
     metrics = schemas.Metrics(
@@ -462,6 +516,7 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
         decline=rule,
         drawn_val=drawn_val,
         drawn_test=drawn_test,
+        pen_val=pen_val,
     )
     with files.atomic_path(outputs.weights) as tmp:
         # through numpy, not tinygrad's safe_save: that one stages the file on the CPU device,
@@ -480,14 +535,16 @@ def run(cfg: Config, name: str, log=print) -> schemas.Metrics:
         f"best val {best_accuracy:.2%} at step {best_step}, "
         f"{train_seconds:.0f} s ({metrics.steps_per_second:.2f} steps/s) on {device}; "
         f"drawn test digits read {drawn_test.accuracy:.2%}, declined {drawn_test.declined:.2%}; "
-        f"non-digits declined {drawn_test.nondigits_declined:.2%}"
+        f"non-digits declined {drawn_test.nondigits_declined:.2%}; pen digits of "
+        f"{pen_val.writers} validation writers read {pen_val.accuracy:.2%} (worst writer "
+        f"{pen_val.worst_accuracy:.2%}), declined {pen_val.declined:.2%}"
     )
     return metrics
 
 
 def judge_drawings(
     fitted: Fitted, mnist: data.Mnist, test_logits: np.ndarray
-) -> tuple[schemas.Decline | None, schemas.Drawn, schemas.Drawn]:
+) -> tuple[schemas.Decline | None, schemas.Drawn, schemas.Drawn, schemas.Handwriting]:
     """The decline rule, set on validation drawings; then the page's answers on validation and
     (once, for the report) test drawings, with the weights the model ships. `test_logits`: the
     test set's, already computed for its accuracy."""
@@ -495,6 +552,7 @@ def judge_drawings(
     val_logits = {
         "mnist": trainer.logits(fitted.val_x),
         "drawn": trainer.logits(drawn.val_digits),
+        "pen": trainer.logits(drawn.val_pen),
         "negatives": trainer.logits(drawn.val_negatives),
     }
     rule = None
@@ -505,11 +563,13 @@ def judge_drawings(
                 [
                     mnist.train_y[sizes.val],
                     drawn.val_labels,
+                    drawn.val_pen_labels,
                     np.full(len(drawn.val_negatives), decline.NOT_A_DIGIT),
                 ]
             ).astype(np.int64),
-            val_logits["drawn"],
+            np.concatenate([val_logits["drawn"], val_logits["pen"]]),
         )
+    pen_val = decline.handwriting(rule, val_logits["pen"], drawn.val_pen_labels, drawn.val_pen_writers)
     on_val = decline.figures(
         rule,
         (val_logits["drawn"], drawn.val_labels),
@@ -523,4 +583,4 @@ def judge_drawings(
         test_logits,
         (trainer.logits(drawn.test_negatives), drawn.test_kinds),
     )
-    return rule, on_val, on_test
+    return rule, on_val, on_test, pen_val

@@ -96,6 +96,19 @@ class TrainConfig:
     # validation and test digits drawn as a pen draws them, and as many non-digits: they set
     # the decline threshold (validation) and give the drawn figures (test, once)
     drawn: int = spec(2000, expect="an integer between 10 and 10,000", check=lambda v: 10 <= v <= 10_000)
+    # real people's pen digits (UCI pendigits' 30 training writers, mnist_webgpu.pendigits):
+    # the share of every batch drawn from the training writers' digits (0 = none), how many
+    # distorted renderings of each digit that pool holds, and the writers held out whole to
+    # choose the checkpoint and the decline rule (and give the handwriting figure)
+    pen_share: float = spec(
+        0.0, expect="a fraction of each batch between 0 and 0.9", check=lambda v: 0 <= v <= 0.9
+    )
+    pen_copies: int = spec(4, expect="an integer between 1 and 64", check=lambda v: 1 <= v <= 64)
+    pen_val_writers: tuple[int, ...] = spec(
+        [25, 26, 27, 28, 29, 30],
+        expect="a list of 1 to 15 distinct writer ids between 1 and 30",
+        check=lambda v: 0 < len(v) <= 15 and len(set(v)) == len(v) and all(1 <= w <= 30 for w in v),
+    )
 
     @property
     def outputs(self) -> int:

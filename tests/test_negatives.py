@@ -54,3 +54,17 @@ def test_the_bench_draws_every_kind_in_turn(mnist):
     assert drawn == dd.nondigit_drawings(mnist.train_x[:50], 16)
     summary = dd.declined_summary([None, 3, None, None], ["dots", "dots", "dash", "pair"])
     assert summary == {"drawings": 4, "declined": 0.75, "by_kind": {"dash": 1.0, "dots": 0.5, "pair": 1.0}}
+
+
+def test_letters_come_in_many_hands_and_never_as_a_digit_look_alike():
+    names = {n.split("/")[0] for n in negatives.LETTERS}
+    assert len(negatives.LETTERS) >= 30 and {"P", "R", "E", "T", "F", "y", "u"} <= names
+    assert not names & set("OoIlZzSsbgqGBJC"), "each of these could be someone's digit"
+    rng = np.random.default_rng(3)
+    drawn = [negatives.letter(rng) for _ in range(40)]
+    for strokes_ in drawn:
+        seen = vector.render_strokes([{"tool": "pen", "width": 0.1, "points": s} for s in strokes_])
+        assert seen is not None and seen[0].sum() > 20
+    # the same letter twice is two writings of it, not one template stamped twice
+    one, two = (negatives.letter(np.random.default_rng(s)) for s in (11, 12))
+    assert one != two

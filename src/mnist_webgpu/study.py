@@ -45,6 +45,9 @@ from .schemas import plain
 from .sweep import SweepError
 
 DATABASES = ("sqlite", "postgresql", "mysql")
+# a server that accepts the connection and never answers (a firewall, a wrong port) would
+# hold the sweep forever; the URL's own ?connect_timeout= wins
+CONNECT_TIMEOUT = 10
 MAX_RETRY = 3  # a trial whose worker dies this often is left failed
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial is ours to print
@@ -101,6 +104,8 @@ def open_storage(url: str, where: str, heartbeat_seconds: int) -> optuna.storage
         engine: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine = {"pool_pre_ping": True}
+        if "connect_timeout" not in make_url(url).query:
+            engine["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     try:
         storage = optuna.storages.RDBStorage(
             url,
@@ -113,6 +118,12 @@ def open_storage(url: str, where: str, heartbeat_seconds: int) -> optuna.storage
         )
     except (SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
+        if "timeout" in first.lower():
+            host = make_url(url).host
+            raise SweepError(
+                f"{where}: cannot open {shown(url)}: {host} did not answer within "
+                f"{make_url(url).query.get('connect_timeout', CONNECT_TIMEOUT)} s"
+            ) from None
         raise SweepError(f"{where}: cannot open {shown(url)} ({type(exc).__name__}: {first})") from None
     if backend == "sqlite":
         _serialise(storage.engine)

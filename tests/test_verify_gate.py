@@ -331,6 +331,7 @@ TAMPERED = [
         _replace("sw.js", '"app.webmanifest", ', '"app.webmanifest", "assets/gone.1.js", '),
         "sw.js: PRECACHE[3]: assets/gone.1.js does not exist",
     ),
+    (lambda site: (site / "sw.js").unlink(), "sw.js: missing"),
     (
         _replace("index.html", '"default": "mlp"', '"default": "cnn"'),
         "index.html: <script id=models> default: 'cnn' is not among ['mlp']",

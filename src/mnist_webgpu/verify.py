@@ -220,7 +220,7 @@ def check_manifest(path: Path, manifest: schemas.Manifest) -> list[str]:
 
 
 def verify(cfg: Config, site: Path, build: Layout) -> None:
-    required = ["index.html", "404.html", ".nojekyll"]
+    required = ["index.html", "404.html", ".nojekyll", "sw.js"]  # app.js registers sw.js by name
     problems = [f"{name}: missing" for name in required if not (site / name).is_file()]
     problems += check_references(site)
     problems += check_models(cfg, site, build)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rules import BRANCH, HOST, PACKAGE, URL, ConfigError, spec
+from .rules import BRANCH, FRACTION, HOST, NON_NEGATIVE, PACKAGE, POSITIVE, URL, ConfigError, spec
 
 if TYPE_CHECKING:
     from .sweep import Trial
@@ -32,18 +32,6 @@ MAX_BACKOFF_TOTAL = 600  # seconds a source may spend waiting between retries of
 MAX_WIDTH = 65_536
 MAX_PARAMS = 100_000_000  # 400 MB of float32 weights to download, four times that to train with Adam
 MAX_ACTIVATIONS = 1 << 28  # float32 values one layer's output holds for a batch: 1 GiB
-
-
-def _positive(v) -> bool:
-    return v > 0
-
-
-def _non_negative(v) -> bool:
-    return v >= 0
-
-
-def _fraction(v) -> bool:
-    return 0 <= v <= 1
 
 
 @dataclass(frozen=True)
@@ -77,8 +65,8 @@ class DataConfig:
 class TrainConfig:
     device: str = spec("", expect="a tinygrad device name like 'CPU' or 'CUDA' ('' = tinygrad's default)")
     val_size: int = spec(5000, expect="an integer between 1 and 30000", check=lambda v: 1 <= v <= 30000)
-    train_limit: int = spec(0, expect="an integer >= 0 (0 = the whole training split)", check=_non_negative)
-    test_limit: int = spec(0, expect="an integer >= 0 (0 = the whole test set)", check=_non_negative)
+    train_limit: int = spec(0, expect="an integer >= 0 (0 = the whole training split)", kind=NON_NEGATIVE)
+    test_limit: int = spec(0, expect="an integer >= 0 (0 = the whole test set)", kind=NON_NEGATIVE)
     im2col: bool = spec(True, expect="true or false (3x3 convolutions as matrix products while training)")
     beam: int = spec(
         0,
@@ -121,12 +109,12 @@ class ModelConfig:
         check=lambda v: 0 < len(v) <= 8 and all(0 < w <= MAX_WIDTH for w in v),
     )
     optimizer: str = spec("adam", expect="one of adam, adamw, sgd", choices=("adam", "adamw", "sgd"))
-    lr: float = spec(1e-3, expect="a number > 0", check=_positive)
+    lr: float = spec(1e-3, expect="a number > 0", kind=POSITIVE)
     lr_schedule: str = spec(
         "cosine", expect="one of constant, cosine, onecycle", choices=("constant", "cosine", "onecycle")
     )
-    warmup_steps: int = spec(0, expect="an integer >= 0", check=_non_negative)
-    weight_decay: float = spec(0.0, expect="a number >= 0", check=_non_negative)
+    warmup_steps: int = spec(0, expect="an integer >= 0", kind=NON_NEGATIVE)
+    weight_decay: float = spec(0.0, expect="a number >= 0", kind=NON_NEGATIVE)
     label_smoothing: float = spec(0.0, expect="a number between 0 and 0.5", check=lambda v: 0 <= v <= 0.5)
     batch_size: int = spec(
         128,
@@ -138,14 +126,14 @@ class ModelConfig:
         expect=f"an integer >= 1 and at most {MAX_STEPS:,} (the schedule and the run must fit the machine)",
         check=lambda v: 1 <= v <= MAX_STEPS,
     )
-    eval_every: int = spec(100, expect="an integer >= 1", check=_positive)
+    eval_every: int = spec(100, expect="an integer >= 1", kind=POSITIVE)
     seed: int = spec(
         0,
         expect="an integer between 0 and 4,294,967,295 (numpy seeds are 32-bit)",
         check=lambda v: 0 <= v < 2**32,
     )
     augment: Augment = dataclasses.field(default_factory=Augment)
-    min_test_accuracy: float = spec(0.0, expect="a fraction between 0 and 1", check=_fraction)
+    min_test_accuracy: float = spec(0.0, expect="a fraction between 0 and 1", kind=FRACTION)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,7 +171,7 @@ class ExportConfig:
         check=lambda v: "f32" in v and set(v) <= {"f32", "f16", "int8"},
     )
     tolerance_points: float = spec(
-        0.05, expect="accuracy points >= 0 a compressed form may lose", check=_non_negative
+        0.05, expect="accuracy points >= 0 a compressed form may lose", kind=NON_NEGATIVE
     )
 
 

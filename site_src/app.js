@@ -231,9 +231,13 @@ const scheduler = createScheduler({
     const { notDigit, threshold } = result; // the rule of the model that answered
     showVerdict(ui, root, judge({ extent: preparedExtent, notDigit, threshold }));
   },
-  fail(err) {
-    if (err?.name === "BrokenModelError") unusable(currentName, err);
-    else setStatus(`Prediction failed: ${err?.message || err}`, true);
+  fail(err, model) {
+    if (err?.name !== "BrokenModelError") setStatus(`Prediction failed: ${err?.message || err}`, true);
+    else if (model === currentModel) unusable(currentName, err);
+    else {
+      cache.delete(model.name); // no longer on screen: loaded afresh if chosen again
+      model.dispose();
+    }
   },
   requestFrame: (callback) => requestAnimationFrame(callback),
   settle(settled) {

@@ -87,7 +87,9 @@ const MAX_MODELS = 3;
 const cache = new Map(); // name -> Promise<model>
 let currentName = initialModel();
 let currentModel = null;
-let loadState = "loading"; // "loading" | "ready" | "failed": what the verdict says without a digit
+// "loading" | "ready" | "failed" (did not download) | "broken" (its files or outputs cannot be
+// trusted: the runtime's BrokenModelError): what the verdict says without a digit
+let loadState = "loading";
 
 function manifestUrl(name) {
   return new URL(entryOf(name).manifest, document.baseURI).href;
@@ -131,13 +133,7 @@ async function selectModel(name) {
   try {
     model = await getModel(name);
   } catch (err) {
-    if (name === currentName) {
-      loadState = "failed";
-      ui.backend.textContent = "unavailable";
-      setStatus(`Could not load the ${labelOf(name)} model: ${err?.message || err}`, true);
-      ui.retry.hidden = false;
-      showEmpty();
-    }
+    if (name === currentName) unusable(name, err);
     return;
   }
   if (name !== currentName) return; // the user moved on while it loaded
@@ -147,6 +143,25 @@ async function selectModel(name) {
   root.dataset.ready = "true";
   setTimeout(keepOffline, 0);
   predictNow(); // predict the ink already on the pad with the new model at once
+}
+
+// No answer from this model until a retry (the button, or the next stroke) loads it afresh.
+function unusable(name, err) {
+  const broken = err?.name === "BrokenModelError";
+  loadState = broken ? "broken" : "failed";
+  if (broken) {
+    const p = cache.get(name);
+    cache.delete(name); // a retry downloads it again, whether it loaded or not
+    p?.then((m) => m.dispose(), () => {});
+  }
+  currentModel = null;
+  root.dataset.ready = "false";
+  ui.backend.textContent = "unavailable";
+  const why = broken ? `The ${labelOf(name)} model is broken` : `Could not load the ${labelOf(name)} model`;
+  setStatus(`${why}: ${err?.message || err}`, true);
+  ui.retry.hidden = false;
+  scheduler.forget();
+  showEmpty();
 }
 
 function showBackend(model) {
@@ -216,7 +231,14 @@ const scheduler = createScheduler({
     const { notDigit, threshold } = result; // the rule of the model that answered
     showVerdict(ui, root, judge({ extent: preparedExtent, notDigit, threshold }));
   },
-  fail: (err) => setStatus(`Prediction failed: ${err?.message || err}`, true),
+  fail(err, model) {
+    if (err?.name !== "BrokenModelError") setStatus(`Prediction failed: ${err?.message || err}`, true);
+    else if (model === currentModel) unusable(currentName, err);
+    else {
+      cache.delete(model.name); // no longer on screen: loaded afresh if chosen again
+      model.dispose();
+    }
+  },
   requestFrame: (callback) => requestAnimationFrame(callback),
   settle(settled) {
     // data-settled="true" once what is shown belongs to the current drawing: a stable hook
@@ -256,6 +278,7 @@ function showEmpty() {
   const waiting = {
     loading: `Loading the ${labelOf(currentName)} model…`,
     failed: `The ${labelOf(currentName)} model did not load`,
+    broken: `The ${labelOf(currentName)} model is broken`,
     ready: "Waiting for a drawing",
   };
   ui.prediction.textContent = "";
@@ -309,7 +332,7 @@ const pad = new Pad(canvas, {
     scheduler.frame();
   },
   onStrokeEnd: () => {
-    if (loadState === "failed") selectModel(currentName); // a new stroke retries the download
+    if (["failed", "broken"].includes(loadState)) selectModel(currentName); // a new stroke retries the download
     else predictNow();
   },
 });

@@ -15,6 +15,12 @@
 // is a software one, and otherwise keeps whichever wins a short warm-up race on this model.
 // model.backendReason says why, in words. Weight files are resolved relative to the manifest,
 // so the site works under any base path.
+//
+// A model whose files cannot be trusted (a manifest off its format or with numbers the page
+// cannot compute with, a weight file whose SHA-256 is not the manifest's) fails to load, and
+// one whose outputs are not finite probabilities fails to predict, with a BrokenModelError:
+// the page shows a broken model, never an answer made from it. A server that does not answer
+// gives a plain Error: the model did not load, and may next time.
 
 import { createCPUBackend } from "./cpu.js";
 import { expandWeights, parseSafetensors } from "./safetensors.js";
@@ -24,18 +30,52 @@ const BACKENDS = ["auto", "fastest", "webgpu", "cpu"];
 const PIXELS = 28 * 28;
 const WARMUP_RUNS = 5; // per backend, after one untimed run; the median decides
 
+export class BrokenModelError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "BrokenModelError";
+  }
+}
+
 async function fetchOk(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response;
 }
 
+const finitePositive = (v) => Number.isFinite(v) && v > 0;
+
 function checkManifest(manifest, url) {
   const required = ["name", "model", "input", "output", "buffers", "kernels", "weights", "forms", "default_form"];
-  const missing = required.filter((key) => !(key in manifest));
-  if (manifest.format !== 1 || missing.length) {
-    throw new Error(`${url}: not a format-1 model manifest (missing: ${missing.join(", ") || "none"})`);
+  const missing = required.filter((key) => !(key in (manifest ?? {})));
+  if (manifest?.format !== 1 || missing.length) {
+    throw new BrokenModelError(`${url}: not a format-1 model manifest (missing: ${missing.join(", ") || "none"})`);
   }
+  // the numbers the page computes with, as verify checks them (a file may change after it)
+  const { decline } = manifest;
+  if (decline != null && !finitePositive(decline.temperature)) {
+    throw new BrokenModelError(`${url}: decline.temperature is ${decline.temperature}, not a number > 0`);
+  }
+  if (decline != null && !(Number.isFinite(decline.threshold) && decline.threshold >= 0 && decline.threshold <= 1)) {
+    throw new BrokenModelError(`${url}: decline.threshold is ${decline.threshold}, not a fraction between 0 and 1`);
+  }
+  manifest.kernels.forEach((k, i) => {
+    if (!Array.isArray(k.dispatch) || !k.dispatch.every((n) => Number.isInteger(n) && n > 0)) {
+      throw new BrokenModelError(`${url}: kernels[${i}].dispatch is ${JSON.stringify(k.dispatch)}, not workgroup counts > 0`);
+    }
+  });
+}
+
+async function checkDigest(bytes, form, url) {
+  if (bytes.byteLength !== form.bytes) {
+    throw new BrokenModelError(`${url}: ${bytes.byteLength} bytes, the manifest says ${form.bytes}`);
+  }
+  // crypto.subtle exists only in secure contexts (https:, and http://127.0.0.1 or localhost): a
+  // preview served to another machine over plain http keeps the size check and the output check
+  if (!globalThis.crypto?.subtle) return;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (hex !== form.sha256) throw new BrokenModelError(`${url}: its SHA-256 is not the one the manifest records`);
 }
 
 export function softmax(logits, temperature = 1) {
@@ -52,7 +92,12 @@ export function readLogits(logits, decline) {
   const digits = all.slice(0, 10);
   const mass = digits.reduce((a, b) => a + b, 0);
   const notDigit = all.length > 10 ? all[10] : null;
-  return { probs: digits.map((p) => p / mass), notDigit, threshold: decline?.threshold ?? null };
+  const probs = digits.map((p) => p / mass);
+  // Infinity or NaN in the logits (huge weights overflow float32) make NaN probabilities
+  if (!Array.from(logits).every(Number.isFinite) || !probs.every(Number.isFinite) || Number.isNaN(notDigit)) {
+    throw new BrokenModelError("its outputs are not finite probabilities");
+  }
+  return { probs, notDigit, threshold: decline?.threshold ?? null };
 }
 
 function asPixels(pixels) {
@@ -70,17 +115,23 @@ export async function loadModel(manifestUrl, options = {}) {
   const requested = options.backend ?? "auto";
   if (!BACKENDS.includes(requested)) throw new Error(`backend must be one of ${BACKENDS.join(", ")}, got ${requested}`);
   const base = new URL(manifestUrl, globalThis.location?.href);
-  const manifest = await (await fetchOk(base)).json();
+  const response = await fetchOk(base);
+  const manifest = await response.json().catch((err) => {
+    throw new BrokenModelError(`${base}: not JSON (${err.message})`);
+  });
   checkManifest(manifest, base);
   const formName = options.form ?? manifest.default_form;
   const form = manifest.forms.find((f) => f.form === formName);
   if (!form) throw new Error(`${base}: no weight form ${formName} (has ${manifest.forms.map((f) => f.form).join(", ")})`);
   const weightsUrl = new URL(form.file, base);
   const bytes = await (await fetchOk(weightsUrl)).arrayBuffer();
-  if (bytes.byteLength !== form.bytes) {
-    throw new Error(`${weightsUrl}: ${bytes.byteLength} bytes, the manifest says ${form.bytes}`);
+  await checkDigest(bytes, form, weightsUrl);
+  let weights;
+  try {
+    weights = expandWeights(parseSafetensors(bytes, form.file), manifest.weights, form.file);
+  } catch (err) {
+    throw new BrokenModelError(err.message);
   }
-  const weights = expandWeights(parseSafetensors(bytes, form.file), manifest.weights, form.file);
 
   let reason = null; // why this backend, in words
   let fallbackReason = null; // why "auto" is not on WebGPU, when WebGPU did not start

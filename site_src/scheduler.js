@@ -13,7 +13,7 @@
  *   there is nothing to predict (the app shows the empty state itself)
  * @param {(model: object, input: Float32Array) => Promise<object>} hooks.predict
  * @param {(result: object) => void} hooks.show  a result that still answers for the screen
- * @param {(error: Error) => void} hooks.fail
+ * @param {(error: Error, model: object) => void} hooks.fail  a prediction failed on that model
  * @param {(callback: () => void) => void} hooks.requestFrame
  * @param {(settled: boolean) => void} hooks.settle  true once the screen answers for the current drawing
  */
@@ -69,7 +69,7 @@ export function createScheduler({ target, prepare, predict, show, fail, requestF
         shown = wanted;
       }
     } catch (err) {
-      fail(err);
+      fail(err, wanted.model);
     } finally {
       inFlight = null;
       done();

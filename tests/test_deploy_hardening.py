@@ -24,7 +24,10 @@ def test_an_option_posing_as_the_remote_runs_nothing(deploy_repo, tmp_path):  # 
     assert git(remote, "branch", "--list") == ""
 
 
-@pytest.mark.parametrize("branch", ["-f", "--force", "a..b", "x.lock", "@{-1}", "a//b", ".hidden", "a b"])
+# a full ref is refused, not published as refs/heads/refs/heads/x
+@pytest.mark.parametrize(
+    "branch", ["-f", "--force", "a..b", "x.lock", "@{-1}", "a//b", ".hidden", "a b", "refs/heads/x"]
+)
 def test_branch_names_git_refuses_are_refused(deploy_repo, branch):  # noqa: F811
     repo, remote, site = deploy_repo
     with pytest.raises(deploy.DeployError, match="is not a valid branch name"):
@@ -32,7 +35,14 @@ def test_branch_names_git_refuses_are_refused(deploy_repo, branch):  # noqa: F81
     assert git(remote, "branch", "--list") == ""
 
 
-@pytest.mark.parametrize("branch", ["-f", "a..b", "x.lock", "a//b"])
+def test_a_cname_that_is_no_host_name_is_never_published(deploy_repo):  # noqa: F811
+    repo, remote, site = deploy_repo
+    with pytest.raises(deploy.DeployError, match=r"deploy.cname: 'not a domain!' is not a DNS host name"):
+        deploy.publish(repo, site, DeployConfig(cname="not a domain!"))
+    assert git(remote, "branch", "--list") == ""
+
+
+@pytest.mark.parametrize("branch", ["-f", "a..b", "x.lock", "a//b", "refs/heads/x"])
 def test_config_refuses_the_same_branch_names(tmp_path, branch):
     path = tmp_path / "c.toml"
     path.write_text(f'[models.m]\narch = "mlp"\n[deploy]\nbranch = "{branch}"\n')

@@ -50,7 +50,9 @@ def test_serve_on_a_port_out_of_range(project):
     (project / "dist").mkdir()
     (project / "dist" / "index.html").write_text("x")
     line = one_line(stage(project, "serve", "--port", "70000"))
-    assert line == "error: serve: port 70000: expected a TCP port between 1 and 65535"
+    assert (
+        line == "error: serve: --port 70000: expected a TCP port between 1 and 65535, or 0 for any free one"
+    )
 
 
 def test_cache_path_that_is_a_file(project, tmp_path):

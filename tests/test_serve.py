@@ -123,3 +123,53 @@ def test_killing_doit_stops_the_server_it_started(tmp_path):
     while listening(port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not listening(port), "the server outlived doit and kept the port"
+
+
+def start_serve(tmp_path: Path, port: int) -> tuple[subprocess.Popen, int]:
+    """`python -m mnist_webgpu serve --port <port>` on a one-page dist/; the port it says it took."""
+    (tmp_path / "dist").mkdir(exist_ok=True)
+    (tmp_path / "dist" / "index.html").write_text("<!doctype html><title>hi</title>")
+    (tmp_path / "config.toml").write_text("[models.mlp]\narch = 'mlp'\n[serve]\nport = 1\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "MNIST_WEBGPU_CONFIG": str(tmp_path / "config.toml"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_webgpu", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    assert "http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, int(line.split("http://127.0.0.1:")[1].split("/")[0])
+
+
+def test_port_0_binds_a_free_port_and_says_which(tmp_path):
+    proc, port = start_serve(tmp_path, 0)
+    try:
+        assert port not in (0, 1)  # neither 0 nor the config's port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert b"<title>hi</title>" in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("path", ["/%00", "/index.html%00.png", "/a%00b/"])
+def test_a_nul_byte_in_the_path_is_400_without_a_traceback(tmp_path, path):
+    proc, port = start_serve(tmp_path, 0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+            status = s.makefile("rb").readline()
+        assert status.split()[1] == b"400", status
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:  # still serving
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err and "ValueError" not in err, err

@@ -358,3 +358,20 @@ def test_an_import_of_a_missing_module_fails_the_build(tmp_path):
     (src / "app.js").write_text('import { loadModel } from "./runtime.js";\n')
     with pytest.raises(site.SiteError, match=r"app.js: imports ./runtime.js, which is not in"):
         site.hashed_assets(src)
+
+
+def test_verify_reads_every_file_the_app_loads_from_the_rendered_site(built):
+    """The models JSON, the web app manifest and the service worker's list, as verify reads them."""
+    from mnist_webgpu import checks, verify
+
+    cfg, _, out = built
+    assert verify.check_references(out) == []
+    models, problems = verify.app_models(out)
+    assert problems == [] and [m["name"] for m in models] == list(cfg.model_names)
+    page = checks.scan_page((out / "index.html").read_text())
+    named = dict(checks.json_urls(json.loads(page.data["models"])))
+    assert {named[f"models[{i}].manifest"] for i in range(len(models))} == {m["manifest"] for m in models}
+    icons = dict(checks.json_urls(json.loads((out / "app.webmanifest").read_text())))
+    assert icons["icons[0].src"].startswith("assets/favicon.")
+    cached = [u for _, u in checks.precached((out / "sw.js").read_text())]
+    assert "app.webmanifest" in cached and f"models/{cfg.default_model}/manifest.json" in cached

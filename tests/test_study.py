@@ -206,6 +206,21 @@ def test_a_bad_storage_in_the_config_names_the_key(project):
     )
 
 
+def test_a_storage_host_that_accepts_and_never_answers_is_given_up_on_in_bounded_time(project):
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), says nothing
+    url = f"postgresql://nobody@127.0.0.1:{listener.getsockname()[1]}/x"
+    project.write(BASE + GRID)
+    started = time.monotonic()
+    with listener:
+        result = project.run("sweep", "--storage", url, ok=False)
+    assert time.monotonic() - started < study.CONNECT_TIMEOUT * 2 + 15
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"error: --storage: cannot open {url}: 127.0.0.1 did not answer within {study.CONNECT_TIMEOUT} s"
+    )
+    assert result.returncode == 1
+
+
 def test_a_bad_sweep_section_stops_doit_sweep_with_one_line(project):
     bad = "[sweep.tiny]\nsearch = { lr = { low = 0.1, high = 0.01 } }\nn_trials = 3\n"
     (project.root / "config.toml").write_text(BASE + bad)

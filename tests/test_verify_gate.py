@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from projectkit import ROOT
 from safetensors.numpy import save
 from verifykit import problem
 
-from mnist_webgpu import schemas, verify
+from mnist_webgpu import config, schemas, verify
 
 
 def append(site, rel: str, text: str) -> None:
@@ -236,3 +241,129 @@ def test_an_inline_script_is_allowed_exactly_by_its_hash_in_the_pages_csp(good):
     verify.verify(*good)
     page.write_text(page.read_text().replace("'lost'", "'found'"))  # one character off: not allowed
     assert "404.html: has an inline <script> no hash in its CSP allows" in problem(*good)
+
+
+# --- what the page loads: the models JSON, each manifest's numbers, the web app manifest, sw.js ---
+
+
+def _models_json(site, **entry) -> None:
+    page = site / "index.html"
+    old = '"manifest": "models/mlp/manifest.json"'
+    assert old in page.read_text()
+    page.write_text(page.read_text().replace(old, f'"manifest": {json.dumps(entry["manifest"])}'))
+
+
+def _manifest(site, change) -> None:
+    path = site / "models" / "mlp" / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))  # NaN as the literal a hand edit (or json.dumps) writes
+
+
+def _another_models_manifest(site) -> None:
+    other = site / "models" / "cnn"
+    other.mkdir()
+    data = json.loads((site / "models/mlp/manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**data, "name": "cnn"}))
+    (other / "weights.f32.safetensors").write_bytes(
+        (site / "models/mlp/weights.f32.safetensors").read_bytes()
+    )
+    _models_json(site, manifest="models/cnn/manifest.json")
+
+
+def _replace(rel: str, old: str, new: str):
+    def damage(site) -> None:
+        path = site / rel
+        assert old in path.read_text()
+        path.write_text(path.read_text().replace(old, new))
+
+    return damage
+
+
+TAMPERED = [
+    (
+        lambda site: _models_json(site, manifest="models/mlp/gone.json"),
+        "index.html: <script id=models> models[0].manifest: models/mlp/gone.json does not exist",
+    ),
+    (
+        lambda site: _models_json(site, manifest="https://evil.example/manifest.json"),
+        "index.html: <script id=models> models[0].manifest: loads https://evil.example/manifest.json",
+    ),
+    (
+        _another_models_manifest,
+        "models/cnn/manifest.json: name: 'cnn', but index.html loads it as model 'mlp'",
+    ),
+    (
+        lambda site: _manifest(
+            site, lambda m: m.update(decline={"temperature": float("nan"), "threshold": 0.5})
+        ),
+        "models/mlp/manifest.json: decline.temperature: expected a finite number > 0, got NaN",
+    ),
+    (
+        lambda site: _manifest(site, lambda m: m.update(decline={"temperature": 0, "threshold": 0.5})),
+        "models/mlp/manifest.json: decline.temperature: expected a finite number > 0, got 0",
+    ),
+    (
+        lambda site: _manifest(site, lambda m: m.update(decline={"temperature": -2, "threshold": 0.5})),
+        "models/mlp/manifest.json: decline.temperature: expected a finite number > 0, got -2",
+    ),
+    (
+        lambda site: _manifest(site, lambda m: m.update(decline={"temperature": 1, "threshold": -1})),
+        "models/mlp/manifest.json: decline.threshold: expected a fraction between 0 and 1, got -1",
+    ),
+    (
+        lambda site: _manifest(site, lambda m: m.update(decline={"temperature": 1, "threshold": 1.5})),
+        "models/mlp/manifest.json: decline.threshold: expected a fraction between 0 and 1, got 1.5",
+    ),
+    (
+        lambda site: _manifest(site, lambda m: m["kernels"][0].update(dispatch=[4, 0, 1])),
+        "models/mlp/manifest.json: kernels[0].dispatch[1]: expected a finite number > 0, got 0",
+    ),
+    (
+        _replace("app.webmanifest", '"src": "favicon.svg"', '"src": "https://evil.example/i.png"'),
+        "app.webmanifest: icons[0].src: loads https://evil.example/i.png from outside the site",
+    ),
+    (
+        _replace("app.webmanifest", '"src": "favicon.svg"', '"src": "icon-512.png"'),
+        "app.webmanifest: icons[0].src: icon-512.png does not exist",
+    ),
+    (
+        _replace("sw.js", '"app.webmanifest", ', '"app.webmanifest", "assets/gone.1.js", '),
+        "sw.js: PRECACHE[3]: assets/gone.1.js does not exist",
+    ),
+    (lambda site: (site / "sw.js").unlink(), "sw.js: missing"),
+    (
+        _replace("index.html", '"default": "mlp"', '"default": "cnn"'),
+        "index.html: <script id=models> default: 'cnn' is not among ['mlp']",
+    ),
+]
+
+
+@pytest.mark.parametrize(("damage", "reason"), TAMPERED)
+def test_every_file_the_page_loads_is_checked(good, damage, reason):  # noqa: F811
+    _, site, _ = good
+    damage(site)
+    assert reason in problem(*good)
+
+
+@pytest.mark.slow  # spawns the verify stage
+def test_the_verify_stage_refuses_a_tampered_site_and_dist_keeps_the_last_verified_one(good, tmp_path):  # noqa: F811
+    cfg, site, _ = good
+    dist = tmp_path / "dist"
+    verify.publish_to_dist(site, dist)
+    before = {p.relative_to(dist): p.read_bytes() for p in dist.rglob("*") if p.is_file()}
+    staged = tmp_path / "build" / "site"  # the layout `python -m mnist_webgpu verify` reads, from its cwd
+    shutil.copytree(site, staged)
+    _manifest(staged, lambda m: m.update(decline={"temperature": 0, "threshold": 0.5}))
+    env = {**os.environ, config.CONFIG_ENV: str(cfg.path), "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_webgpu", "verify"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "models/mlp/manifest.json: decline.temperature: expected a finite number > 0, got 0" in line
+    assert {p.relative_to(dist): p.read_bytes() for p in dist.rglob("*") if p.is_file()} == before

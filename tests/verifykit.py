@@ -114,8 +114,19 @@ def good(tmp_path):
     (site / "models" / "mlp").mkdir(parents=True)
     (site / "index.html").write_text(
         CSP + '<link rel="stylesheet" href="assets/style.1.css"><link rel="icon" href="favicon.svg">'
+        '<link rel="manifest" href="app.webmanifest">'
+        '<script type="application/json" id="models">{"default": "mlp", "models": [{"name": "mlp", '
+        '"label": "MLP", "manifest": "models/mlp/manifest.json", "page": "models/mlp.html"}]}</script>'
         '<script type="module" src="assets/app.1.js"></script><a href="models/mlp.html">mlp</a>'
         '<a href="https://github.com/example/repo">source</a><img src="data:image/png;base64,AA==">'
+    )
+    (site / "app.webmanifest").write_text(
+        '{"name": "x.example", "start_url": "./index.html", "scope": "./", '
+        '"icons": [{"src": "favicon.svg", "sizes": "any"}]}'
+    )
+    (site / "sw.js").write_text(
+        'const PRECACHE = ["./", "index.html", "app.webmanifest", "assets/app.1.js", '
+        '"models/mlp/manifest.json", "models/mlp/weights.f32.safetensors"];\n'
     )
     (site / "404.html").write_text(CSP + '<a href="./">home</a>')
     (site / ".nojekyll").write_text("")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config, lock
+from . import config, faults, interrupts, lock
 from .errors import PipelineError
 
 
@@ -123,6 +123,7 @@ def _verify(cfg: config.Config, args: argparse.Namespace) -> None:
 
     with lock.exclusive(PROJECT.build, wait=True, what="verify"):
         verify.verify(cfg, PROJECT.site_staging, PROJECT)
+        faults.pause("verify")  # tests interrupt here: verified, dist/ not yet replaced
         verify.publish_to_dist(PROJECT.site_staging, PROJECT.dist)
     print(f"verified {PROJECT.site_staging} and published it to {PROJECT.dist}")
 
@@ -154,9 +155,11 @@ def _serve(cfg: config.Config, args: argparse.Namespace) -> None:
     from . import serve
     from .layout import PROJECT
 
-    port = args.port or cfg.serve.port
-    if not 1 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
-        raise PipelineError(f"serve: port {port}: expected a TCP port between 1 and 65535")
+    port = cfg.serve.port if args.port is None else args.port
+    if not 0 <= port <= 65535:  # socket.bind would raise OverflowError, a traceback
+        raise PipelineError(
+            f"serve: --port {port}: expected a TCP port between 1 and 65535, or 0 for any free one"
+        )
     serve.serve(PROJECT.dist, port)
 
 
@@ -166,7 +169,7 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default: [serve] port)")
+    parser.add_argument("--port", type=int, help="TCP port, 0 for any free one (default: [serve] port)")
 
 
 STAGES = {
@@ -221,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return interrupts.report()
     except OSError as exc:
         # what the machine refused (read-only or full disk, a file where a directory belongs):
         # the path and the reason are the whole story, a traceback adds nothing

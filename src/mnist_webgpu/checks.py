@@ -3,8 +3,11 @@
     pages      a Content-Security-Policy no weaker than the one the templates set; no inline
                script or event handler; nothing fetched from another origin through any
                attribute (src, srcset, poster, object data, link hints, meta refresh, ...)
+               or named by a URL member of a JSON data block (the app's models JSON)
     CSS        no url() or @import of another origin
-    scripts    no absolute URL (fetch, import, WebSocket, ...) to another origin
+    scripts    no absolute URL (fetch, import, WebSocket, ...) to another origin; what the
+               service worker precaches
+    web app manifest   its URL members (icons, start_url, scope)
     weights    a well-formed safetensors file whose every float is finite
 
 Each problem is one line naming the file. Free of tinygrad.
@@ -127,6 +130,7 @@ class Page:
     policies: list[str] = field(default_factory=list)  # CSP meta contents
     css: list[str] = field(default_factory=list)  # <style> blocks and style="" attributes
     inline_scripts: list[str] = field(default_factory=list)  # the text of each executable inline <script>
+    data: dict[str, str] = field(default_factory=dict)  # id -> text of each <script type=application/json>
 
     def script_hashes(self) -> set[str]:
         """The script-src hash sources of this page's policies ('sha256-...')."""
@@ -154,6 +158,7 @@ class _PageParser(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.page = Page()
         self._script: list[str] | None = None  # the text of the inline script being read
+        self._data_id: str | None = None  # that script's id when it is a JSON data block
         self._style = False
 
     def handle_starttag(self, tag, attrs):
@@ -188,8 +193,9 @@ class _PageParser(html.parser.HTMLParser):
             elif ABSOLUTE.match(values.get("content", "")):
                 page.problems.append(f"<meta> names {values['content'].strip()} on another site")
         inert = values.get("type", "").lower() in INERT_SCRIPT_TYPES
-        if tag == "script" and "src" not in values and not inert:
+        if tag == "script" and "src" not in values:
             self._script = []  # judged against the page's CSP hashes once the page is read
+            self._data_id = values.get("id", "") if inert else None
         if tag == "style":
             self._style = True
         if tag == "base":
@@ -199,7 +205,10 @@ class _PageParser(html.parser.HTMLParser):
         if tag == "style":
             self._style = False
         if tag == "script" and self._script is not None:
-            self.page.inline_scripts.append("".join(self._script))
+            if self._data_id is None:
+                self.page.inline_scripts.append("".join(self._script))
+            else:
+                self.page.data[self._data_id] = "".join(self._script)
             self._script = None
 
     def handle_data(self, data):
@@ -230,6 +239,39 @@ def css_urls(text: str) -> list[str]:
 
 def js_foreign_urls(text: str) -> list[str]:
     return [m["spec"] for m in JS_ABSOLUTE.finditer(text) if not m["spec"].startswith(NAMESPACES)]
+
+
+# JSON members that name a file the browser or the app loads: the web app manifest's (W3C:
+# icons[].src, start_url, scope, shortcuts[].url) and those of the app's data blocks (the
+# models JSON's manifest and page, 404.html's style and icon); other strings are inert text
+JSON_URL_KEYS = {"src", "start_url", "scope", "url", "manifest", "page", "style", "icon"}
+# the service worker's list (templates/sw.js), rendered as one JSON array
+PRECACHE = re.compile(r"^const PRECACHE = (?P<list>\[.*\]);$", re.M)
+
+
+def json_urls(value, where: str = "") -> list[tuple[str, str]]:
+    """(where, URL) for every string under a JSON_URL_KEYS member of `value`, at any depth."""
+    found = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        at = f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"
+        if isinstance(item, str) and key in JSON_URL_KEYS:
+            found.append((at.lstrip("."), item))
+        else:
+            found += json_urls(item, at)
+    return found
+
+
+def precached(text: str) -> list[tuple[str, str]] | None:
+    """(where, URL) of what a service worker script precaches (None: it is no such script)."""
+    match = PRECACHE.search(text)
+    if match is None:
+        return None
+    try:
+        urls = json.loads(match["list"])
+    except ValueError:
+        return [("PRECACHE", match["list"][:60])]  # reported as a URL that does not exist
+    return [(f"PRECACHE[{i}]", u if isinstance(u, str) else json.dumps(u)) for i, u in enumerate(urls)]
 
 
 def read_text(path: Path, rel: str) -> tuple[str | None, str | None]:

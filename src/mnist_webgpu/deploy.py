@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DeployConfig
+from .config.rules import BRANCH, HOST
 from .errors import PipelineError
 
 
@@ -77,9 +78,9 @@ def _git(
 
 
 def check_branch(repo: Path, branch: str) -> None:
-    """The branch name as git itself judges it (git check-ref-format --branch)."""
-    if branch.startswith("-") or "@{" in branch:  # an option to git, or a reflog expression
-        raise DeployError(f"deploy.branch: {branch!r} is not a valid branch name")
+    """The branch name as the config's rule and git itself judge it (git check-ref-format --branch)."""
+    if not BRANCH.check(branch):  # an option to git, a reflog expression, a full ref
+        raise DeployError(f"deploy.branch: {branch!r} is not a valid branch name (expected {BRANCH.expect})")
     try:
         _git(repo, "check-ref-format", "--branch", branch)
     except DeployError:
@@ -163,6 +164,8 @@ def publish(
         raise DeployError(f"{site}: no index.html; run `doit build` first")
     check_remote(cfg.remote)
     check_branch(repo, cfg.branch)
+    if cfg.cname and not HOST.check(cfg.cname):
+        raise DeployError(f"deploy.cname: {cfg.cname!r} is not {HOST.expect}")
     source = source_commit(repo)
     dirty = dirty_paths(repo)
     if dirty and not allow_dirty:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from . import files
 from .config import settings_hash
+from .config.rules import FRACTION, POSITIVE, Kind
 from .errors import PipelineError
 
 T = TypeVar("T")
@@ -29,6 +30,12 @@ T = TypeVar("T")
 
 class SchemaError(PipelineError):
     """A file does not hold the record its readers expect; the message names file and key."""
+
+
+def ruled(kind: Kind) -> Any:
+    """A record field whose value (each item, for a list) must be of `kind`, as config keys are:
+    the page computes with these numbers, so a reader refuses what would break it."""
+    return dataclasses.field(metadata={"kind": kind})
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,8 @@ class Decline:
     """The page's "not a digit" rule: softmax(logits / temperature); decline when the last
     output's probability exceeds threshold (set on drawn validation digits, mnist_webgpu.decline)."""
 
-    temperature: float
-    threshold: float
+    temperature: float = ruled(POSITIVE)  # 0 or NaN: every probability NaN
+    threshold: float = ruled(FRACTION)  # below 0: every drawing declined
 
 
 @dataclass(frozen=True)
@@ -164,8 +171,8 @@ class Binding:
 class Kernel:
     name: str
     entry_point: str
-    dispatch: list[int]  # workgroups per dimension
-    workgroup_size: list[int]
+    dispatch: list[int] = ruled(POSITIVE)  # workgroups per dimension: 0 runs nothing
+    workgroup_size: list[int] = ruled(POSITIVE)
     bindings: list[Binding]
     source: str  # WGSL
 
@@ -305,6 +312,9 @@ def _value(kind: Any, value: Any, where: str) -> Any:
     if kind is Any:
         return value
     if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is not None and len(options) == 1:  # an optional record: say what inside it is off
+            return _value(options[0], value, where)
         for option in typing.get_args(kind):
             try:
                 return _value(option, value, where)
@@ -351,9 +361,22 @@ def _record(cls: type[T], obj: dict, prefix: str) -> T:
     for name, f in fields.items():
         if name in obj:
             values[name] = _value(hints[name], obj[name], f"{prefix}{name}")
+            _check_kind(f, values[name], f"{prefix}{name}")
         elif f.default is dataclasses.MISSING:
             raise SchemaError(f"{prefix}{name}: missing")
     return cls(**values)
+
+
+def _check_kind(f: dataclasses.Field, value: Any, where: str) -> None:
+    kind = f.metadata.get("kind")
+    if kind is None:
+        return
+    items = enumerate(value) if isinstance(value, list) else [(None, value)]
+    for i, v in items:
+        if not kind.check(v):
+            raise SchemaError(
+                f"{where}{'' if i is None else f'[{i}]'}: expected {kind.expect}, got {json.dumps(v)}"
+            )
 
 
 def parse(cls: type[T], obj: Any, where: str) -> T:

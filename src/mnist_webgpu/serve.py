@@ -10,6 +10,7 @@ import http.server
 import os
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from .errors import PipelineError
@@ -26,6 +27,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     }
 
     def send_head(self):
+        if "\x00" in urllib.parse.unquote(self.path):  # no file has one: the path checks would raise
+            self.send_error(400, "NUL byte in the path")
+            return None
         root = Path(self.directory).resolve()
         target = Path(self.translate_path(self.path))
         if target.is_dir():

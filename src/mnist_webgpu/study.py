@@ -36,7 +36,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from . import config, files, layout, sweep, sweep_report
+from . import config, files, interrupts, layout, sweep, sweep_report
 from .config import Config, ConfigError, Trial
 from .config import sweep as sweep_config
 from .errors import PipelineError
@@ -45,6 +45,9 @@ from .schemas import plain
 from .sweep import SweepError
 
 DATABASES = ("sqlite", "postgresql", "mysql")
+# a server that accepts the connection and never answers (a firewall, a wrong port) would
+# hold the sweep forever; the URL's own ?connect_timeout= wins
+CONNECT_TIMEOUT = 10
 MAX_RETRY = 3  # a trial whose worker dies this often is left failed
 OBJECTIVE = (
     "validation accuracy: the last val_size MNIST training digits, averaged with the held-out pen "
@@ -105,6 +108,8 @@ def open_storage(url: str, where: str, heartbeat_seconds: int) -> optuna.storage
         engine: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine = {"pool_pre_ping": True}
+        if "connect_timeout" not in make_url(url).query:
+            engine["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     try:
         storage = optuna.storages.RDBStorage(
             url,
@@ -117,6 +122,12 @@ def open_storage(url: str, where: str, heartbeat_seconds: int) -> optuna.storage
         )
     except (SQLAlchemyError, ImportError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
+        if "timeout" in first.lower():
+            host = make_url(url).host
+            raise SweepError(
+                f"{where}: cannot open {shown(url)}: {host} did not answer within "
+                f"{make_url(url).query.get('connect_timeout', CONNECT_TIMEOUT)} s"
+            ) from None
         raise SweepError(f"{where}: cannot open {shown(url)} ({type(exc).__name__}: {first})") from None
     if backend == "sqlite":
         _serialise(storage.engine)
@@ -501,7 +512,7 @@ def _relay(proc: subprocess.Popen, prefix: str) -> None:
 
 def run_workers(cfg: Config, url: str, workers: int, devices: list[str]) -> list[int]:
     """Start the workers as processes, relay their lines, return their exit codes."""
-    env = dict(os.environ)  # not tasks.stage_env: a worker machine needs no doit
+    env = interrupts.quiet(dict(os.environ))  # not tasks.stage_env: a worker machine needs no doit
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
     )

@@ -330,7 +330,7 @@ def serve_task(cfg: config.Config) -> dict:
                 "long": "port",
                 "type": int,
                 "default": cfg.serve.port,
-                "help": "TCP port on 127.0.0.1",
+                "help": "TCP port on 127.0.0.1 (0: any free one, printed)",
             }
         ],
         "uptodate": [False],

@@ -7,6 +7,7 @@ model meets its configured accuracy gate.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,17 +36,20 @@ def _target(site: Path, page: Path, url: str) -> Path | None:
 
 
 def check_references(site: Path) -> list[str]:
-    """Every page, style and script: what it loads is on the site and exists; pages keep the CSP."""
+    """Every page, style, script and web app manifest: what it loads is on the site and exists
+    (attributes, JSON data blocks, the service worker's precache list); pages keep the CSP."""
     problems = []
     site = site.resolve()
     for page in sorted(site.rglob("*")):
         rel = page.relative_to(site).as_posix()
-        if page.suffix not in (".html", ".svg", ".js", ".mjs", ".css") or not page.is_file():
+        if page.suffix not in (".html", ".svg", ".js", ".mjs", ".css", ".webmanifest") or not page.is_file():
             continue
         text, unreadable = checks.read_text(page, rel)
         if text is None:
             problems.append(unreadable)
             continue
+        # (where in the file, or '', URL, whether the browser fetches it by itself)
+        urls: list[tuple[str, str, bool]] = []
         if page.suffix in (".html", ".svg"):
             scanned = checks.scan_page(text)
             problems += [f"{rel}: {p}" for p in scanned.problems]
@@ -59,27 +63,68 @@ def check_references(site: Path) -> list[str]:
                         f"{rel}: Content-Security-Policy weakened: {p}" for p in checks.csp_problems(policy)
                     ]
             css = [u for block in scanned.css for u in checks.css_urls(block)]
-            urls = [(u, True) for u in scanned.fetched + css] + [(u, False) for u in scanned.links]
+            urls += [("", u, True) for u in scanned.fetched + css] + [("", u, False) for u in scanned.links]
+            for block, data in scanned.data.items():
+                parsed, bad = _json(data, f"{rel}: <script id={block}>")
+                problems += bad
+                urls += [(f"<script id={block}> {at}", u, True) for at, u in checks.json_urls(parsed)]
         elif page.suffix in (".js", ".mjs"):
-            urls = [(u, True) for u in js_references(text) + checks.js_foreign_urls(text)]
+            urls = [("", u, True) for u in js_references(text) + checks.js_foreign_urls(text)]
+            urls += [(at, u, True) for at, u in checks.precached(text) or []]
+        elif page.suffix == ".webmanifest":
+            parsed, bad = _json(text, rel)
+            problems += bad
+            urls = [(at, u, True) for at, u in checks.json_urls(parsed)]
         else:
-            urls = [(u, True) for u in checks.css_urls(text)]
-        for url, fetched in urls:
+            urls = [("", u, True) for u in checks.css_urls(text)]
+        for at, url, fetched in urls:
+            where = f"{rel}: {at}: " if at else f"{rel}: "
             if checks.foreign(url):
                 if fetched:
-                    problems.append(f"{rel}: loads {url} from outside the site")
+                    problems.append(f"{where}loads {url} from outside the site")
                 continue
             if url.startswith("/"):
-                problems.append(f"{rel}: absolute path {url} breaks when served under /<repository>/")
+                problems.append(f"{where}absolute path {url} breaks when served under /<repository>/")
                 continue
             target = _target(site, page, url)
             if target is None:
                 continue
             if not target.is_relative_to(site):
-                problems.append(f"{rel}: {url} points outside the site")
+                problems.append(f"{where}{url} points outside the site")
             elif not target.is_file():
-                problems.append(f"{rel}: {url} does not exist")
+                problems.append(f"{where}{url} does not exist")
     return problems
+
+
+def _json(text: str, where: str) -> tuple[object, list[str]]:
+    try:
+        return json.loads(text), []
+    except ValueError as exc:
+        return None, [f"{where}: not JSON ({exc})"]
+
+
+def app_models(site: Path) -> tuple[list[dict], list[str]]:
+    """The models the app page offers (index.html's models JSON), and what is wrong with it."""
+    index = site / "index.html"
+    text, _ = checks.read_text(index, "index.html") if index.is_file() else (None, None)
+    if text is None:
+        return [], []  # missing or unreadable: reported as such
+    block = checks.scan_page(text).data.get("models")
+    if block is None:
+        return [], ["index.html: no models JSON (<script type=application/json id=models>) for the app"]
+    try:
+        data = json.loads(block)
+    except ValueError:
+        return [], []  # check_references reports it
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        return [], ["index.html: <script id=models> models: expected a list of objects"]
+    names = [m.get("name") for m in models]
+    if data.get("default") not in names:
+        return models, [
+            f"index.html: <script id=models> default: {data.get('default')!r} is not among {names}"
+        ]
+    return models, []
 
 
 def safetensors_header(path: Path) -> dict:
@@ -91,17 +136,41 @@ def safetensors_header(path: Path) -> dict:
 
 
 def check_models(cfg: Config, site: Path, build: Layout) -> list[str]:
-    """Each model meets its gate, and ships exactly the weights and kernels its training and
-    compile stages produced: the manifest names every file's digest, and the metrics were
-    trained with the settings the config holds now."""
-    problems = []
+    """Each model the app page loads is a model of the config, meets its gate, and ships exactly
+    the weights and kernels its training and compile stages produced: the manifest names every
+    file's digest, and the metrics were trained with the settings the config holds now."""
+    entries, problems = app_models(site)
+    loaded = {}
+    for i, entry in enumerate(entries):
+        if entry.get("name") not in cfg.model_names:
+            problems.append(
+                f"index.html: <script id=models> models[{i}].name: {entry.get('name')!r} is not a model "
+                f"of {cfg.path} (known: {', '.join(cfg.model_names)})"
+            )
+        else:
+            loaded[entry["name"]] = (i, entry.get("manifest"))
     for model in cfg.models:
+        if (site / "index.html").is_file() and entries and model.name not in loaded:
+            problems.append(f"index.html: <script id=models> models: no entry for models.{model.name}")
+        i, url = loaded.get(model.name, (None, f"models/{model.name}/manifest.json"))
+        if not isinstance(url, str) or checks.foreign(url):
+            problems.append(
+                f"index.html: <script id=models> models[{i}].manifest: {url!r} is not on the site"
+            )
+            continue
+        manifest_path = _target(site, site / "index.html", url)
+        if manifest_path is None or not manifest_path.is_relative_to(site.resolve()):
+            continue  # check_references names it
         try:
             metrics = schemas.read(schemas.Metrics, build.train_outputs(model.name).metrics)
-            manifest_path = site / "models" / model.name / "manifest.json"
             manifest = schemas.read(schemas.Manifest, manifest_path)
         except schemas.SchemaError as exc:
             problems.append(str(exc))
+            continue
+        if manifest.name != model.name:
+            problems.append(
+                f"{manifest_path}: name: {manifest.name!r}, but index.html loads it as model {model.name!r}"
+            )
             continue
         outputs = build.train_outputs(model.name)
         if not metrics.trained_with(training_settings(cfg.train, model)):
@@ -151,7 +220,7 @@ def check_manifest(path: Path, manifest: schemas.Manifest) -> list[str]:
 
 
 def verify(cfg: Config, site: Path, build: Layout) -> None:
-    required = ["index.html", "404.html", ".nojekyll"]
+    required = ["index.html", "404.html", ".nojekyll", "sw.js"]  # app.js registers sw.js by name
     problems = [f"{name}: missing" for name in required if not (site / name).is_file()]
     problems += check_references(site)
     problems += check_models(cfg, site, build)

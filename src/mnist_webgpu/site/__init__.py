@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .. import files, idx, sweep_report
+from .. import faults, files, idx, sweep_report
 from ..config import Config
 from ..errors import SiteError
 from . import offline
@@ -143,6 +143,7 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
             page("sweep.html", "sweep.html", "", page_id="sweep", sweep=sweep)
             (staging / "HYPERPARAMETERS.md").write_text(sweep_report.markdown(sweep), encoding="utf-8")
         (staging / ".nojekyll").write_bytes(b"")
+        faults.pause("site")  # tests interrupt here: the whole site staged, not yet in place
         files.replace_dir(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,7 +1,7 @@
 """`doit bench`: every bench, one report: build/bench/report.json and build/bench/report.md.
 
     python bench/run.py [--quick] [--config config.toml] [--build-config PATH]
-        [--parts browser,build,payload,drawn]
+        [--parts browser,build,payload,drawn,pen]
 
 Run from the project directory after `doit build` (dist/ and build/webgpu/ are measured).
 --quick runs every part with few repetitions so CI can run it; its figures are not for
@@ -9,7 +9,8 @@ the README. The build part times the real doit in a temporary copy of the projec
 --build-config (default: the project's config; tests/fast.toml with --quick). The drawn
 part draws validation digits in bench/drawn_digits.py's four conditions through the page
 (100 per condition, 10 with --quick); the README's test-digit figures come from that
-script run once with --test.
+script run once with --test. The pen part replays real people's pen digits, every digit of
+the validation writers (10 with --quick), through the page: bench/drawn_digits.py --pen.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from mnist_webgpu import config, files  # noqa: E402
 from mnist_webgpu.errors import PipelineError  # noqa: E402
 
 OUT = Path("build/bench")
-PARTS = ("browser", "build", "payload", "drawn")
+PARTS = ("browser", "build", "payload", "drawn", "pen")
 DRAWN_DIGITS = {True: 10, False: 100}  # per condition: quick, full
+PEN_DIGITS = {True: 10, False: 0}  # per condition: quick, full (0: every validation writer's digit)
 FAST_CONFIG = ROOT / "tests" / "fast.toml"
 BUILD_FIGURES = ("cold_build", "noop_rebuild", "template_only_rebuild", "hyperparameter_rebuild")
 BUILD_TARGETS_S = {"noop_rebuild": 2, "template_only_rebuild": 5}
@@ -72,6 +74,21 @@ def measure(cfg: config.Config, quick: bool, build_cfg: config.Config, parts: li
             Path("dist"), images, labels, list(cfg.model_names), list(drawn_digits.CONDITIONS)
         )
         report["drawn"] = {"split": split, "digits": len(images), "models": found}
+    if "pen" in parts:
+        import drawn_digits
+
+        digits = drawn_digits.pen_digits(cfg, PEN_DIGITS[quick])
+        found = drawn_digits.measure_pen(
+            Path("dist"), digits, list(cfg.model_names), list(drawn_digits.PEN_CONDITIONS)
+        )
+        for model in found.values():
+            for figures in model.values():
+                figures.pop("predictions")
+        report["pen"] = {
+            "writers": sorted({d.writer for d in digits}),
+            "digits": len(digits),
+            "models": found,
+        }
     if "payload" in parts:
         report["payload"] = payload.run(Path("dist"))
         if "browser" in report:
@@ -183,6 +200,23 @@ def markdown(report: dict) -> str:
         ]
         for name, r in d["models"].items():
             lines.append(f"| {name} | " + " | ".join(f"{r[c]['accuracy']:.1%}" for c in conditions) + " |")
+        lines.append("")
+    if "pen" in report:
+        pen = report["pen"]
+        writers = ", ".join(map(str, pen["writers"]))
+        lines += [
+            f"## Real pen digits ({pen['digits']} digits of validation writers {writers}, through the page)",
+            "",
+            "| model | condition | read | declined | worst writer | per digit |",
+            "|---|---|---:|---:|---|---|",
+        ]
+        for name, by_condition in pen["models"].items():
+            for condition, f in by_condition.items():
+                digits = " ".join(f"{k}:{v:.0%}" for k, v in f["by_digit"].items())
+                lines.append(
+                    f"| {name} | {condition} | {f['accuracy']:.2%} | {f['declined']:.1%} "
+                    f"| {f['worst_writer']}: {f['worst_accuracy']:.1%} | {digits} |"
+                )
         lines.append("")
     if "payload" in report:
         p = report["payload"]

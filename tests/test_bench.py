@@ -49,7 +49,7 @@ def test_quick_doit_bench_writes_a_complete_report(built):
     assert "build/bench/report.json" in result.stdout
 
     report = json.loads((project / "build" / "bench" / "report.json").read_text())
-    assert {"browser", "onnxruntime_web", "build", "payload", "drawn"} <= report.keys()
+    assert {"browser", "onnxruntime_web", "build", "payload", "drawn", "pen"} <= report.keys()
     assert report["meta"]["quick"] is True
     drawn = report["drawn"]
     assert drawn["split"] == "validation" and drawn["digits"] == 10
@@ -57,6 +57,13 @@ def test_quick_doit_bench_writes_a_complete_report(built):
         assert set(drawn["models"][name]) == {"centred", "anywhere", "small", "pen"}
         assert all(0 <= r["accuracy"] <= 1 for r in drawn["models"][name].values())
     assert "## Drawn digits" in (project / "build" / "bench" / "report.md").read_text()
+    pen = report["pen"]
+    assert pen["digits"] == 10 and set(pen["writers"]) <= {29, 30}, "the fast config's validation writers"
+    for name in ("mlp", "cnn"):
+        assert set(pen["models"][name]) == {"written", "small", "anywhere"}
+        for f in pen["models"][name].values():
+            assert 0 <= f["worst_accuracy"] <= f["accuracy"] <= 1 and set(f["by_writer"]) <= {"29", "30"}
+    assert "## Real pen digits" in (project / "build" / "bench" / "report.md").read_text()
 
     browser, ort = report["browser"], report["onnxruntime_web"]
     assert browser["webgpu_adapter"]["architecture"] == "swiftshader"

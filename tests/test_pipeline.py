@@ -39,6 +39,20 @@ def test_model_pages_show_the_drawn_figures_and_the_decline_rule(built):
         assert f"exceeds {metrics['decline']['threshold']:.3f}" in html
 
 
+def test_model_pages_show_the_validation_writers_figures(built):
+    for name in ("mlp", "cnn"):
+        pen = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())["pen_val"]
+        html = (built.root / "dist" / "models" / f"{name}.html").read_text()
+        shown = dict(re.findall(r'data-testid="(pen-accuracy|pen-worst)">([^<]+)<', html))
+        assert shown == {
+            "pen-accuracy": f"{pen['accuracy'] * 100:.2f}%",
+            "pen-worst": f"{pen['worst_accuracy'] * 100:.2f}%",
+        }
+        assert pen["writers"] == 2 and set(pen["by_writer"]) == {"29", "30"}, "the fast config's writers"
+        for writer, share in pen["by_writer"].items():
+            assert f"<dt>no. {writer}</dt><dd>{share * 100:.1f}%</dd>" in html
+
+
 def test_build_leaves_a_verified_dist(built):
     dist = built.root / "dist"
     for rel in ("index.html", "404.html", ".nojekyll", "models/mlp.html", "models/cnn/manifest.json"):

@@ -460,14 +460,14 @@ def kernel_rows(db: Path) -> int:
 
 
 @pytest.mark.slow
-def test_the_kernel_cache_lives_in_the_project_cache_and_is_reused(tmp_path, mnist_cache):
+def test_the_kernel_cache_lives_in_the_project_cache_and_is_reused(tmp_path, mnist_cache, fast_drawings):
     cache = tmp_path / "cache"
     cache.mkdir()
     for f in mnist_cache.iterdir():
         if f.is_file():
             (cache / f.name).symlink_to(f)
     head = FAST.split("[models.mlp]")[0]
-    root = project(tmp_path / "project", head + TINY_MODELS)
+    root = with_drawings(project(tmp_path / "project", head + TINY_MODELS), fast_drawings)
     assert run_stage(root, "train", "mlp", cache=cache).returncode == 0
     db = cache / "tinygrad" / "cache.db"
     assert db.is_file()

@@ -198,6 +198,11 @@ class Drawings:
     val_pen_writers: np.ndarray
 
 
+def pen_copies(cfg: Config) -> int:
+    """Renderings of each training writer's pen digit: none when no batch draws them."""
+    return cfg.train.pen_copies if cfg.train.pen_share else 0
+
+
 def settings(cfg: Config) -> dict:
     """What decides the drawings: the counts and the split they are drawn from."""
     s = split(cfg.train)
@@ -209,8 +214,7 @@ def settings(cfg: Config) -> dict:
         "pen": {
             "sha256": pendigits.SHA256,
             "val_writers": list(cfg.train.pen_val_writers),
-            # no training copies when no batch draws them
-            "copies": cfg.train.pen_copies if cfg.train.pen_share else 0,
+            "copies": pen_copies(cfg),
         },
     }
 
@@ -230,7 +234,7 @@ def make(cfg: Config, mnist: data.Mnist, processes: int | None = None) -> Drawin
     val_neg, val_kinds = draw_negatives(val, cfg.train.drawn, SEEDS["val"], processes)
     test_neg, test_kinds = draw_negatives(mnist.test_x[: s.n_test], cfg.train.drawn, SEEDS["test"], processes)
     pen_train, pen_val = pendigits.split(pendigits.load(), cfg.train.pen_val_writers)
-    copies = cfg.train.pen_copies if cfg.train.pen_share else 0
+    copies = pen_copies(cfg)
     pen_train = pen_train if copies else []
     return Drawings(
         train_digits=draw_digits(train[train_pick], SEEDS["redrawn"], processes),

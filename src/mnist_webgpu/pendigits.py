@@ -27,7 +27,6 @@ from .errors import PipelineError
 SOURCE = Path(__file__).resolve().parent / "datasets" / "pendigits-train.xz"
 SHA256 = "a66225d68d7d68591e62944df1ad33b3f5aa608e2df2505844b41f5568a80da4"  # of the UNIPEN text
 WRITERS = range(1, 31)
-CREDIT = "UCI pendigits (E. Alpaydin, F. Alimoglu, 1998; CC BY 4.0)"
 
 # distort(): how far another writing of a digit strays, chosen on the validation writers
 ROTATE = 8.0  # degrees

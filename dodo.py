@@ -9,7 +9,8 @@ from pathlib import Path
 # run this checkout's pipeline, not whatever copy happens to be installed
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from mnist_webgpu import interrupts, tasks  # noqa: E402
+from mnist_webgpu.core import interrupts
+from mnist_webgpu.pipeline import tasks
 
 interrupts.install_for_doit()  # Ctrl-C: one line and status 130, whatever task is running
 

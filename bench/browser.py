@@ -42,9 +42,10 @@ sys.path[:0] = [str(ROOT / "src"), str(BENCH)]
 import onnx_model  # noqa: E402
 from browser_env import CHROMIUM, CHROMIUM_ARGS, ISOLATION_HEADERS, serve  # noqa: E402
 
-from mnist_webgpu import config, data  # noqa: E402
-from mnist_webgpu.errors import PipelineError  # noqa: E402
-from mnist_webgpu.site import write_runtime  # noqa: E402
+from mnist_webgpu.core import config  # noqa: E402
+from mnist_webgpu.core.errors import PipelineError  # noqa: E402
+from mnist_webgpu.data import mnist as data  # noqa: E402
+from mnist_webgpu.site.render import write_runtime  # noqa: E402
 
 ORT_PACKAGE = "onnxruntime-web"
 ORT_VERSION = "1.30.0"  # pinned: figures from different ORT releases are not comparable

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from projectkit import ROOT, free_port
 
-from mnist_webgpu.site import write_runtime
+from mnist_webgpu.site.render import write_runtime
 
 CHROMIUM = "/usr/bin/chromium"
 # WebGPU on SwiftShader, headless, as root, on a closed network (see shared notes ENVIRONMENT.md)

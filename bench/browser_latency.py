@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import chromium_page, serve, stage_site  # noqa: E402
 
-from mnist_webgpu import config, data  # noqa: E402
+from mnist_webgpu.core import config  # noqa: E402
+from mnist_webgpu.data import mnist as data  # noqa: E402
 
 BACKENDS = ("webgpu", "cpu")
 TARGET_MS = {"mlp": 10, "cnn": 25}

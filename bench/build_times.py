@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from projectkit import clean_env, copy_project, tasks_ran  # noqa: E402
 
-from mnist_webgpu import config  # noqa: E402
-from mnist_webgpu.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core import config  # noqa: E402
+from mnist_webgpu.core.errors import PipelineError  # noqa: E402
 
 
 class Copy:

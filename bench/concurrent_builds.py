@@ -34,9 +34,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E402
 
-from mnist_webgpu import config, data, verify  # noqa: E402
-from mnist_webgpu.errors import PipelineError  # noqa: E402
-from mnist_webgpu.layout import Layout  # noqa: E402
+from mnist_webgpu.core import config  # noqa: E402
+from mnist_webgpu.core.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core.layout import Layout  # noqa: E402
+from mnist_webgpu.data import mnist as data  # noqa: E402
+from mnist_webgpu.publish import verify  # noqa: E402
 
 TITLE = 'title = "kill test"'
 LOCK_LINE = re.compile(r"another build is running \(pid \d+\)[^\n]*")

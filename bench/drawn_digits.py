@@ -34,7 +34,7 @@ through the page or, with --offline, the stand-ins: accuracy, share declined, pe
 
 --failures DIR writes, per misclassified digit, a PNG: the MNIST digit and what the model
 saw (the page's 28x28 preview). --offline runs no browser: Python stand-ins of the pad and
-the page's preprocessing (mnist_webgpu.strokes.render_strokes, the reference of the page's
+the page's preprocessing (mnist_webgpu.drawings.preprocess.render_strokes, the reference of the page's
 vector rendering, deskew included) and tinygrad on the site's weights.
 """
 
@@ -55,9 +55,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
-from mnist_webgpu import charts, negatives, strokes  # noqa: E402
-from mnist_webgpu import drawings as pad  # noqa: E402
-from mnist_webgpu.pen import Point, graph, skeleton_points, trace  # noqa: E402
+from mnist_webgpu.drawings import (  # noqa: E402
+    negatives,
+    pad,
+)
+from mnist_webgpu.drawings import preprocess as strokes  # noqa: E402
+from mnist_webgpu.drawings.pen import Point, graph, skeleton_points, trace  # noqa: E402
+from mnist_webgpu.site import charts  # noqa: E402
 
 CONDITIONS = pad.CONDITIONS
 FIDELITY = "rows"
@@ -194,7 +198,8 @@ def site_logits(site: Path, model: str, pixels: np.ndarray) -> np.ndarray:
     from onnx_model import expanded_weights
     from tinygrad import Tensor
 
-    from mnist_webgpu import export, models
+    from mnist_webgpu.export import webgpu as export
+    from mnist_webgpu.models import zoo as models
 
     model_dir = site / "models" / model
     manifest = json.loads((model_dir / "manifest.json").read_text())
@@ -323,7 +328,7 @@ PEN_CONDITIONS = {"written": "centred", "small": "small", "anywhere": "anywhere"
 def pen_digits(cfg, count: int = 0, seed: int = 0) -> list:
     """The validation writers' pen digits ([train] pen_val_writers): all of them, or a seeded
     pick of `count` in their file order. Never a training writer's."""
-    from mnist_webgpu import pendigits
+    from mnist_webgpu.data import pendigits
 
     _, held = pendigits.split(pendigits.load(), cfg.train.pen_val_writers)
     if count and count < len(held):
@@ -381,7 +386,7 @@ def measure_pen(site: Path, digits: list, models: list[str], conditions: list[st
 
 def offline_pen(site: Path, digits: list, models: list[str], conditions: list[str]) -> dict:
     """As measure_pen(), with the Python stand-ins of the page (its size and decline rules)."""
-    from mnist_webgpu import decline
+    from mnist_webgpu.train import verdict as decline
 
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
@@ -417,7 +422,7 @@ def declined_summary(answers: list[int | None], kinds: list[str]) -> dict:
 
 def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """`count` digits, a fixed seeded pick: validation digits unless `test`."""
-    from mnist_webgpu import layout
+    from mnist_webgpu.core import layout
 
     rng = np.random.default_rng(seed)
     if test:
@@ -430,16 +435,16 @@ def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.n
 
 def site_rule(site: Path, model: str):
     """The "not a digit" rule the site's manifest carries for `model` (None: ten outputs)."""
-    from mnist_webgpu import schemas
+    from mnist_webgpu.core import records
 
     rule = json.loads((site / "models" / model / "manifest.json").read_text()).get("decline")
-    return None if rule is None else schemas.Decline(**rule)
+    return None if rule is None else records.Decline(**rule)
 
 
 def offline(site: Path, images, labels, models, conditions, nondigits=()) -> dict[str, dict]:
     """As measure(), with the Python stand-ins of the page: its size rule (verdict.js) and its
-    model's "not a digit" rule (mnist_webgpu.decline, the page's arithmetic)."""
-    from mnist_webgpu import decline
+    model's "not a digit" rule (mnist_webgpu.train.verdict, the page's arithmetic)."""
+    from mnist_webgpu.train import verdict as decline
 
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
@@ -475,7 +480,8 @@ def direct(site: Path, model: str, images: np.ndarray, labels: np.ndarray) -> di
 
 
 def main() -> None:
-    from mnist_webgpu import config, data
+    from mnist_webgpu.core import config
+    from mnist_webgpu.data import mnist as data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site", type=Path, default=Path("dist"))

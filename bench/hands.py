@@ -247,7 +247,7 @@ def offline(site: Path, models: list[str], count: int, seed: int = 0) -> dict[st
     model's "not a digit" rule."""
     import drawn_digits as dd
 
-    from mnist_webgpu import decline
+    from mnist_webgpu.train import verdict as decline
 
     pen = dd.pen_width(site)
     drawn = drawings(count, pen, seed)
@@ -276,7 +276,8 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from mnist_webgpu import charts, drawings
+    from mnist_webgpu.drawings import pad as drawings
+    from mnist_webgpu.site import charts
 
     parser = argparse.ArgumentParser(description="a PNG of the hand templates as the model sees them")
     parser.add_argument("--grid", type=Path, required=True)

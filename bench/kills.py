@@ -43,9 +43,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E402
 
-from mnist_webgpu import config, data, schemas, verify  # noqa: E402
-from mnist_webgpu.errors import PipelineError  # noqa: E402
-from mnist_webgpu.layout import Layout  # noqa: E402
+from mnist_webgpu.core import (  # noqa: E402
+    config,
+    records,
+)
+from mnist_webgpu.core.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core.layout import Layout  # noqa: E402
+from mnist_webgpu.data import mnist as data  # noqa: E402
+from mnist_webgpu.publish import verify  # noqa: E402
 
 MODEL = "mlp"
 GOOD_LR, OTHER_LR = "lr = 0.003", "lr = 0.0005"
@@ -207,22 +212,22 @@ class Bench:
         settings = config.training_settings(cfg.train, cfg.model(MODEL))
         parts = []
         try:
-            trained = schemas.read(schemas.Metrics, self.layout.train_outputs(MODEL).metrics).trained_with(
+            trained = records.read(records.Metrics, self.layout.train_outputs(MODEL).metrics).trained_with(
                 settings
             )
-        except schemas.SchemaError:
+        except records.SchemaError:
             trained = False
         parts.append("train done" if trained else "train not done")
         manifest_path = self.layout.manifest(MODEL)
         try:
-            manifest = schemas.read(schemas.Manifest, manifest_path)
+            manifest = records.read(records.Manifest, manifest_path)
             if trained and manifest.compiled_from(self.layout.train_outputs(MODEL).weights):
                 parts.append("compile done")
             elif manifest.file_problems(manifest_path):
                 parts.append("compile mixed (weight files replaced, manifest not)")
             else:
                 parts.append("compile not done")
-        except schemas.SchemaError:
+        except records.SchemaError:
             parts.append("compile manifest unreadable")
         dist = self.root / "dist/models" / MODEL
         if not dist.is_dir():
@@ -246,9 +251,9 @@ class Bench:
         dist = self.root / "dist/models" / MODEL
         problems = result.problems
         try:
-            metrics = schemas.read(schemas.Metrics, outputs.metrics)
-            manifest = schemas.read(schemas.Manifest, dist / "manifest.json")
-        except schemas.SchemaError as exc:
+            metrics = records.read(records.Metrics, outputs.metrics)
+            manifest = records.read(records.Manifest, dist / "manifest.json")
+        except records.SchemaError as exc:
             problems.append(str(exc))
             return
         if not metrics.trained_with(config.training_settings(cfg.train, model)):

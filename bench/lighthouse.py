@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src")]
 
-from mnist_webgpu import serve  # noqa: E402
+from mnist_webgpu.publish import serve  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-webgpu-node"
 LIGHTHOUSE = Path(os.environ.get("LIGHTHOUSE") or CACHE / "node_modules" / ".bin" / "lighthouse")

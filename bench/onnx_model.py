@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from mnist_webgpu import forms  # noqa: E402
-from mnist_webgpu.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core.errors import PipelineError  # noqa: E402
+from mnist_webgpu.export import forms  # noqa: E402
 
 # opset 17 / IR 8: old enough for any onnxruntime-web of the last years, new enough for every op used
 OPSET = 17

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("dodo.py", "src", "templates", "site_src")

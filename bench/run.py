@@ -29,8 +29,11 @@ sys.path[:0] = [str(ROOT / "src"), str(BENCH)]
 import build_times  # noqa: E402
 import payload  # noqa: E402
 
-from mnist_webgpu import config, files  # noqa: E402
-from mnist_webgpu.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core import (  # noqa: E402
+    config,
+    files,
+)
+from mnist_webgpu.core.errors import PipelineError  # noqa: E402
 
 OUT = Path("build/bench")
 PARTS = ("browser", "build", "payload", "drawn", "pen")
@@ -65,7 +68,7 @@ def measure(cfg: config.Config, quick: bool, build_cfg: config.Config, parts: li
     if "drawn" in parts:
         import drawn_digits
 
-        from mnist_webgpu import data
+        from mnist_webgpu.data import mnist as data
 
         images, labels, split = drawn_digits.pick_digits(
             cfg, data.load(cfg.cache_dir()), DRAWN_DIGITS[quick], False

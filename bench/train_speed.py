@@ -27,7 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mnist_webgpu import config, data, layout, machine, patches  # noqa: E402
+from mnist_webgpu.core import (
+    config,
+    layout,
+    machine,
+)
+from mnist_webgpu.core import patching as patches
+from mnist_webgpu.data import mnist as data
 
 TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
 
@@ -102,7 +108,7 @@ def torch_augment(torch, x, aug):
 
 class TorchTrainer:
     def __init__(self, torch, mc, train_x: np.ndarray, train_y: np.ndarray, outputs: int = 10):
-        from mnist_webgpu.train import augments
+        from mnist_webgpu.train.trainer import augments
 
         self.torch, self.mc = torch, mc
         torch.manual_seed(mc.seed)
@@ -145,7 +151,7 @@ class TinyTrainer:
     def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, im2col: bool = True, outputs: int = 10):
         from tinygrad import Tensor
 
-        from mnist_webgpu import train
+        from mnist_webgpu.train import trainer as train
 
         x, y = Tensor(np.ascontiguousarray(train_x)).realize(), Tensor(train_y.astype(np.int32)).realize()
         self.t = train.Trainer(mc, x, y, len(train_x), im2col=im2col, outputs=outputs)
@@ -172,7 +178,7 @@ def timed_block(trainer, lrs: list[float]) -> float:
 
 def time_to_accuracy(trainer, mc, target: float, val, budget_s: float) -> float | None:
     """Training seconds (evaluation excluded) to validation accuracy >= target, config's schedule."""
-    from mnist_webgpu.train import learning_rate
+    from mnist_webgpu.train.trainer import learning_rate
 
     spent, every = 0.0, max(1, min(mc.eval_every, 250))
     for step in range(mc.steps):

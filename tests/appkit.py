@@ -22,7 +22,7 @@ import pytest
 import sitekit
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serving
 
-from mnist_webgpu import site
+from mnist_webgpu.site import render as site
 
 
 def render_site(tmp: Path, cfg, mnist, where: str = "root/sub") -> Path:

@@ -12,7 +12,8 @@ from deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a
 from projectkit import FAST_CONFIG, ROOT, Project, run_stage
 from verifykit import good  # noqa: F401  (a complete staged site that passes verify)
 
-from mnist_webgpu import config, data
+from mnist_webgpu.core import config
+from mnist_webgpu.data import mnist as data
 
 __all__ = ["ROOT"]  # tests/test_drawn_digits.py imports it from here
 

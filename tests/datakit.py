@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from mnist_webgpu import config, idx
+from mnist_webgpu.core import config
+from mnist_webgpu.data import idx
 
 
 def tiny_arrays(seed: int = 0) -> dict[str, np.ndarray]:

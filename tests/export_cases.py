@@ -10,10 +10,10 @@ import sys
 
 os.environ["DEV"] = "CPU;NULL:WGSL"
 
-from tinygrad import Tensor, Variable, dtypes, nn  # noqa: E402
-from tinygrad.nn.state import get_state_dict  # noqa: E402
+from tinygrad import Tensor, Variable, dtypes, nn
+from tinygrad.nn.state import get_state_dict
 
-from mnist_webgpu import export  # noqa: E402
+from mnist_webgpu.export import webgpu as export
 
 
 class Linear:

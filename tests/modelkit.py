@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
 
 
 def reference_logits(project: Path, name: str, form: str, images: np.ndarray) -> np.ndarray:
@@ -15,7 +15,9 @@ def reference_logits(project: Path, name: str, form: str, images: np.ndarray) ->
     from tinygrad import Tensor
     from tinygrad.nn.state import get_state_dict
 
-    from mnist_webgpu import forms, layout, models
+    from mnist_webgpu.core import layout
+    from mnist_webgpu.export import forms
+    from mnist_webgpu.models import zoo as models
 
     cfg = config.load(project / "config.toml")
     blob = (project / "build" / "webgpu" / name / layout.form_file(form)).read_bytes()

@@ -1,5 +1,6 @@
 """Test helpers for the site: plausible build artefacts. The Python reference of the app's
-preprocessing is mnist_webgpu.strokes; serving and browser settings live in bench/browser_env.py."""
+preprocessing is mnist_webgpu.drawings.preprocess; serving and browser settings live in
+bench/browser_env.py."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 import numpy as np
 from projectkit import ROOT
 
-from mnist_webgpu import config, schemas, site
-from mnist_webgpu.config import Config
-from mnist_webgpu.layout import Layout
+from mnist_webgpu.core import config, records
+from mnist_webgpu.core.config import Config
+from mnist_webgpu.core.layout import Layout
+from mnist_webgpu.site import render as site
 
 FAKE_RUNTIME = ROOT / "tests" / "fixtures" / "fake_runtime.js"
 __all__ = ["center_of_mass", "linear_classifier", "make_inputs", "predict"]
@@ -36,10 +38,11 @@ def predict(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (x.reshape(len(x), -1).astype(np.float32) / 255 @ w + b).argmax(1)
 
 
-def drawn_figures(w: np.ndarray, b: np.ndarray, mnist, count: int = 40) -> schemas.Drawn:
+def drawn_figures(w: np.ndarray, b: np.ndarray, mnist, count: int = 40) -> records.Drawn:
     """The linear model's answers on test digits drawn as on the pad and generated non-digits
     (ten outputs: no "not a digit" rule, so nothing is declined)."""
-    from mnist_webgpu import decline, drawings
+    from mnist_webgpu.drawings import pad as drawings
+    from mnist_webgpu.train import verdict as decline
 
     def logits(images: np.ndarray) -> np.ndarray:
         return images.reshape(len(images), -1).astype(np.float32) / 255 @ w + b
@@ -72,7 +75,7 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
         val = [min(0.99, test_acc - 0.15 * math.exp(-s / (m.steps / 5))) for s in steps]
         outputs = lay.train_outputs(m.name)
         settings = config.training_settings(cfg.train, m)
-        metrics = schemas.Metrics(
+        metrics = records.Metrics(
             model=m.name,
             arch=m.arch,
             test_accuracy=test_acc,
@@ -80,26 +83,26 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
             best_step=steps[-1],
             per_class_accuracy=per_class,
             confusion_matrix=conf.tolist(),
-            curves=schemas.Curves(step=steps, train_loss=loss, val_accuracy=val),
+            curves=records.Curves(step=steps, train_loss=loss, val_accuracy=val),
             params=int(w.size + b.size),
             weight_bytes=int((w.size + b.size) * 4),
             train_seconds=12.5 + 60 * k,
             steps_per_second=m.steps / (12.5 + 60 * k),
             steps=m.steps,
-            split=schemas.SplitSizes(train=4000, val=1000, test=len(truth)),
+            split=records.SplitSizes(train=4000, val=1000, test=len(truth)),
             device="CPU",
             tinygrad_version="0.14.0",
-            config=schemas.plain(settings),
+            config=records.plain(settings),
             config_hash=config.settings_hash(settings),
             created="2025-01-02T03:04:05+00:00",
             drawn_test=drawn_figures(w, b, mnist),
         )
-        schemas.write(outputs.metrics, metrics)
+        records.write(outputs.metrics, metrics)
         wrong = np.nonzero(pred != truth)[0]
-        mis = schemas.Misclassified(
+        mis = records.Misclassified(
             indices=wrong.tolist(), labels=truth[wrong].tolist(), predictions=pred[wrong].tolist()
         )
-        schemas.write(outputs.misclassified, mis)
+        records.write(outputs.misclassified, mis)
         # the fake runtime's weights: raw float32 W (784 x 10) then b (10), not safetensors
         blob = np.concatenate([w.ravel(), b]).astype("<f4").tobytes()
         blobs = {
@@ -114,7 +117,7 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
             (wdir / f"weights.{form}.bin").write_bytes(data)
             accuracy = 0.1 if form == "int8" else test_acc
             forms.append(
-                schemas.Form(
+                records.Form(
                     form=form,
                     file=f"weights.{form}.bin",
                     bytes=len(data),
@@ -124,28 +127,28 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
                     max_abs_weight_error=0.0,
                 )
             )
-        manifest = schemas.Manifest(
+        manifest = records.Manifest(
             format=1,
             name=m.name,
-            model=schemas.ModelInfo(
-                arch=m.arch, widths=list(m.widths), normalize=schemas.Normalize(0.0, 1.0)
+            model=records.ModelInfo(
+                arch=m.arch, widths=list(m.widths), normalize=records.Normalize(0.0, 1.0)
             ),
-            input=schemas.TensorSpec(shape=[1, 1, 28, 28], dtype="float32", buffer="input"),
-            output=schemas.TensorSpec(shape=[1, 10], dtype="float32", buffer="output"),
+            input=records.TensorSpec(shape=[1, 1, 28, 28], dtype="float32", buffer="input"),
+            output=records.TensorSpec(shape=[1, 10], dtype="float32", buffer="output"),
             buffers=[],
             kernels=[],
             weights={},
             skipped_state=[],
             forms=forms,
             default_form="f32",
-            evaluation=schemas.Evaluation(
+            evaluation=records.Evaluation(
                 validation_images=1000,
                 test_images=len(truth),
                 tolerance_points=0.05,
                 source_weights_sha256="",
             ),
         )
-        schemas.write(lay.manifest(m.name), manifest)
+        records.write(lay.manifest(m.name), manifest)
 
     site_src = tmp / "site_src"
     shutil.copytree(ROOT / "site_src", site_src)

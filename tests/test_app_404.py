@@ -12,7 +12,7 @@ import appkit
 import pytest
 from browser_env import CHROMIUM
 
-from mnist_webgpu import serve as doit_serve
+from mnist_webgpu.publish import serve as doit_serve
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

@@ -16,8 +16,9 @@ import pytest
 from appkit import SEVEN
 from projectkit import ROOT
 
-from mnist_webgpu import config, site
-from mnist_webgpu.layout import Layout
+from mnist_webgpu.core import config
+from mnist_webgpu.core.layout import Layout
+from mnist_webgpu.site import render as site
 
 pytestmark = pytest.mark.slow  # trains and compiles the fast models, drives the app in Chromium
 playwright = pytest.importorskip("playwright.sync_api")

@@ -2,7 +2,7 @@
 
 The fast build's models (conftest's `built`) carry a "not a digit" output and the rule the
 train stage calibrated. Drawings go onto the pad with pointer events; the page's answer is
-compared with the Python rule (mnist_webgpu.decline, on the same rendering of the strokes).
+compared with the Python rule (mnist_webgpu.train.verdict, on the same rendering of the strokes).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import drawn_digits as dd
 import numpy as np
 import pytest
 
-from mnist_webgpu import decline, negatives
-from mnist_webgpu import drawings as pad
+from mnist_webgpu.drawings import negatives, pad
+from mnist_webgpu.train import verdict as decline
 
 pytestmark = pytest.mark.slow
 MODEL = "mlp"

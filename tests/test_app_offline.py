@@ -13,7 +13,7 @@ import sitekit
 from appkit import SEVEN
 from browser_env import CHROMIUM
 
-from mnist_webgpu import site
+from mnist_webgpu.site import render as site
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from modelkit import reference_logits
 from projectkit import ROOT
 from safetensors.numpy import load, load_file
 
-from mnist_webgpu.site import write_runtime
+from mnist_webgpu.site.render import write_runtime
 
 IMAGES = 200
 MODELS = ["mlp", "cnn"]

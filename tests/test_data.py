@@ -14,7 +14,9 @@ import pytest
 from datakit import data_cfg, serve_all, tiny_arrays
 from projectkit import ROOT, Project, task_status
 
-from mnist_webgpu import config, data, idx
+from mnist_webgpu.core import config
+from mnist_webgpu.data import idx
+from mnist_webgpu.data import mnist as data
 
 # --- tiny IDX files standing in for MNIST ---------------------------------------------
 

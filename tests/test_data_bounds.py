@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from datakit import Server, data_cfg, tiny_arrays
 
-from mnist_webgpu import data, idx
+from mnist_webgpu.data import idx
+from mnist_webgpu.data import mnist as data
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 

@@ -1,11 +1,12 @@
-"""mnist_webgpu.decline: the temperature, the threshold and the page's answers, in numpy."""
+"""mnist_webgpu.train.verdict: the temperature, the threshold and the page's answers, in numpy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mnist_webgpu import decline, schemas
+from mnist_webgpu.core import records
+from mnist_webgpu.train import verdict as decline
 
 
 def sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +34,7 @@ def test_the_threshold_declines_the_chosen_share_of_drawn_digits():
 
 
 def test_answers_name_the_top_digit_or_decline():
-    rule = schemas.Decline(temperature=1.0, threshold=0.5)
+    rule = records.Decline(temperature=1.0, threshold=0.5)
     logits = np.array(
         [
             [0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0],  # a 2
@@ -47,7 +48,7 @@ def test_answers_name_the_top_digit_or_decline():
 
 
 def test_figures_count_what_the_page_would_say():
-    rule = schemas.Decline(temperature=1.0, threshold=0.5)
+    rule = records.Decline(temperature=1.0, threshold=0.5)
     digit = lambda d: np.eye(11)[d] * 8  # noqa: E731
     drawn = np.stack([digit(1), digit(2), digit(10), digit(4)])
     got = decline.figures(

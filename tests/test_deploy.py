@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from projectkit import git
 
-from mnist_webgpu import deploy
-from mnist_webgpu.config import DeployConfig
+from mnist_webgpu.core.config import DeployConfig
+from mnist_webgpu.publish import deploy
 
 
 def snapshot(repo: Path) -> dict:

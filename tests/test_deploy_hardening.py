@@ -10,8 +10,9 @@ import time
 import pytest
 from projectkit import git
 
-from mnist_webgpu import config, deploy
-from mnist_webgpu.config import DeployConfig
+from mnist_webgpu.core import config
+from mnist_webgpu.core.config import DeployConfig
+from mnist_webgpu.publish import deploy
 
 
 def test_an_option_posing_as_the_remote_runs_nothing(deploy_repo, tmp_path):  # noqa: F811

@@ -7,8 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mnist_webgpu import config, drawings, negatives, strokes
-from mnist_webgpu.layout import split
+from mnist_webgpu.core import config
+from mnist_webgpu.core.layout import split
+from mnist_webgpu.drawings import negatives
+from mnist_webgpu.drawings import pad as drawings
+from mnist_webgpu.drawings import preprocess as strokes
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def test_redrawn_training_digits_are_training_digits_drawn_as_on_the_page(small,
 
 
 def test_the_training_pool_is_mnist_then_redrawn_digits_then_non_digits_then_pen_digits(small, made, mnist):
-    from mnist_webgpu import train
+    from mnist_webgpu.train import trainer as train
 
     n = split(small.train).n_train
     pen = len(made.train_pen)

@@ -1,19 +1,20 @@
 """bench/drawn_digits.py without a browser: how a digit becomes pen strokes, in each condition.
 
 The page itself is exercised by the slow quick-mode run at the end; here the pad and the
-page's preprocessing are the Python stand-ins (mnist_webgpu.strokes render_strokes).
+page's preprocessing are the Python stand-ins (mnist_webgpu.drawings.preprocess render_strokes).
 """
 
 from __future__ import annotations
 
 import math
 
-import drawn_digits as dd  # noqa: E402
+import drawn_digits as dd
 import numpy as np
 import pytest
 
-from mnist_webgpu import drawings, pen
-from mnist_webgpu import strokes as vector
+from mnist_webgpu.drawings import pad as drawings
+from mnist_webgpu.drawings import pen
+from mnist_webgpu.drawings import preprocess as vector
 
 PEN = 0.1
 
@@ -112,7 +113,7 @@ def test_erode_disc_matches_brute_force():
 def test_failure_image_pairs_the_digit_with_what_the_model_saw():
     import zlib
 
-    from mnist_webgpu import charts
+    from mnist_webgpu.site import charts
 
     img = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
     blob = charts.png_gray(dd.side_by_side(img, img, zoom=2))
@@ -140,7 +141,7 @@ def test_pen_digits_are_placed_as_each_condition_says_and_stay_on_the_pad(fast_c
 
 
 def test_the_pen_summary_counts_each_writer_and_digit():
-    from mnist_webgpu.pendigits import PenDigit
+    from mnist_webgpu.data.pendigits import PenDigit
 
     digits = [PenDigit(7, 3, ()), PenDigit(7, 4, ()), PenDigit(1, 4, ()), PenDigit(1, 4, ())]
     got = dd.pen_summary([7, None, 1, 7], digits)

@@ -16,7 +16,11 @@ from doit.tools import config_changed
 from projectkit import ROOT, run_stage
 from safetensors.numpy import load, load_file
 
-from mnist_webgpu import forms, layout, models, schemas, strokes, tasks
+from mnist_webgpu.core import layout, records
+from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.export import forms
+from mnist_webgpu.models import zoo as models
+from mnist_webgpu.pipeline import tasks
 
 
 def manifest(project: Path, name: str) -> dict:
@@ -149,7 +153,7 @@ def test_form_round_trip_error_bounds():
 
 def test_choose_default_is_smallest_within_tolerance():
     def form(name, size, val):
-        return schemas.Form(name, f"{name}.safetensors", size, "", val, val, 0.0)
+        return records.Form(name, f"{name}.safetensors", size, "", val, val, 0.0)
 
     measured = [form("f32", 400, 0.9800), form("f16", 200, 0.9796), form("int8", 100, 0.9794)]
     assert forms.choose_default(measured, 0.05) == "f16"  # int8 loses 0.06 points
@@ -199,9 +203,9 @@ def test_forms_files_and_accuracy_bookkeeping(exported, mnist, fast_config):
         assert abs(test - f["test_accuracy"]) <= 1 / len(test_y) + 1e-12
     assert sizes["int8"] < sizes["f16"] < sizes["f32"]
     assert m["forms"][0]["validation_accuracy"] > 0.8  # the briefly trained MLP really learned
-    records = [schemas.parse(schemas.Form, f, "manifest") for f in m["forms"]]
-    assert m["default_form"] == forms.choose_default(records, fast_config.export.tolerance_points)
-    assert all(hashlib.sha256((out / f.file).read_bytes()).hexdigest() == f.sha256 for f in records)
+    parsed = [records.parse(records.Form, f, "manifest") for f in m["forms"]]
+    assert m["default_form"] == forms.choose_default(parsed, fast_config.export.tolerance_points)
+    assert all(hashlib.sha256((out / f.file).read_bytes()).hexdigest() == f.sha256 for f in parsed)
 
 
 def test_compile_tasks_declare_inputs_and_outputs(fast_config):
@@ -210,7 +214,7 @@ def test_compile_tasks_declare_inputs_and_outputs(fast_config):
     task = found["cnn"]
     assert str(layout.PROJECT.train_outputs("cnn").weights) in task["file_dep"]
     assert any(p.endswith("t10k-images-idx3-ubyte") for p in task["file_dep"])
-    assert any(p.endswith("export.py") for p in task["file_dep"])
+    assert any(p.endswith("export/webgpu.py") for p in task["file_dep"])
     assert task["targets"][-1].endswith("build/webgpu/cnn/manifest.json")  # written last
     assert sorted(Path(p).name for p in task["targets"][:-1]) == [
         "weights.f16.safetensors",

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from mnist_webgpu import files
+from mnist_webgpu.core import files
 
 
 def test_write_replaces_and_leaves_no_temporary(tmp_path):

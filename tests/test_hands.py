@@ -1,6 +1,6 @@
 """bench/hands.py: digits in hands unlike MNIST's, their templates and their drawings.
 
-The fast tests use the Python stand-in of the page's preprocessing (mnist_webgpu.strokes
+The fast tests use the Python stand-in of the page's preprocessing (mnist_webgpu.drawings.preprocess
 render_strokes); the slow one draws them through the real page of a built project, the
 `drawn_digits.py --hands` quick run CI makes.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from projectkit import ROOT
 
-from mnist_webgpu import strokes as vector
+from mnist_webgpu.drawings import preprocess as vector
 
 PEN = 0.1
 

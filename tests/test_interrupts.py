@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from projectkit import FAST_CONFIG, clean_env, copy_project, run_stage, stage_command, stage_env
 
-from mnist_webgpu import faults, interrupts
+from mnist_webgpu.core import faults, interrupts
 
 pytestmark = pytest.mark.slow  # real stages on trained models, real doit
 

@@ -1,6 +1,6 @@
 """K7 and K8: real doit processes killed at chosen points never ship a stale or mixed model.
 
-A stage held at a named point (mnist_webgpu.faults) writes a marker file; the test then
+A stage held at a named point (mnist_webgpu.core.faults) writes a marker file; the test then
 kills doit's whole process group, as a terminal's Ctrl-C or a `kill -9` of the session
 would. Afterwards dist/ must hold a model whose metrics, weights and manifest all match
 the config, and the next `doit build` must bring the outputs back in line with it.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from projectkit import MLP_ONLY, copy_project
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_webgpu import sources, tasks
+from mnist_webgpu.pipeline import closure as sources
+from mnist_webgpu.pipeline import tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = sources.PACKAGE_DIR
@@ -19,8 +20,9 @@ TINYGRAD_INTERNALS = (
     "tinygrad.engine",
     "tinygrad.renderer",
 )
-# the stages in the order data flows; each may import those before it, never those after
-STAGES = ["data", "drawings", "train", "sweep", "export", "site", "verify", "deploy", "serve"]
+# the packages in the order data flows: each may import itself and those before it, never those
+# after; core is the shared base every stage may use, pipeline the task graph over all of them
+PACKAGES = ["core", "data", "drawings", "models", "train", "sweep", "export", "site", "publish", "pipeline"]
 
 
 def module_name(path: Path) -> str:
@@ -38,7 +40,7 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_every_module_is_found_by_the_import_walk():
-    walked = {m for deps in graph().values() for m in deps} | {"__main__", "", "tasks"}
+    walked = {m for deps in graph().values() for m in deps} | {"__main__", "", "pipeline.tasks"}
     assert set(modules()) - walked == set()
 
 
@@ -76,12 +78,23 @@ def test_a_cycle_would_be_caught(monkeypatch):
         test_no_import_cycle_inside_the_package()
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_stages_import_only_earlier_stages(stage):
-    reached = {p for p in sources.closure(stage)}
-    later = STAGES[STAGES.index(stage) + 1 :]
-    for other in later:
-        assert sources._file(other) not in reached, f"{stage} imports the later stage {other}"
+def test_every_module_belongs_to_a_package():
+    loose = {m for m in modules() if m.split(".")[0] not in PACKAGES} - {"", "__main__"}
+    assert loose == set(), f"modules outside the stage packages: {sorted(loose)}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_only_the_core_and_earlier_stages(package):
+    allowed = set(PACKAGES[: PACKAGES.index(package) + 1])
+    for module, deps in graph().items():
+        if module.split(".")[0] != package:
+            continue
+        later = {d for d in deps if d.split(".")[0] not in allowed}
+        assert not later, f"{module} imports the later stage(s) {sorted(later)}"
+
+
+def test_the_entry_point_imports_only_the_pipeline_and_the_core():
+    assert {d.split(".")[0] for d in graph()["__main__"]} <= {"core", "pipeline"}
 
 
 def tinygrad_imports(path: Path) -> set[str]:
@@ -94,18 +107,22 @@ def tinygrad_imports(path: Path) -> set[str]:
     return {n for n in found if n.startswith("tinygrad")}
 
 
-def test_tinygrad_internals_only_in_the_patches_package_and_the_exporter():
-    allowed = {PACKAGE / "export.py", *(PACKAGE / "patches").glob("*.py")}
+def patch_modules() -> set[Path]:
+    """Each tinygrad patch sits beside its stage as *_patch.py; core/patching.py is the fence itself."""
+    return {p for p in modules().values() if p.stem.endswith("_patch")} | {PACKAGE / "core" / "patching.py"}
+
+
+def test_tinygrad_internals_only_in_the_patch_modules_and_the_exporter():
+    allowed = patch_modules() | {PACKAGE / "export" / "webgpu.py"}
     for path in modules().values():
         internal = {n for n in tinygrad_imports(path) if n.startswith(TINYGRAD_INTERNALS)}
         if path not in allowed:
             assert not internal, f"{path.relative_to(ROOT)} imports tinygrad internals {sorted(internal)}"
 
 
-def test_only_the_patches_package_swaps_tinygrad_attributes():
-    for path in modules().values():
-        if "patches" in path.parts:
-            continue
+def test_only_the_patch_modules_swap_tinygrad_attributes():
+    assert {p.name for p in patch_modules()} == {"cpu_patch.py", "wgsl_patch.py", "patching.py"}
+    for path in set(modules().values()) - patch_modules():
         text = path.read_text(encoding="utf-8")
         assert "swapped(" not in text and "setattr(" not in text, (
             f"{path.relative_to(ROOT)} patches something"
@@ -131,21 +148,27 @@ def test_bench_never_imports_tests():
 
 def test_task_code_dependencies_are_the_import_closure(fast_config):
     train = next(tasks.train_tasks(fast_config))
-    deps = {Path(p) for p in train["file_dep"]}
-    for name in (
-        "train.py",
-        "models.py",
-        "data.py",
-        "layout.py",
-        "schemas.py",
-        "patches/cpu.py",
-        "patches/cpu_pool.c",
-    ):
-        assert PACKAGE / name in deps, name
-    assert PACKAGE / "site" / "__init__.py" not in deps  # a template change never retrains
-    compile_deps = {Path(p) for p in next(tasks.compile_tasks(fast_config))["file_dep"]}
-    assert {PACKAGE / "export.py", PACKAGE / "forms.py", PACKAGE / "patches" / "wgsl.py"} <= compile_deps
-    assert PACKAGE / "train.py" not in compile_deps
+    deps = {Path(p).relative_to(PACKAGE).as_posix() for p in train["file_dep"] if PACKAGE in Path(p).parents}
+    assert {
+        "train/trainer.py",
+        "models/zoo.py",
+        "data/mnist.py",
+        "core/layout.py",
+        "core/records.py",
+        "train/cpu_patch.py",
+        "train/cpu_patch.c",
+        "train/__init__.py",
+        "__init__.py",
+    } <= deps
+    # module granularity: the sweep's parser, the WGSL patch and the site are never training code
+    assert not deps & {"sweep/plan.py", "sweep/study.py", "export/wgsl_patch.py", "site/render.py"}
+    compile_deps = {
+        Path(p).relative_to(PACKAGE).as_posix()
+        for p in next(tasks.compile_tasks(fast_config))["file_dep"]
+        if PACKAGE in Path(p).parents
+    }
+    assert {"export/webgpu.py", "export/forms.py", "export/wgsl_patch.py"} <= compile_deps
+    assert "train/trainer.py" not in compile_deps and "train/cpu_patch.c" not in compile_deps
 
 
 def test_a_new_import_joins_the_closure(tmp_path, monkeypatch):
@@ -157,7 +180,9 @@ def test_a_new_import_joins_the_closure(tmp_path, monkeypatch):
     (package / "helper.py").write_text("def f():\n    from .sub import deep\n")
     (package / "sub" / "__init__.py").write_text("")
     (package / "sub" / "deep.py").write_text("from ..other import x\n")
-    (package / "sub" / "data.c").write_text("int x;\n")
+    (package / "sub" / "deep.c").write_text("int x;\n")  # deep.py's own: same name
+    (package / "sub" / "other.c").write_text("int y;\n")  # a sibling's, not deep.py's
+    (package / "sub" / "unused.py").write_text("")
     (package / "other.py").write_text("x = 1\n")
     (package / "unused.py").write_text("")
     monkeypatch.setattr(sources, "PACKAGE_DIR", package)
@@ -173,6 +198,6 @@ def test_a_new_import_joins_the_closure(tmp_path, monkeypatch):
         "helper.py",
         "sub/__init__.py",
         "sub/deep.py",
-        "sub/data.c",
+        "sub/deep.c",
         "other.py",
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = (ROOT / "tests" / "fast.toml").read_text()

@@ -12,8 +12,9 @@ from tinygrad import Context
 from tinygrad.codegen.opt import heuristic
 from tinygrad.runtime.ops_cpu import CPUProgram
 
-from mnist_webgpu import patches
-from mnist_webgpu.patches import cpu
+from mnist_webgpu.core import patching as patches
+from mnist_webgpu.export import wgsl_patch
+from mnist_webgpu.train import cpu_patch as cpu
 
 
 @contextlib.contextmanager
@@ -30,7 +31,7 @@ def fresh_proof():
 
 def test_the_patches_prove_themselves_on_this_tinygrad(fresh_proof):
     before = dict(cpu.acted)
-    with Context(NUM_CPU_THREADS=2), patches.fast_cpu_kernels():
+    with Context(NUM_CPU_THREADS=2), cpu.fast_cpu_kernels():
         pass
     assert all(cpu.acted[k] > before[k] for k in ("tiles", "wide_loads", "pool"))
 
@@ -51,7 +52,7 @@ def test_a_patch_that_no_longer_takes_effect_stops_with_the_internal_named(
     with (
         pytest.raises(patches.PatchError, match=internal) as info,
         Context(NUM_CPU_THREADS=2),
-        patches.fast_cpu_kernels(),
+        cpu.fast_cpu_kernels(),
     ):
         pass
     assert "\n" not in str(info.value) and "MNIST_WEBGPU_PATCHES=0" in str(info.value)
@@ -59,10 +60,10 @@ def test_a_patch_that_no_longer_takes_effect_stops_with_the_internal_named(
 
 def test_an_exported_kernel_with_a_barrier_means_the_export_patch_failed(monkeypatch):
     with pytest.raises(patches.PatchError, match="Scheduler.apply_opt"):
-        patches.check_exported(["fn main() { workgroupBarrier(); }"])
-    patches.check_exported(["fn main() { }"])
+        wgsl_patch.check_barrier_free(["fn main() { workgroupBarrier(); }"])
+    wgsl_patch.check_barrier_free(["fn main() { }"])
     monkeypatch.setenv(patches.SWITCH, "0")
-    patches.check_exported(["fn main() { workgroupBarrier(); }"])  # plain tinygrad may use barriers
+    wgsl_patch.check_barrier_free(["fn main() { workgroupBarrier(); }"])  # plain tinygrad may use barriers
 
 
 def test_swapping_a_vanished_internal_names_it():
@@ -77,7 +78,7 @@ def test_the_switch_turns_every_patch_off(monkeypatch, fast_config):
     monkeypatch.setenv(patches.SWITCH, "0")
     assert "REDUCEOP_SPLIT_THRESHOLD" not in patches.tinygrad_env(fast_config)
     originals = (heuristic.hand_coded_optimizations, CPUProgram.__call__)
-    with Context(NUM_CPU_THREADS=2), patches.fast_cpu_kernels(), patches.per_thread_reductions():
+    with Context(NUM_CPU_THREADS=2), cpu.fast_cpu_kernels(), wgsl_patch.per_thread_reductions():
         assert (heuristic.hand_coded_optimizations, CPUProgram.__call__) == originals
     monkeypatch.setenv(patches.SWITCH, "1")
     assert patches.tinygrad_env(fast_config)["REDUCEOP_SPLIT_THRESHOLD"] == str(patches.SPLIT_THRESHOLD)

@@ -1,4 +1,4 @@
-"""mnist_webgpu.pen (skeletons, pen redraws for training) and .strokes (the page's vector rendering).
+"""mnist_webgpu.drawings.pen (skeletons, pen redraws for training) and .strokes (the page's vector rendering).
 
 site_src/preprocess.js's preprocessStrokes runs in node here, against the Python reference
 on the same strokes; bench/drawn_digits.py supplies real digits' centre lines as strokes.
@@ -15,7 +15,9 @@ import pytest
 from projectkit import ROOT
 from sitekit import center_of_mass
 
-from mnist_webgpu import drawings, pen, strokes
+from mnist_webgpu.drawings import pad as drawings
+from mnist_webgpu.drawings import pen
+from mnist_webgpu.drawings import preprocess as strokes
 
 RUN_JS = """
 import { preprocessStrokes } from "./preprocess.mjs";

@@ -11,7 +11,7 @@ import drawn_digits as dd
 import pytest
 from projectkit import ROOT
 
-from mnist_webgpu import config
+from mnist_webgpu.core import config
 
 pytestmark = pytest.mark.slow
 COUNT = 16

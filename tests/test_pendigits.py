@@ -1,4 +1,4 @@
-"""mnist_webgpu.pendigits: real people's pen digits, read, checked, split by writer, distorted;
+"""mnist_webgpu.data.pendigits: real people's pen digits, read, checked, split by writer, distorted;
 and how they reach the drawings stage and the batches."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import lzma
 import numpy as np
 import pytest
 
-from mnist_webgpu import config, drawings, pendigits
+from mnist_webgpu.core import config
+from mnist_webgpu.data import pendigits
+from mnist_webgpu.drawings import pad as drawings
 
 TINY = """.INCLUDE        dene.doc
 .LEXICON "0" "1" "2" "3" "4" "5" "6" "7" "8" "9"
@@ -151,7 +153,7 @@ def test_no_batch_draws_pen_digits_means_no_training_copies(fast_config):
 def test_a_batch_draws_pen_digits_in_the_configured_share():
     from tinygrad import Tensor
 
-    from mnist_webgpu import train
+    from mnist_webgpu.train import trainer as train
 
     Tensor.manual_seed(3)
     n_train, n_pen, batch = 10_000, 600, 128

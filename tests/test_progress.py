@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from mnist_webgpu.progress import Progress
+from mnist_webgpu.core.progress import Progress
 
 
 class Clock:

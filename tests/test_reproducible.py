@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, save
 
-from mnist_webgpu import forms
+from mnist_webgpu.export import forms
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ WRITE = """
 import hashlib, sys
 import numpy as np
 sys.path.insert(0, "src")
-from mnist_webgpu import forms
+from mnist_webgpu.export import forms
 rng = np.random.default_rng(0)
 w = {"b": rng.standard_normal((3, 5)).astype(np.float32), "a": rng.standard_normal(3).astype(np.float32)}
 meta = {"model": "mlp", "form": "int8", "zeta": "1", "alpha": "2", "mid": "3"}

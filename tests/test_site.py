@@ -19,7 +19,11 @@ import pytest
 import sitekit
 from projectkit import git
 
-from mnist_webgpu import charts, layout, schemas, site, tasks
+from mnist_webgpu.core import layout, records
+from mnist_webgpu.pipeline import tasks
+from mnist_webgpu.site import charts
+from mnist_webgpu.site import pages as page_templates
+from mnist_webgpu.site import render as site
 
 CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
@@ -299,7 +303,7 @@ def test_import_cycles_and_subdirectories(tmp_path):
 def test_missing_artefact_is_one_clear_error(tmp_path, fast_config, mnist):
     paths = sitekit.make_inputs(tmp_path, fast_config, mnist)
     (paths.layout.model_dir("cnn") / "metrics.json").unlink()
-    with pytest.raises(schemas.SchemaError, match=r"cnn/metrics.json: missing \(run `doit train:cnn`\)"):
+    with pytest.raises(records.SchemaError, match=r"cnn/metrics.json: missing \(run `doit train:cnn`\)"):
         site.render(fast_config, tmp_path / "out", paths)
     assert not (tmp_path / "out").exists()
 
@@ -311,19 +315,19 @@ def test_an_artefact_off_its_schema_is_one_line_naming_file_and_key(tmp_path, fa
     data["model"]["widths"] = "wide"
     manifest.write_text(json.dumps(data))
     with pytest.raises(
-        schemas.SchemaError, match=r"mlp/manifest.json: model.widths: expected a list of an integer"
+        records.SchemaError, match=r"mlp/manifest.json: model.widths: expected a list of an integer"
     ):
         site.render(fast_config, tmp_path / "out", paths)
     del data["model"]
     data["arch"] = "mlp"  # the shape the site used to guess at
     manifest.write_text(json.dumps(data))
-    with pytest.raises(schemas.SchemaError, match=r"mlp/manifest.json: arch: unknown key"):
+    with pytest.raises(records.SchemaError, match=r"mlp/manifest.json: arch: unknown key"):
         site.render(fast_config, tmp_path / "out", paths)
     assert not (tmp_path / "out").exists()
 
 
 def test_json_block_cannot_close_the_script():
-    assert "</script>" not in site.pages.json_script({"x": "</script><script>alert(1)</script>"})
+    assert "</script>" not in page_templates.json_script({"x": "</script><script>alert(1)</script>"})
 
 
 def test_template_files_follow_includes():
@@ -347,7 +351,7 @@ def test_site_task(fast_config):
         assert paths.layout.train_outputs(name).misclassified in deps
         assert paths.layout.manifest(name) in deps
     assert Path(site.__file__) in deps
-    assert Path(site.pages.__file__) in deps  # computed from the imports, not listed
+    assert Path(page_templates.__file__) in deps  # computed from the imports, not listed
     assert task["targets"] == [str(layout.PROJECT.site_staging / "index.html")]
     assert len(task["uptodate"]) == 1
 
@@ -362,7 +366,7 @@ def test_an_import_of_a_missing_module_fails_the_build(tmp_path):
 
 def test_verify_reads_every_file_the_app_loads_from_the_rendered_site(built):
     """The models JSON, the web app manifest and the service worker's list, as verify reads them."""
-    from mnist_webgpu import checks, verify
+    from mnist_webgpu.publish import checks, verify
 
     cfg, _, out = built
     assert verify.check_references(out) == []

@@ -19,7 +19,8 @@ import optuna
 import pytest
 from sweepkit import TINY_MLP
 
-from mnist_webgpu import config, study
+from mnist_webgpu.core import config
+from mnist_webgpu.sweep import plan, study
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -245,7 +246,9 @@ def check_two_worker_run(project: Project, output: str, storage, cfg: config.Con
         )
         finished[prefix] = real
     # each grid and listed point once; the search exactly n_trials; nothing else was trained
-    assert sorted(t.user_attrs["trial"] for t in finished["mlp.grid."]) == sorted(t.id for t in cfg.trials)
+    assert sorted(t.user_attrs["trial"] for t in finished["mlp.grid."]) == sorted(
+        t.id for t in plan.of(cfg).trials
+    )
     assert len(finished["tiny.search."]) == 4
     # what trained is exactly what finished: no surplus or repeated trial ever reached the trainer
     assert set(ran) == {(p.split(".")[0], t.number) for p, ts in finished.items() for t in ts}
@@ -267,14 +270,14 @@ def test_two_workers_share_one_sqlite_study_and_an_unchanged_point_never_reruns(
     # one more grid value: a new grid study; the old points are recognised by their settings
     before = {r["trial"] for r in project.record()}
     cfg = project.write(BASE + GRID.replace("0.01]", "0.01, 0.02]") + SEARCH)
-    new = {t.id for t in cfg.trials} - before
+    new = {t.id for t in plan.of(cfg).trials} - before
     assert len(new) == 1
     again = project.run("sweep", "--workers", "1")
     output = again.stdout + again.stderr
     assert [m[1] for m in re.finditer(r"^(mlp-\w+)#\d+: step", output, re.M)] == [next(iter(new))] * 2
     assert output.count("copied from an earlier study") == 3
     rows = [r for r in project.record() if r["model"] == "mlp"]
-    assert sorted(r["trial"] for r in rows) == sorted(t.id for t in cfg.trials)  # no duplicate rows
+    assert sorted(r["trial"] for r in rows) == sorted(t.id for t in plan.of(cfg).trials)  # no duplicate rows
 
 
 @pytest.mark.slow
@@ -291,7 +294,7 @@ def test_two_workers_share_one_study_on_a_postgresql_server(project, postgres):
 @pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_the_study_completes(project):
     cfg = project.write(BASE + "[sweep.mlp]\ntrials = [{ lr = 0.001 }, { lr = 0.002, steps = 200 }]\n")
-    quick, slow = cfg.trials
+    quick, slow = plan.of(cfg).trials
     proc = subprocess.Popen(
         project.command("sweep-worker", "--name", "doomed"),
         cwd=project.root,

@@ -12,8 +12,13 @@ import pytest
 import sitekit
 from sweepkit import TINY_MLP
 
-from mnist_webgpu import charts, config, site, sweep, sweep_report, tasks
-from mnist_webgpu.config import sweep as sweep_config
+from mnist_webgpu.core import config
+from mnist_webgpu.pipeline import tasks
+from mnist_webgpu.site import charts
+from mnist_webgpu.site import render as site
+from mnist_webgpu.sweep import plan as sweep_config
+from mnist_webgpu.sweep import record as sweep
+from mnist_webgpu.sweep import report as sweep_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +42,18 @@ grid = { lr = [0.001, 0.02] }
 
 
 def parse(text: str) -> config.Config:
-    return config.parse(text, Path("config.toml"))
+    cfg = config.parse(text, Path("config.toml"))
+    sweep_config.of(cfg)  # as doit reads it: a mistake in [sweep] stops here
+    return cfg
+
+
+def search_of(text: str) -> sweep_config.Search:
+    (search,) = sweep_config.of(parse(text)).searches
+    return search
+
+
+def trials(cfg: config.Config) -> tuple[sweep_config.Trial, ...]:
+    return sweep_config.of(cfg).trials
 
 
 # --- config -------------------------------------------------------------------------------
@@ -52,30 +68,30 @@ grid = { lr = [0.001, 0.01], batch_size = [16, 32] }
 trials = [{ optimizer = "sgd", lr = 0.05 }, { augment = { shift = 0 } }, { lr = 0.001, batch_size = 16 }]
 """
     )
-    assert len(cfg.trials) == 6  # 4 from the grid, 2 new from the list (the third repeats the grid)
-    assert [t.overrides for t in cfg.trials[:2]] == [
+    assert len(trials(cfg)) == 6  # 4 from the grid, 2 new from the list (the third repeats the grid)
+    assert [t.overrides for t in trials(cfg)[:2]] == [
         {"lr": 0.001, "batch_size": 16},
         {"lr": 0.001, "batch_size": 32},
     ]
-    assert all(re.fullmatch(r"mlp-[0-9a-f]{8}", t.id) for t in cfg.trials)
-    sgd = cfg.trials[4]
+    assert all(re.fullmatch(r"mlp-[0-9a-f]{8}", t.id) for t in trials(cfg))
+    sgd = trials(cfg)[4]
     assert sgd.config.optimizer == "sgd" and sgd.config.lr == 0.05 and sgd.config.widths == (16,)
     # a table value merges into the model's own table
-    aug = cfg.trials[5].config.augment
+    aug = trials(cfg)[5].config.augment
     assert (aug.shift, aug.rotate, aug.scale) == (0.0, 5.0, 0.0)
 
 
 def test_trial_ids_follow_what_the_trial_trains():
     a, b = parse(BASE + SWEEP), parse(BASE + SWEEP.replace("0.02", "0.03"))
-    assert a.trials[0].id == b.trials[0].id and a.trials[1].id != b.trials[1].id
+    assert trials(a)[0].id == trials(b)[0].id and trials(a)[1].id != trials(b)[1].id
     # the same trial written differently is the same trial
-    assert parse(BASE + SWEEP.replace("0.001", "1e-3")).trials[0].id == a.trials[0].id
+    assert sweep_config.of(parse(BASE + SWEEP.replace("0.001", "1e-3"))).trials[0].id == trials(a)[0].id
     # a change to the data split changes every trial: their results would not compare
     other = parse(BASE.replace("val_size = 500", "val_size = 400") + SWEEP)
-    assert not {t.id for t in other.trials} & {t.id for t in a.trials}
+    assert not {t.id for t in trials(other)} & {t.id for t in trials(a)}
     # a gate on the test set is not a training input
     gated = parse(BASE.replace('arch = "mlp"', 'arch = "mlp"\nmin_test_accuracy = 0.5') + SWEEP)
-    assert [t.id for t in gated.trials] == [t.id for t in a.trials]
+    assert [t.id for t in trials(gated)] == [t.id for t in trials(a)]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +153,7 @@ def test_the_snippet_is_the_trials_section_as_toml():
     cfg = parse(
         BASE + '[sweep.mlp]\ntrials = [{ optimizer = "adamw", weight_decay = 0.01, widths = [8, 8] }]\n'
     )
-    (trial,) = cfg.trials
+    (trial,) = trials(cfg)
     text = sweep_report.snippet(trial.config, {"trial": trial.id, "val_accuracy": 0.9, "train_seconds": 3.0})
     assert text.startswith(
         f"# best mlp trial {trial.id}: 90.00% validation accuracy in 3.0 s\n[models.mlp]\n"
@@ -263,7 +279,7 @@ def test_site_gets_a_sweep_page_from_the_committed_record(tmp_path, fast_config,
     assert 'href="../sweep.html"' in (out / "models" / "mlp.html").read_text()  # the header, one level down
     assert "## mlp" in (out / "HYPERPARAMETERS.md").read_text()
     assert paths.layout.sweep_results in site.input_files(fast_config, paths)
-    from mnist_webgpu import verify
+    from mnist_webgpu.publish import verify
 
     assert verify.check_references(out) == []
 
@@ -312,7 +328,7 @@ widths = [[16], [32, 16]]
 augment = { rotate = { low = 0.0, high = 10.0 }, shift = [0, 2] }
 """
     )
-    plan = cfg.sweep
+    plan = sweep_config.of(cfg)
     assert (plan.storage, plan.heartbeat_seconds, plan.trials) == ("sqlite:///x.db", 3, ())
     (s,) = plan.searches
     assert (s.model, s.n_trials, s.prune_warmup_steps, s.prune_startup_trials) == ("mlp", 12, 10, 4)
@@ -329,10 +345,16 @@ augment = { rotate = { low = 0.0, high = 10.0 }, shift = [0, 2] }
     assert (t.config.augment.shift, t.config.augment.rotate) == (1.0, 4.0)
     assert re.fullmatch(r"mlp-[0-9a-f]{8}", t.id) and t.where == "sweep.mlp.search"
     # the study follows the space: a new space (or new base settings) is a new study
-    again = parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.01] }\nn_trials = 2\n").sweep.searches[0]
-    other = parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.02] }\nn_trials = 2\n").sweep.searches[0]
+    again = sweep_config.of(
+        parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.01] }\nn_trials = 2\n")
+    ).searches[0]
+    other = sweep_config.of(
+        parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.02] }\nn_trials = 2\n")
+    ).searches[0]
     assert again.key != other.key
-    more = parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.01] }\nn_trials = 9\n").sweep.searches[0]
+    more = sweep_config.of(
+        parse(BASE + "[sweep.mlp]\nsearch = { lr = [0.001, 0.01] }\nn_trials = 9\n")
+    ).searches[0]
     assert more.key == again.key  # asking for more trials continues the same study
 
 

@@ -30,9 +30,11 @@ from tinygrad import Context, Tensor
 from tinygrad.codegen import to_program_cache
 from tinygrad.nn.state import get_state_dict, safe_load
 
-from mnist_webgpu import config, layout, patches, train
-from mnist_webgpu.config import Augment
-from mnist_webgpu.patches import cpu as cpu_patches
+from mnist_webgpu.core import config, layout
+from mnist_webgpu.core import patching as patches
+from mnist_webgpu.core.config import Augment
+from mnist_webgpu.train import cpu_patch as cpu_patches
+from mnist_webgpu.train import trainer as train
 
 FAST = FAST_CONFIG.read_text()
 OUTPUTS = ("weights.safetensors", "misclassified.json", "metrics.json")
@@ -186,7 +188,7 @@ def test_outputs_have_the_promised_shapes(trained_mlp, fast_config):
     assert metrics["config_hash"] == config.settings_hash(settings)
 
     weights = safe_load(str(folder / "weights.safetensors"))
-    from mnist_webgpu import models
+    from mnist_webgpu.models import zoo as models
 
     expected = get_state_dict(models.build(fast_config.model("mlp"), fast_config.train.outputs))
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in expected.items()}
@@ -359,7 +361,7 @@ def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monk
 
 @pytest.mark.parametrize("side", [14, 7])  # even: the reshape; odd: tinygrad's pooling
 def test_the_trainers_max_pool_gives_max_pool2d_values_and_gradients(side):
-    from mnist_webgpu.models import max_pool_2x2
+    from mnist_webgpu.models.zoo import max_pool_2x2
 
     data = np.random.default_rng(side).normal(size=(2, 3, side, side)).astype(np.float32)
     results = []
@@ -400,8 +402,8 @@ def test_matmul_tiles_give_a_matrix_product_the_largest_tile_that_divides(capsys
 GATHER_AND_SUM = """
 import sys
 import numpy as np
-from mnist_webgpu import config, patches
-patches.apply_tinygrad_env(config.load(sys.argv[1]))  # what the train stage does first
+from mnist_webgpu.core import config, patching
+patching.apply_tinygrad_env(config.load(sys.argv[1]))  # what the train stage does first
 from tinygrad import Context, Tensor
 images = Tensor(np.arange(60000 * 16, dtype=np.int32).reshape(60000, 16)).realize()
 idx, long = Tensor([59999, 0, 123, 31000]).realize(), Tensor.rand(100352).realize()

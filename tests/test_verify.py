@@ -6,7 +6,8 @@ import json
 
 from verifykit import CONFIG, CSP, metrics, problem
 
-from mnist_webgpu import config, schemas, verify
+from mnist_webgpu.core import config, records
+from mnist_webgpu.publish import verify
 
 # the policy templates/base.html sets, as every page carries it
 
@@ -36,7 +37,7 @@ def test_absolute_paths_are_refused(good):
 
 def test_accuracy_gate(good):
     cfg, site, build = good
-    schemas.write(build.train_outputs("mlp").metrics, metrics(cfg, "mlp", 0.5))
+    records.write(build.train_outputs("mlp").metrics, metrics(cfg, "mlp", 0.5))
     assert "models.mlp.min_test_accuracy: test accuracy 0.5000 is below the gate 0.9000" in problem(*good)
 
 

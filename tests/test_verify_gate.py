@@ -17,7 +17,8 @@ from projectkit import ROOT
 from safetensors.numpy import save
 from verifykit import problem
 
-from mnist_webgpu import config, schemas, verify
+from mnist_webgpu.core import config, records
+from mnist_webgpu.publish import verify
 
 
 def append(site, rel: str, text: str) -> None:
@@ -134,12 +135,12 @@ def _add_form(site, form: str, tensors: dict[str, np.ndarray], shape: tuple[int,
     path = site / "models" / "mlp" / f"weights.{form}.safetensors"
     path.write_bytes(blob)
     manifest_path = site / "models" / "mlp" / "manifest.json"
-    m = schemas.read(schemas.Manifest, manifest_path)
+    m = records.read(records.Manifest, manifest_path)
     record = dataclasses.replace(
         m.forms[0], form=form, file=path.name, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest()
     )
-    weights = {"layers.0.weight": schemas.WeightSpec(shape=list(shape), dtype="float32")}
-    schemas.write(manifest_path, dataclasses.replace(m, forms=[*m.forms, record], weights=weights))
+    weights = {"layers.0.weight": records.WeightSpec(shape=list(shape), dtype="float32")}
+    records.write(manifest_path, dataclasses.replace(m, forms=[*m.forms, record], weights=weights))
 
 
 @pytest.mark.parametrize(
@@ -164,7 +165,7 @@ def test_non_finite_weights_in_a_non_default_form_are_refused(good, tensors, rea
 def manifest_problems(site) -> str:
     """Every problem check_manifest finds (verify's line shows the first and a count)."""
     path = site / "models" / "mlp" / "manifest.json"
-    return " | ".join(verify.check_manifest(path, schemas.read(schemas.Manifest, path)))
+    return " | ".join(verify.check_manifest(path, records.read(records.Manifest, path)))
 
 
 @pytest.mark.parametrize("scale", [np.nan, np.inf, 3e38])
@@ -216,14 +217,14 @@ def test_a_safetensors_header_that_is_an_array_is_one_line(good):  # noqa: F811
     blob = struct.pack("<Q", len(header)) + header
     _add_form(site, "f16", {"layers.0.weight": np.zeros(4, np.float16)})
     (site / "models/mlp/weights.f16.safetensors").write_bytes(blob)
-    m = schemas.read(schemas.Manifest, site / "models/mlp/manifest.json")
+    m = records.read(records.Manifest, site / "models/mlp/manifest.json")
     fixed = [
         dataclasses.replace(f, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest())
         if f.form == "f16"
         else f
         for f in m.forms
     ]
-    schemas.write(site / "models/mlp/manifest.json", dataclasses.replace(m, forms=fixed))
+    records.write(site / "models/mlp/manifest.json", dataclasses.replace(m, forms=fixed))
     assert "weights.f16.safetensors: malformed safetensors (header is a JSON list, not an object)" in problem(
         *good
     )
@@ -231,7 +232,7 @@ def test_a_safetensors_header_that_is_an_array_is_one_line(good):  # noqa: F811
 
 def test_an_inline_script_is_allowed_exactly_by_its_hash_in_the_pages_csp(good):  # noqa: F811
     """As the 404 page does: it must find the site root before it can load any file."""
-    from mnist_webgpu import checks
+    from mnist_webgpu.publish import checks
 
     _, site, _ = good
     script = "\n  document.title = 'lost';\n"

@@ -8,8 +8,9 @@ import struct
 
 import pytest
 
-from mnist_webgpu import config, schemas, verify
-from mnist_webgpu.layout import Layout
+from mnist_webgpu.core import config, records
+from mnist_webgpu.core.layout import Layout
+from mnist_webgpu.publish import verify
 
 CSP = (
     '<!doctype html><meta http-equiv="Content-Security-Policy" content="default-src \'self\'; '
@@ -34,10 +35,10 @@ def safetensors_bytes(tensors: dict[str, int]) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + bytes(offset)
 
 
-def metrics(cfg: config.Config, name: str, test_accuracy: float) -> schemas.Metrics:
+def metrics(cfg: config.Config, name: str, test_accuracy: float) -> records.Metrics:
     """What the train stage records, with the settings the config holds."""
     settings = config.training_settings(cfg.train, cfg.model(name))
-    return schemas.Metrics(
+    return records.Metrics(
         model=name,
         arch="mlp",
         test_accuracy=test_accuracy,
@@ -45,23 +46,23 @@ def metrics(cfg: config.Config, name: str, test_accuracy: float) -> schemas.Metr
         best_step=1,
         per_class_accuracy=[test_accuracy] * 10,
         confusion_matrix=[[0] * 10] * 10,
-        curves=schemas.Curves(step=[1], train_loss=[1.0], val_accuracy=[test_accuracy]),
+        curves=records.Curves(step=[1], train_loss=[1.0], val_accuracy=[test_accuracy]),
         params=4,
         weight_bytes=16,
         train_seconds=1.0,
         steps_per_second=1.0,
         steps=1,
-        split=schemas.SplitSizes(train=55000, val=5000, test=10000),
+        split=records.SplitSizes(train=55000, val=5000, test=10000),
         device="CPU",
         tinygrad_version="0.14.0",
-        config=schemas.plain(settings),
+        config=records.plain(settings),
         config_hash=config.settings_hash(settings),
         created="2026-01-01T00:00:00+00:00",
     )
 
 
-def manifest(weights: bytes, trained: bytes) -> schemas.Manifest:
-    binding = schemas.Binding(
+def manifest(weights: bytes, trained: bytes) -> records.Manifest:
+    binding = records.Binding(
         binding=1,
         buffer="weight:layers.0.weight",
         kind="weight",
@@ -69,10 +70,10 @@ def manifest(weights: bytes, trained: bytes) -> schemas.Manifest:
         access="read",
         name="layers.0.weight",
     )
-    kernel = schemas.Kernel(
+    kernel = records.Kernel(
         name="k", entry_point="k", dispatch=[1, 1, 1], workgroup_size=[1, 1, 1], bindings=[binding], source=""
     )
-    form = schemas.Form(
+    form = records.Form(
         form="f32",
         file="weights.f32.safetensors",
         bytes=len(weights),
@@ -81,11 +82,11 @@ def manifest(weights: bytes, trained: bytes) -> schemas.Manifest:
         test_accuracy=0.95,
         max_abs_weight_error=0.0,
     )
-    spec = schemas.TensorSpec(shape=[1, 10], dtype="float32", buffer="output")
-    return schemas.Manifest(
+    spec = records.TensorSpec(shape=[1, 10], dtype="float32", buffer="output")
+    return records.Manifest(
         format=1,
         name="mlp",
-        model=schemas.ModelInfo(arch="mlp", widths=[], normalize=schemas.Normalize(0.0, 1.0)),
+        model=records.ModelInfo(arch="mlp", widths=[], normalize=records.Normalize(0.0, 1.0)),
         input=spec,
         output=spec,
         buffers=[],
@@ -94,7 +95,7 @@ def manifest(weights: bytes, trained: bytes) -> schemas.Manifest:
         skipped_state=[],
         forms=[form],
         default_form="f32",
-        evaluation=schemas.Evaluation(
+        evaluation=records.Evaluation(
             validation_images=5000,
             test_images=10000,
             tolerance_points=0.05,
@@ -143,8 +144,8 @@ def good(tmp_path):
     trained = build.train_outputs("mlp")
     trained.weights.parent.mkdir(parents=True)
     trained.weights.write_bytes(b"trained weights")
-    schemas.write(site / "models" / "mlp" / "manifest.json", manifest(weights, b"trained weights"))
-    schemas.write(trained.metrics, metrics(cfg, "mlp", 0.95))
+    records.write(site / "models" / "mlp" / "manifest.json", manifest(weights, b"trained weights"))
+    records.write(trained.metrics, metrics(cfg, "mlp", 0.95))
     return cfg, site, build
 
 

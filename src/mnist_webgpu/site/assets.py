@@ -13,8 +13,8 @@ import posixpath
 import re
 from pathlib import Path
 
-from ..errors import SiteError
-from ..graph import reachable
+from mnist_webgpu.core.errors import SiteError
+from mnist_webgpu.core.graph import reachable
 
 HASH_CHARS = 10
 

@@ -12,12 +12,15 @@ from typing import Any
 
 from markupsafe import Markup
 
-from .. import charts, data, schemas, sweep_report
-from ..config import Config
-from ..errors import SiteError
-from ..layout import PROJECT, Layout
-from .assets import source_files
-from .pages import template_files
+from mnist_webgpu.core import records
+from mnist_webgpu.core.config import Config
+from mnist_webgpu.core.errors import SiteError
+from mnist_webgpu.core.layout import PROJECT, Layout
+from mnist_webgpu.data import mnist as data
+from mnist_webgpu.site import charts
+from mnist_webgpu.site.assets import source_files
+from mnist_webgpu.site.pages import template_files
+from mnist_webgpu.sweep import report as sweep_report
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 ARCH_LABELS = {"mlp": "MLP", "cnn": "CNN"}
@@ -85,7 +88,7 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def check_form_files(manifest: schemas.Manifest, manifest_path: Path) -> None:
+def check_form_files(manifest: records.Manifest, manifest_path: Path) -> None:
     for form in manifest.forms:
         f = form.file
         if not f or posixpath.isabs(f) or ".." in f.split("/") or not (manifest_path.parent / f).is_file():
@@ -97,11 +100,11 @@ def check_form_files(manifest: schemas.Manifest, manifest_path: Path) -> None:
 
 
 def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
-    """One model's page data: its metrics, mistakes and manifest, read through their schemas."""
+    """One model's page data: its metrics, mistakes and manifest, read through their records."""
     outputs, manifest_path = p.layout.train_outputs(name), p.layout.manifest(name)
-    metrics = schemas.read(schemas.Metrics, outputs.metrics, f"run `doit train:{name}`")
-    mis = schemas.read(schemas.Misclassified, outputs.misclassified, f"run `doit train:{name}`")
-    manifest = schemas.read(schemas.Manifest, manifest_path, f"run `doit compile:{name}`")
+    metrics = records.read(records.Metrics, outputs.metrics, f"run `doit train:{name}`")
+    mis = records.read(records.Misclassified, outputs.misclassified, f"run `doit train:{name}`")
+    manifest = records.read(records.Manifest, manifest_path, f"run `doit compile:{name}`")
     check_form_files(manifest, manifest_path)
 
     digits = []
@@ -176,8 +179,8 @@ def load_sweep(p: Paths) -> list[dict[str, Any]]:
     results = p.layout.sweep_results
     if not results.is_file():
         return []
-    rows = schemas.read(schemas.SweepResults, results, "run `doit sweep`").rows
-    models = sweep_report.report([schemas.plain(r) for r in rows])
+    rows = records.read(records.SweepResults, results, "run `doit sweep`").rows
+    models = sweep_report.report([records.plain(r) for r in rows])
     for m in models:
         done = [r for r in m["rows"] if r["state"] == "complete"]  # a pruned trial's time is partial
         points = [(r["train_seconds"], r["val_accuracy"], r["trial"]) for r in done]

@@ -11,9 +11,9 @@ import jinja2
 import jinja2.meta
 from markupsafe import Markup
 
-from ..errors import SiteError
-from ..graph import reachable
-from ..progress import duration
+from mnist_webgpu.core.errors import SiteError
+from mnist_webgpu.core.graph import reachable
+from mnist_webgpu.core.progress import duration
 
 PAGES = ("index.html", "model.html", "404.html", "sweep.html", "sw.js", "app.webmanifest")
 

@@ -1,0 +1,116 @@
+"""Where every artefact lives, and how MNIST is split: the one definition writers and readers share.
+
+    build/data/drawings.npz     drawings: digits and non-digits drawn as on the page (npz)
+    build/models/<model>/       train:    weights.safetensors, misclassified.json, metrics.json (last)
+    build/webgpu/<model>/       compile:  weights.<form>.safetensors, manifest.json (last)
+    build/site/                 site:     the rendered site, before verify
+    dist/                       verify:   the verified site, ready to publish
+    build/sweep/optuna.db       sweep:    the default Optuna storage (any other is a URL)
+    sweeps/results.json         sweep:    the committed record of every trial; HYPERPARAMETERS.md beside
+
+Paths are relative to the project directory doit runs in (tests root them elsewhere).
+Free of tinygrad, so doit can plan tasks without importing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_webgpu.core.config import TrainConfig
+
+MNIST_TRAIN, MNIST_TEST = 60000, 10000
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index ranges into the MNIST training set; the test set is separate."""
+
+    n_train: int  # images [0, n_train) are the only ones a training batch may draw
+    n_val: int  # images [n_train, n_train + n_val) choose the checkpoint, the sweep's trials, the form
+    n_test: int  # the first n_test test images are scored once, at the end
+
+    @property
+    def val(self) -> slice:
+        return slice(self.n_train, self.n_train + self.n_val)
+
+
+def split(train: TrainConfig) -> Split:
+    total = min(train.train_limit or MNIST_TRAIN, MNIST_TRAIN)
+    return Split(total - train.val_size, train.val_size, min(train.test_limit or MNIST_TEST, MNIST_TEST))
+
+
+def form_file(form: str) -> str:
+    """The file one weight form ships as, beside its manifest."""
+    return f"weights.{form}.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """What train:<model> writes, in the order it writes them: metrics last marks the set complete."""
+
+    weights: Path
+    misclassified: Path
+    metrics: Path
+
+    def all(self) -> list[Path]:
+        return [self.weights, self.misclassified, self.metrics]
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path(".")
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def drawings(self) -> Path:
+        return self.build / "data" / "drawings.npz"
+
+    def model_dir(self, model: str) -> Path:
+        return self.build / "models" / model
+
+    def train_outputs(self, model: str) -> TrainOutputs:
+        out = self.model_dir(model)
+        return TrainOutputs(out / "weights.safetensors", out / "misclassified.json", out / "metrics.json")
+
+    def webgpu_dir(self, model: str) -> Path:
+        return self.build / "webgpu" / model
+
+    def manifest(self, model: str) -> Path:
+        return self.webgpu_dir(model) / MANIFEST
+
+    def compile_outputs(self, model: str, forms: tuple[str, ...]) -> list[Path]:
+        """What compile:<model> writes: a file per weight form, then the manifest naming them."""
+        return [*(self.webgpu_dir(model) / form_file(f) for f in forms), self.manifest(model)]
+
+    @property
+    def site_staging(self) -> Path:
+        return self.build / "site"
+
+    @property
+    def dist(self) -> Path:
+        return self.root / "dist"
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.build / "sweep"
+
+    @property
+    def sweep_db(self) -> Path:
+        return self.sweep_dir / "optuna.db"
+
+    @property
+    def sweep_results(self) -> Path:
+        """Committed, not built: `doit build` renders the sweep page from it without training."""
+        return self.root / "sweeps" / "results.json"
+
+    @property
+    def sweep_report(self) -> Path:
+        return self.root / "HYPERPARAMETERS.md"
+
+
+PROJECT = Layout()  # the project directory doit runs in

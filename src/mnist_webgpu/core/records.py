@@ -1,0 +1,422 @@
+"""The JSON files stages hand each other, as typed records that writers and readers share.
+
+    Metrics, Misclassified   build/models/<model>/metrics.json, misclassified.json   (train)
+    Manifest                 build/webgpu/<model>/manifest.json                      (compile)
+    TrialResult              rows of sweeps/results.json                             (sweep)
+
+A writer builds the record and `write`s it (atomically); a reader `read`s it back and
+gets the same record or one SchemaError line naming the file and the key that does not
+match: no reader guesses at a missing key. Free of tinygrad.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mnist_webgpu.core import files
+from mnist_webgpu.core.config import settings_hash
+from mnist_webgpu.core.errors import PipelineError
+from mnist_webgpu.core.rules import FRACTION, POSITIVE, Kind
+
+T = TypeVar("T")
+
+
+class SchemaError(PipelineError):
+    """A file does not hold the record its readers expect; the message names file and key."""
+
+
+def ruled(kind: Kind) -> Any:
+    """A record field whose value (each item, for a list) must be of `kind`, as config keys are:
+    the page computes with these numbers, so a reader refuses what would break it."""
+    return dataclasses.field(metadata={"kind": kind})
+
+
+@dataclass(frozen=True)
+class Curves:
+    step: list[int]
+    train_loss: list[float]
+    val_accuracy: list[float]
+    pen_val_accuracy: list[float] = dataclasses.field(default_factory=list)  # the validation writers'
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    train: int
+    val: int
+    test: int | None = None  # sweeps never read the test set
+
+
+@dataclass(frozen=True)
+class Decline:
+    """The page's "not a digit" rule: softmax(logits / temperature); decline when the last
+    output's probability exceeds threshold (set on drawn validation digits, mnist_webgpu.train.verdict)."""
+
+    temperature: float = ruled(POSITIVE)  # 0 or NaN: every probability NaN
+    threshold: float = ruled(FRACTION)  # below 0: every drawing declined
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """How a model reads drawings made as on the page (mnist_webgpu.drawings), answered as the
+    page answers: a declined drawing names no digit."""
+
+    digits: int
+    accuracy: float  # drawn digits read as their own digit
+    declined: float  # drawn digits declined
+    mnist_declined: float  # the split's MNIST digits declined
+    nondigits: int
+    nondigits_declined: float
+    nondigits_declined_by_kind: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Handwriting:
+    """How a model reads real people's pen digits (mnist_webgpu.data.pendigits) by writers it never
+    trained on, replayed as written and answered as the page answers."""
+
+    digits: int
+    writers: int
+    accuracy: float  # of all their digits
+    declined: float  # answered "?"
+    worst_writer: int
+    worst_accuracy: float
+    by_writer: dict[str, float]  # writer id -> accuracy
+    by_digit: list[float]  # digit 0-9 -> accuracy
+
+
+@dataclass(frozen=True)
+class Metrics:
+    model: str
+    arch: str
+    test_accuracy: float
+    val_accuracy: float
+    best_step: int
+    per_class_accuracy: list[float | None]  # None: a class with no test image (a test_limit slice)
+    confusion_matrix: list[list[int]]
+    curves: Curves
+    params: int
+    weight_bytes: int
+    train_seconds: float
+    steps_per_second: float
+    steps: int
+    split: SplitSizes
+    device: str
+    tinygrad_version: str
+    config: dict[str, Any]  # the training settings, as hashed into config_hash
+    config_hash: str
+    created: str
+    decline: Decline | None = None  # None: ten outputs, no "not a digit" answer
+    drawn_val: Drawn | None = None  # what set the threshold
+    drawn_test: Drawn | None = None  # the report: test digits drawn, scored once
+    pen_val: Handwriting | None = None  # the validation writers: the headline handwriting figure
+
+    def trained_with(self, settings: dict[str, Any]) -> bool:
+        """Whether these weights were trained with `settings` (a model's training settings now)."""
+        return self.config_hash == settings_hash(settings)
+
+
+@dataclass(frozen=True)
+class Misclassified:
+    indices: list[int]  # into the test set
+    labels: list[int]
+    predictions: list[int]
+
+
+@dataclass(frozen=True)
+class Normalize:
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    arch: str
+    widths: list[int]
+    normalize: Normalize
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: list[int]
+    dtype: str
+    buffer: str
+
+
+@dataclass(frozen=True)
+class Buffer:
+    id: str
+    kind: str  # input, output, weight or intermediate
+    bytes: int
+    name: str | None = None  # the state-dict name of a weight
+
+
+@dataclass(frozen=True)
+class Binding:
+    binding: int
+    buffer: str
+    kind: str
+    bytes: int
+    access: str  # read or write
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    entry_point: str
+    dispatch: list[int] = ruled(POSITIVE)  # workgroups per dimension: 0 runs nothing
+    workgroup_size: list[int] = ruled(POSITIVE)
+    bindings: list[Binding]
+    source: str  # WGSL
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    shape: list[int]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Form:
+    form: str
+    file: str
+    bytes: int
+    sha256: str
+    validation_accuracy: float
+    test_accuracy: float
+    max_abs_weight_error: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    validation_images: int
+    test_images: int
+    tolerance_points: float
+    source_weights_sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: int
+    name: str
+    model: ModelInfo
+    input: TensorSpec
+    output: TensorSpec
+    buffers: list[Buffer]
+    kernels: list[Kernel]
+    weights: dict[str, WeightSpec]
+    skipped_state: list[str]
+    forms: list[Form]
+    default_form: str
+    evaluation: Evaluation
+    decline: Decline | None = None  # None: ten outputs, the page declines by size only
+
+    def form(self, name: str) -> Form:
+        return next(f for f in self.forms if f.form == name)
+
+    def compiled_from(self, weights: Path) -> bool:
+        """Whether the trained weights file `weights` is the one this manifest was compiled from."""
+        blob = weights.read_bytes() if weights.is_file() else b""
+        return hashlib.sha256(blob).hexdigest() == self.evaluation.source_weights_sha256
+
+    def file_problems(self, manifest: Path) -> list[str]:
+        """What differs between the form files beside `manifest` and what it records of them
+        (missing, another size, another digest: a mixed or interrupted build)."""
+        problems = []
+        for form in self.forms:
+            path = manifest.parent / form.file
+            if not path.is_file():
+                problems.append(f"{manifest}: weight file {form.file} is missing")
+                continue
+            blob = path.read_bytes()
+            if len(blob) != form.bytes:
+                problems.append(f"{path}: {len(blob)} bytes, manifest says {form.bytes}")
+            elif hashlib.sha256(blob).hexdigest() != form.sha256:
+                problems.append(f"{path}: its SHA-256 is not the one the manifest records (a mixed build?)")
+        return problems
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished Optuna trial of the sweep: a row of sweeps/results.json (sweep.row writes it)."""
+
+    model: str
+    trial: str  # <model>-<hash of its training settings>
+    study: str
+    number: int
+    state: str  # complete, pruned or failed
+    where: str
+    overrides: dict[str, Any]
+    sampled: dict[str, Any]  # Optuna's parameters
+    hyperparameters: dict[str, Any]  # read back from the trainer; a pruned trial: as asked for
+    val_accuracy: float  # a pruned trial: its best so far
+    best_step: int
+    steps_done: int
+    train_seconds: float
+    steps_per_second: float
+    split: SplitSizes
+    device: str
+    tinygrad_version: str
+    date: str
+    settings_hash: str
+    worker: str
+    params: int | None = None  # unknown for a trial pruned before it finished
+    error: str | None = None
+    current: bool | None = None
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    """sweeps/results.json: the committed record of every trial ever exported, current or not."""
+
+    format: int
+    rows: list[TrialResult]
+
+
+# --- reading and writing ------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return json.dumps(value)
+
+
+def _expected(kind: Any) -> str:
+    if kind is Any:
+        return "any value"
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(k) for k in typing.get_args(kind))
+    if origin is list:
+        return f"a list of {_expected(typing.get_args(kind)[0])}"
+    if origin is dict or kind is dict:
+        return "an object"
+    if dataclasses.is_dataclass(kind):
+        return "an object"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, "null")
+
+
+def _value(kind: Any, value: Any, where: str) -> Any:
+    """`value` checked against the annotation `kind`, as the record holds it; SchemaError if not."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is not None and len(options) == 1:  # an optional record: say what inside it is off
+            return _value(options[0], value, where)
+        for option in typing.get_args(kind):
+            try:
+                return _value(option, value, where)
+            except SchemaError:
+                continue
+    elif kind is type(None):
+        if value is None:
+            return None
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        if isinstance(value, list):
+            (item,) = typing.get_args(kind)
+            return [_value(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict or kind is dict:
+        if isinstance(value, dict):
+            item = typing.get_args(kind)[1] if origin is dict else Any
+            return {k: _value(item, v, f"{where}.{k}") for k, v in value.items()}
+    elif dataclasses.is_dataclass(kind):
+        if isinstance(value, dict):
+            return _record(kind, value, f"{where}.")
+    else:
+        raise TypeError(f"unsupported schema type {kind!r}")  # a bug here, not in the file
+    raise SchemaError(f"{where}: expected {_expected(kind)}, got {_describe(value)}")
+
+
+def _record(cls: type[T], obj: dict, prefix: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(obj) - set(fields))
+    if unknown:
+        raise SchemaError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        if name in obj:
+            values[name] = _value(hints[name], obj[name], f"{prefix}{name}")
+            _check_kind(f, values[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING:
+            raise SchemaError(f"{prefix}{name}: missing")
+    return cls(**values)
+
+
+def _check_kind(f: dataclasses.Field, value: Any, where: str) -> None:
+    kind = f.metadata.get("kind")
+    if kind is None:
+        return
+    items = enumerate(value) if isinstance(value, list) else [(None, value)]
+    for i, v in items:
+        if not kind.check(v):
+            raise SchemaError(
+                f"{where}{'' if i is None else f'[{i}]'}: expected {kind.expect}, got {json.dumps(v)}"
+            )
+
+
+def parse(cls: type[T], obj: Any, where: str) -> T:
+    """`obj` (JSON data) as a `cls` record; errors read '<where>: <key>: expected ..., got ...'."""
+    try:
+        if not isinstance(obj, dict):
+            raise SchemaError(f"expected an object, got {_describe(obj)}")
+        return _record(cls, obj, "")
+    except SchemaError as exc:
+        raise SchemaError(f"{where}: {exc}") from None
+
+
+def read(cls: type[T], path: Path, hint: str = "") -> T:
+    """The record in `path`; one SchemaError line (with `hint`, how to make it) if it is missing or off."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: missing" + (f" ({hint})" if hint else "")) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SchemaError(f"{path}: not a readable JSON file ({exc})") from None
+    return parse(cls, obj, str(path))
+
+
+def plain(record: Any) -> Any:
+    """A record as JSON data; optional keys left at None are omitted."""
+    if dataclasses.is_dataclass(record):
+        out = {}
+        for f in dataclasses.fields(record):
+            value = getattr(record, f.name)
+            if value is None and f.default is None:
+                continue
+            out[f.name] = plain(value)
+        return out
+    if isinstance(record, list | tuple):
+        return [plain(v) for v in record]
+    if isinstance(record, dict):
+        return {k: plain(v) for k, v in record.items()}
+    return record
+
+
+def write(path: Path, record: Any) -> None:
+    files.write_json(path, plain(record))

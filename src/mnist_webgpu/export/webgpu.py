@@ -1,0 +1,355 @@
+"""Compile one trained model into WGSL kernels, a manifest and weight files for the browser.
+
+tinygrad 0.14 ships no exporter, so this traces the model on tinygrad's no-op NULL
+device with the WGSL renderer (the process must start with DEV="CPU;NULL:WGSL", see
+__main__.py) and reads kernels, launch sizes and buffer bindings from the compiled
+schedule. Everything the browser will run is checked here, where a failure is one clear
+line, instead of in the user's browser.
+
+build/webgpu/<name>/manifest.json              kernels in dispatch order, buffers, forms
+build/webgpu/<name>/weights.<form>.safetensors one file per configured weight form
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+from tinygrad import Context, Device, Tensor, dtypes
+from tinygrad.engine.realize import compile_linear, get_call_arg_uops
+from tinygrad.nn.state import get_state_dict
+from tinygrad.renderer.wgsl import WGSLRenderer
+from tinygrad.uop.ops import Ops, UOp
+
+from mnist_webgpu.core import faults, files, layout, records
+from mnist_webgpu.core.config import Config
+from mnist_webgpu.core.errors import PipelineError
+from mnist_webgpu.data import mnist as data
+from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.export import forms, wgsl_patch
+from mnist_webgpu.models import zoo as models
+
+MANIFEST_FORMAT = 1
+INPUT_SHAPE = (1, 1, 28, 28)
+EVAL_BATCH = 500
+# int64 counters BatchNorm keeps for training; no forward pass reads them
+SKIPPABLE_SUFFIX = "num_batches_tracked"
+WIDE_DTYPES = {dtypes.int64: "int64", dtypes.uint64: "uint64", dtypes.float64: "float64"}
+
+
+class ExportError(PipelineError):
+    """The model cannot be shipped to the browser as configured; says which model and why."""
+
+
+# --- tracing ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Trace:
+    kernels: list[records.Kernel]
+    buffers: list[records.Buffer]
+    bound_weights: set[str]
+
+
+def _static(values, what: str, where: str) -> list[int]:
+    if not all(isinstance(v, int) for v in values):
+        raise ExportError(f"{where}: {what} {tuple(values)} is symbolic; export needs static shapes")
+    return list(values)
+
+
+def _describe_dtype(dt) -> str:
+    if dt == dtypes.half:
+        return "float16 (browsers without shader-f16 cannot run it)"
+    if dt in WIDE_DTYPES:
+        return f"{WIDE_DTYPES[dt]} (WGSL has no 64-bit types)"
+    return f"{dt.name} (the runtime only binds float32 buffers)"
+
+
+def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs: int = 10) -> Trace:
+    """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`.
+
+    `state` is the model's state dict; its tensors are moved to the NULL device here.
+    """
+    if not isinstance(Device["NULL"].renderer, WGSLRenderer):
+        raise RuntimeError('tinygrad was imported without DEV="CPU;NULL:WGSL": set it before importing')
+    names: dict[UOp, str] = {}
+    for name, t in state.items():
+        # a weight left unrealized would be folded into the kernels as constants: make it a real buffer
+        t.replace(t.to("NULL")).realize()
+        names[t.uop.base] = name
+    x = Tensor.empty(*INPUT_SHAPE, device="NULL")
+    # no memory planner: one buffer per intermediate rather than offsets into an arena
+    with Context(NO_MEMORY_PLANNER=1, MAX_KERNEL_BUFFERS=max_buffers):
+        out = model(x)
+        _static(out.shape, "output shape", label)
+        if tuple(out.shape) != (expected := (1, outputs)):
+            raise ExportError(f"{label}: the model returns shape {tuple(out.shape)}, expected {expected}")
+        linear, var_vals = out.linear_with_vars()
+        if var_vals:
+            raise ExportError(
+                f"{label}: shapes depend on symbolic variables {sorted(var_vals)}; export needs static shapes"
+            )
+        with wgsl_patch.per_thread_reductions():
+            linear = compile_linear(linear)
+    x_buf, out_buf = x.uop.base, out.uop.base
+
+    buffers: dict[UOp, dict[str, Any]] = {}
+
+    def buffer_of(b: UOp, where: str) -> dict[str, Any]:
+        b = b.base
+        if b in buffers:
+            return buffers[b]
+        (count,) = _static([math.prod(b.shape)], "buffer size", where)
+        entry: dict[str, Any] = {"bytes": count * b.dtype.itemsize}
+        if b is x_buf:
+            entry |= {"id": "input", "kind": "input"}
+        elif b is out_buf:
+            entry |= {"id": "output", "kind": "output"}
+        elif b in names:
+            entry |= {"id": f"weight:{names[b]}", "kind": "weight", "name": names[b]}
+        else:
+            entry |= {"id": f"t{sum(e['kind'] == 'intermediate' for e in buffers.values())}"}
+            entry["kind"] = "intermediate"
+        entry["dtype"] = b.dtype
+        buffers[b] = entry
+        return entry
+
+    kernels = []
+    for call in linear.src:
+        prg = call.src[0]
+        if prg.op is not Ops.PROGRAM:
+            raise ExportError(
+                f"{label}: the schedule has a {prg.op.name} step, not a kernel (a tensor not on NULL?)"
+            )
+        info = prg.arg
+        where = f"{label}: kernel {info.function_name}"
+        if info.vars:
+            raise ExportError(
+                f"{where}: uses symbolic variables {[v.expr for v in info.vars]}; export needs static shapes"
+            )
+        global_size, local_size = info.launch_dims({})
+        dispatch = _static(global_size, "dispatch size", where)
+        workgroup = _static(local_size or (1, 1, 1), "workgroup size", where)
+        source = next(s.arg for s in prg.src if s.op is Ops.SOURCE)
+        if "enable f16" in source or any(u.dtype == dtypes.half for s in prg.src for u in s.toposort()):
+            raise ExportError(f"{where}: computes in float16 (browsers without shader-f16 cannot run it)")
+        if any(u.dtype in WIDE_DTYPES for s in prg.src for u in s.toposort()):
+            raise ExportError(f"{where}: uses 64-bit values (WGSL has no 64-bit types)")
+        args = get_call_arg_uops(call)
+        bound = [buffer_of(args[i], where) for i in info.globals]
+        writes = [i in info.outs for i in info.globals]
+        if len(bound) > max_buffers:
+            raise ExportError(
+                f"{where}: binds {len(bound)} storage buffers, "
+                f"more than export.max_storage_buffers = {max_buffers}"
+            )
+        bindings = []
+        for slot, (buf, written) in enumerate(zip(bound, writes, strict=True), start=1):  # 0: INFINITY
+            if buf["dtype"] != dtypes.float32:
+                what = f"weight {buf['name']!r}" if buf["kind"] == "weight" else f"{buf['kind']} {buf['id']}"
+                raise ExportError(f"{where}: binds {what} as {_describe_dtype(buf['dtype'])}")
+            bindings.append(
+                records.Binding(
+                    binding=slot,
+                    buffer=buf["id"],
+                    kind=buf["kind"],
+                    bytes=buf["bytes"],
+                    access="write" if written else "read",
+                    name=buf.get("name"),
+                )
+            )
+        kernels.append(
+            records.Kernel(
+                name=info.function_name,
+                entry_point=info.function_name,
+                dispatch=dispatch,
+                workgroup_size=workgroup,
+                bindings=bindings,
+                source=source,
+            )
+        )
+    wgsl_patch.check_barrier_free([k.source for k in kernels])
+    listed = [records.Buffer(**{k: v for k, v in b.items() if k != "dtype"}) for b in buffers.values()]
+    bound_weights = {b.name for b in listed if b.kind == "weight"}
+    return Trace(kernels=kernels, buffers=listed, bound_weights=bound_weights)
+
+
+def check_all_bound(state: dict[str, np.ndarray], bound: set[str], label: str) -> list[str]:
+    """Every state-dict tensor must reach a kernel; returns the counters skipped on purpose."""
+    skipped = [
+        n for n, a in state.items() if n not in bound and n.endswith(SKIPPABLE_SUFFIX) and a.dtype == np.int64
+    ]
+    unbound = [n for n in state if n not in bound and n not in skipped]
+    if unbound:
+        raise ExportError(
+            f"{label}: {len(unbound)} of {len(state)} state-dict tensors are bound by no kernel "
+            f"({', '.join(unbound)}); they would be baked into the WGSL or missing"
+        )
+    return skipped
+
+
+# --- weights and accuracy ---------------------------------------------------------------
+
+
+def load_weights(path: Path, model, label: str) -> dict[str, np.ndarray]:
+    """The saved state dict as numpy arrays, checked against the model's own names and shapes."""
+    try:
+        saved = load_file(str(path))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: weights not found (run the train stage first)") from None
+    except (SafetensorError, OSError) as exc:
+        raise ExportError(f"{path}: unreadable safetensors file ({exc})") from None
+    expected = {k: tuple(v.shape) for k, v in get_state_dict(model).items()}
+    missing = sorted(set(expected) - set(saved))
+    extra = sorted(set(saved) - set(expected))
+    if missing or extra:
+        raise ExportError(
+            f"{path}: does not match {label} (missing: {missing or 'none'}; unexpected: {extra or 'none'})"
+        )
+    for k, shape in expected.items():
+        if tuple(saved[k].shape) != shape:
+            raise ExportError(f"{path}: {k} has shape {tuple(saved[k].shape)}, {label} expects {shape}")
+    return {k: saved[k] for k in expected}
+
+
+def set_weights(model, weights: dict[str, np.ndarray]) -> None:
+    for name, t in get_state_dict(model).items():
+        t.replace(Tensor(np.ascontiguousarray(weights[name]), dtype=t.dtype)).realize()
+
+
+def predict(model, images: np.ndarray) -> np.ndarray:
+    """Argmax digits (of the ten digit outputs) of (N, 28, 28) uint8 images, by tinygrad on the CPU."""
+    out = np.empty(len(images), np.int64)
+    for start in range(0, len(images), EVAL_BATCH):
+        x = images[start : start + EVAL_BATCH].astype(np.float32)[:, None] / 255
+        out[start : start + len(x)] = model(Tensor(x))[:, :10].argmax(axis=1).numpy()
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def splits(cfg: Config) -> Splits:
+    """The images of the training stage's own validation and test splits, as the models see them."""
+    mnist = data.load(cfg.cache_dir())
+    s = layout.split(cfg.train)
+    return Splits(
+        val_x=strokes.upright(mnist.train_x[s.val]),
+        val_y=mnist.train_y[s.val],
+        test_x=strokes.upright(mnist.test_x[: s.n_test]),
+        test_y=mnist.test_y[: s.n_test],
+    )
+
+
+def measure_forms(
+    cfg: Config, name: str, weights: dict[str, np.ndarray], s: Splits
+) -> list[tuple[records.Form, bytes]]:
+    """Encode each configured form, expand it back and score those exact weights."""
+    model = models.build(cfg.model(name), cfg.train.outputs)
+    measured = []
+    for form in cfg.export.forms:
+        encoded = forms.encode(weights, form)
+        blob = forms.to_bytes(encoded, {"model": name, "form": form})
+        expanded = forms.expand(encoded)
+        set_weights(model, expanded)
+        val = float(np.mean(predict(model, s.val_x) == s.val_y))
+        test = float(np.mean(predict(model, s.test_x) == s.test_y))
+        error = max(float(np.abs(expanded[k] - weights[k].astype(np.float32)).max()) for k in weights)
+        record = records.Form(
+            form=form,
+            file=layout.form_file(form),
+            bytes=len(blob),
+            sha256=hashlib.sha256(blob).hexdigest(),
+            validation_accuracy=val,
+            test_accuracy=test,
+            max_abs_weight_error=error,
+        )
+        measured.append((record, blob))
+        print(
+            f"compile {name}: {form}: {len(blob):,} bytes, validation {val:.4f}, test {test:.4f}", flush=True
+        )
+    return measured
+
+
+# --- the stage --------------------------------------------------------------------------
+
+
+def decline_rule(cfg: Config, name: str) -> records.Decline | None:
+    """The "not a digit" rule the train stage calibrated for these weights (metrics.json)."""
+    if cfg.train.outputs == 10:
+        return None
+    path = layout.PROJECT.train_outputs(name).metrics
+    metrics = records.read(records.Metrics, path, "run the train stage first")
+    if metrics.decline is None:
+        raise ExportError(f"{path}: no decline rule for a model with a 'not a digit' output; train it again")
+    return metrics.decline
+
+
+def run(cfg: Config, name: str) -> records.Manifest:
+    """Write build/webgpu/<name>/ (weight files, then the manifest naming them); returns the manifest."""
+    m = cfg.model(name)
+    label = f"model {name!r}"
+    path = layout.PROJECT.train_outputs(name).weights
+    weights = load_weights(path, models.build(m, cfg.train.outputs), label)
+    trainable = {k: v for k, v in weights.items() if v.dtype != np.int64 or not k.endswith(SKIPPABLE_SUFFIX)}
+    for k, v in trainable.items():
+        if v.dtype != np.float32:
+            raise ExportError(f"{path}: {k} is {v.dtype}; the browser runtime takes float32 weights only")
+
+    model = models.build(m, cfg.train.outputs)
+    state = get_state_dict(model)
+    set_weights(model, weights)
+    traced = trace(model, state, cfg.export.max_storage_buffers, label, cfg.train.outputs)
+    skipped = check_all_bound(weights, traced.bound_weights, label)
+    shipped = {k: weights[k] for k in weights if k not in skipped}
+
+    evaluated_on = splits(cfg)
+    measured = measure_forms(cfg, name, shipped, evaluated_on)
+    shipped_forms = [form for form, _ in measured]
+    default = forms.choose_default(shipped_forms, cfg.export.tolerance_points)
+    manifest = records.Manifest(
+        format=MANIFEST_FORMAT,
+        name=name,
+        model=records.ModelInfo(
+            arch=m.arch,
+            widths=list(m.widths),
+            normalize=records.Normalize(mean=models.MNIST_MEAN, std=models.MNIST_STD),
+        ),
+        input=records.TensorSpec(shape=list(INPUT_SHAPE), dtype="float32", buffer="input"),
+        output=records.TensorSpec(shape=[1, cfg.train.outputs], dtype="float32", buffer="output"),
+        buffers=traced.buffers,
+        kernels=traced.kernels,
+        weights={k: records.WeightSpec(shape=list(v.shape), dtype="float32") for k, v in shipped.items()},
+        skipped_state=skipped,
+        forms=shipped_forms,
+        default_form=default,
+        evaluation=records.Evaluation(
+            validation_images=len(evaluated_on.val_x),
+            test_images=len(evaluated_on.test_x),
+            tolerance_points=cfg.export.tolerance_points,
+            source_weights_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        ),
+        decline=decline_rule(cfg, name),
+    )
+    out = layout.PROJECT.webgpu_dir(name)
+    for record, blob in measured:
+        files.write_bytes(out / record.file, blob)
+        faults.pause(f"compile:{name}")  # tests interrupt here: some forms replaced, no manifest yet
+    records.write(layout.PROJECT.manifest(name), manifest)  # last: it names the files above
+    sizes = ", ".join(f"{r.form} {r.bytes:,} B" for r in shipped_forms)
+    print(
+        f"compile {name}: {len(traced.kernels)} kernels, default form {default} ({sizes}) -> {out}",
+        flush=True,
+    )
+    return manifest

@@ -1,0 +1,592 @@
+"""Train one model with tinygrad and write its weights, metrics and test mistakes.
+
+The whole data set lives in device tensors; each jitted step samples its batch, augments
+it and updates the weights on the device. Host round trips happen only at evaluation
+points. The checkpoint is chosen on the validation split (the last val_size images of
+the training set); the test set is scored once, at the end.
+
+Import this module only after the device is chosen (`DEV` is read when tinygrad loads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
+from tinygrad.nn.state import get_state_dict
+
+from mnist_webgpu.core import faults, files, layout, records
+from mnist_webgpu.core.config import Augment, Config, ModelConfig, settings_hash, training_settings
+from mnist_webgpu.core.errors import PipelineError
+from mnist_webgpu.core.layout import Split
+from mnist_webgpu.core.progress import Progress
+from mnist_webgpu.data import mnist as data
+from mnist_webgpu.drawings import pad as drawings
+from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.models import zoo as models
+from mnist_webgpu.train import cpu_patch
+from mnist_webgpu.train import verdict as decline
+
+EVAL_CHUNK = 1000  # images per jitted evaluation call: one compiled graph, little memory
+CENTRE = 13.5  # the middle of a 28-pixel axis, in pixel-centre coordinates
+
+
+class TrainError(PipelineError):
+    """Training cannot start or finish; the message says what and where."""
+
+
+def check_data(cache_dir: Path) -> None:
+    for path in data.paths(cache_dir).values():
+        if (problem := data.file_problem(path)) is not None:
+            raise TrainError(
+                f"MNIST file {path}: {problem}; run `python -m mnist_webgpu data` (or `doit data`) first"
+            )
+
+
+def check_device() -> str:
+    try:
+        Tensor([1.0]).realize()
+    except Exception as exc:  # tinygrad raises many kinds here; all mean "this device is unusable"
+        raise TrainError(f"train.device: tinygrad cannot use device {Device.DEFAULT!r} ({exc})") from None
+    return Device.DEFAULT
+
+
+# --- pure pieces: schedule, sampling, augmentation --------------------------------------
+
+
+def learning_rate(mc: ModelConfig, step: int) -> float:
+    """The rate for 0-based `step`: linear warmup, then constant or a cosine decay.
+
+    "onecycle" differs from "cosine" in where it starts and ends: warmup from lr/25 and
+    decay to lr/1e4 (as in Smith's one-cycle policy), rather than from and to zero.
+    """
+    onecycle = mc.lr_schedule == "onecycle"
+    if step < mc.warmup_steps:
+        start = mc.lr / 25 if onecycle else 0.0
+        return start + (mc.lr - start) * (step + 1) / mc.warmup_steps
+    if mc.lr_schedule == "constant":
+        return mc.lr
+    floor = mc.lr / 1e4 if onecycle else 0.0
+    progress = (step - mc.warmup_steps) / max(mc.steps - mc.warmup_steps, 1)
+    return floor + (mc.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def learning_rates(mc: ModelConfig) -> np.ndarray:
+    """`learning_rate(mc, s)` for every step at once, in float64, without a Python list
+    (steps may be millions). The same operations in the same order, so the same values."""
+    steps = np.arange(mc.steps, dtype=np.float64)
+    onecycle = mc.lr_schedule == "onecycle"
+    start = mc.lr / 25 if onecycle else 0.0
+    if mc.lr_schedule == "constant":
+        rates = np.full(mc.steps, mc.lr, dtype=np.float64)
+    else:
+        floor = mc.lr / 1e4 if onecycle else 0.0
+        progress = (steps - mc.warmup_steps) / max(mc.steps - mc.warmup_steps, 1)
+        rates = floor + (mc.lr - floor) * 0.5 * (1 + np.cos(math.pi * progress))
+    warm = steps < mc.warmup_steps
+    if mc.warmup_steps:
+        rates[warm] = start + (mc.lr - start) * (steps[warm] + 1) / mc.warmup_steps
+    return rates
+
+
+def sample_indices(n_train: int, batch_size: int, n_pen: int = 0, pen_share: float = 0.0) -> Tensor:
+    """Random training indices, drawn on the device: never a validation image. With a pen
+    share, that fraction of the batch comes uniformly from the pool's last `n_pen` images (the
+    real pen digits), the rest uniformly from the others: a few thousand pen digits weigh as
+    much as the configured share, however large the rest of the pool."""
+    n_from_pen = round(batch_size * pen_share) if n_pen else 0
+    rest = Tensor.randint(batch_size - n_from_pen, low=0, high=n_train - n_pen)
+    if not n_from_pen:
+        return rest
+    return rest.cat(Tensor.randint(n_from_pen, low=n_train - n_pen, high=n_train))
+
+
+def augment(x: Tensor, aug: Augment) -> Tensor:
+    """Random rotation, scale and shift about the image centre, linear interpolation, zeros outside.
+
+    Each output pixel pulls from the source point its inverse transform lands on. The
+    affine map is resampled in two 1-D passes (Catmull-Smith): along rows, then along
+    columns, each reading the two neighbours of a point on one 28-pixel axis. That is
+    far cheaper than full bilinear weights per output pixel (which cost ~half of an MLP
+    step on the CPU) and matches it for the small rotations used here.
+    """
+    b = x.shape[0]
+    angle = (Tensor.rand(b, 1, 1) * 2 - 1) * math.radians(aug.rotate)
+    scale = 1 + (Tensor.rand(b, 1, 1) * 2 - 1) * aug.scale
+    dy, dx = [(Tensor.rand(b, 1, 1) * 2 - 1) * aug.shift for _ in range(2)]
+    # per image, in kernels of their own: fused, the polynomial sin/cos ran once per pixel
+    cos, sin = (angle.cos() / scale).contiguous(), (angle.sin() / scale).contiguous()
+    # inverse map, centred coordinates: src_y = cos*(oy-dy) + sin*(ox-dx), src_x = cos*(ox-dx) - sin*(oy-dy)
+    axis = Tensor.arange(28).float() - CENTRE
+    # pass 1, per source row sy: the x to read for output column ox, with oy solved from sy
+    sy, ox = axis.reshape(1, 28, 1), axis.reshape(1, 1, 28) - dx
+    oy = (sy - sin * ox) / cos
+    src_x = cos * ox - sin * oy + CENTRE  # (b, source row, out column)
+    rows = interpolate(x.reshape(b, 28, 28), src_x)  # (b, source row, out column)
+    # pass 2, per output column: the source row to read for output row oy
+    oy, ox = axis.reshape(1, 1, 28) - dy, axis.reshape(1, 28, 1) - dx
+    src_y = cos * oy + sin * ox + CENTRE  # (b, out column, out row)
+    out = interpolate(rows.permute(0, 2, 1), src_y)  # (b, out column, out row)
+    return out.permute(0, 2, 1).reshape(b, 1, 28, 28)
+
+
+def interpolate(lines: Tensor, at: Tensor) -> Tensor:
+    """Linear interpolation along the last axis of (b, n, 28) `lines` at (b, n, m) positions; 0 outside.
+
+    Two gathers, which tinygrad turns into indexed loads; the weighted sum over all 28
+    pixels it replaces (a tent of width one around each) cost ~3x as much on the CPU.
+    """
+    left = at.floor()
+    right_weight = at - left
+
+    def pixel(i: Tensor) -> Tensor:
+        inside = (i >= 0) * (i <= 27)
+        return inside.where(lines.gather(2, i.clip(0, 27).cast(dtypes.int32)), 0.0)
+
+    return pixel(left) * (1 - right_weight) + pixel(left + 1) * right_weight
+
+
+def augments(aug: Augment) -> bool:
+    return aug.shift > 0 or aug.rotate > 0 or aug.scale > 0
+
+
+def make_optimizer(mc: ModelConfig, params: list[Tensor]):
+    if mc.optimizer == "adam":
+        return nn.optim.Adam(params, lr=mc.lr)
+    if mc.optimizer == "adamw":
+        return nn.optim.AdamW(params, lr=mc.lr, weight_decay=mc.weight_decay)
+    return nn.optim.SGD(params, lr=mc.lr, momentum=0.9, nesterov=True, weight_decay=mc.weight_decay)
+
+
+# --- training ---------------------------------------------------------------------------
+
+
+def pixels(images: Tensor) -> Tensor:
+    """uint8 (B, 28, 28) -> the models' float (B, 1, 28, 28) in [0, 1]."""
+    return images.float().mul(1 / 255).unsqueeze(1)
+
+
+class Trainer:
+    def __init__(
+        self,
+        mc: ModelConfig,
+        train_x: Tensor,
+        train_y: Tensor,
+        n_train: int,
+        im2col: bool = True,
+        outputs: int = 10,
+        n_pen: int = 0,
+        pen_share: float = 0.0,
+    ):
+        self.mc = mc
+        Tensor.manual_seed(mc.seed)
+        np.random.seed(mc.seed)
+        self.model = models.build(mc, outputs)
+        # same maths, faster kernels on the CPU (models.conv3x3_im2col); the export is untouched
+        self.model.im2col = im2col
+        self.state = get_state_dict(self.model)
+        self.optimizer = make_optimizer(mc, nn.state.get_parameters(self.model))
+        # summed on the device every step; read back only at evaluation points
+        self.loss_total = Tensor.zeros(1).contiguous().realize()
+        # the whole schedule lives on the device, read at the step count: a rate handed in from
+        # Python each step cost ~2.7 ms of tensor creation and jit input handling on the CPU
+        self.schedule = learning_rates(mc)
+        self.schedule_table = Tensor(self.schedule.astype(np.float32)).realize()
+        self.steps_done = Tensor.zeros((), dtype=dtypes.int32).contiguous().realize()
+        self.train_x, self.train_y, self.n_train = train_x, train_y, n_train
+        self.n_pen, self.pen_share = n_pen, pen_share
+        # what the step really did, filled in while it is traced (sweeps record it)
+        self.used: dict[str, Any] = {"seed": mc.seed}
+        self.jit_step = TinyJit(self._step)
+        self.jit_predict = TinyJit(self._predict)
+        self.jit_logits = TinyJit(self._logits)
+
+    # TinyJit builds the step's kernels after the traced call returns, and runs them on every
+    # call: both must happen inside the CPU kernel settings
+    def step(self) -> Tensor:
+        with cpu_patch.fast_cpu_kernels():
+            return self.jit_step()
+
+    def _step(self) -> Tensor:
+        with Context(TRAINING=1):
+            # past the schedule's end (benchmarks run on) the last rate holds
+            self.optimizer.lr.assign(self.schedule_table[self.steps_done.minimum(self.mc.steps - 1)])
+            idx = sample_indices(self.n_train, self.mc.batch_size, self.n_pen, self.pen_share)
+            x = pixels(self.train_x[idx])
+            aug = self.mc.augment if augments(self.mc.augment) else Augment()  # all zero = none
+            if augments(aug):
+                x = augment(x, aug)
+            logits = self.model(x)
+            loss = logits.sparse_categorical_crossentropy(
+                self.train_y[idx], label_smoothing=self.mc.label_smoothing
+            )
+            self.used.update(
+                batch_size=x.shape[0],
+                augment=dataclasses.asdict(aug),
+                label_smoothing=self.mc.label_smoothing,
+            )
+            self.optimizer.zero_grad()
+            loss.backward()
+            return self.loss_total.assign(self.loss_total + loss.detach()).realize(
+                self.steps_done.assign(self.steps_done + 1), *self.optimizer.schedule_step()
+            )
+
+    def _predict(self, images: Tensor) -> Tensor:
+        # the digit a model names: "not a digit" is the page's decline rule, not an argmax
+        return self.model(pixels(images))[:, :10].argmax(1).realize()
+
+    def _logits(self, images: Tensor) -> Tensor:
+        return self.model(pixels(images)).realize()
+
+    def _chunked(self, run, images: np.ndarray) -> np.ndarray:
+        """`run` over uint8 (N, 28, 28) images in fixed-size chunks: one jitted graph for all."""
+        out = []
+        for start in range(0, len(images), EVAL_CHUNK):
+            chunk = images[start : start + EVAL_CHUNK]
+            padded = np.zeros((EVAL_CHUNK, 28, 28), np.uint8)
+            padded[: len(chunk)] = chunk
+            with cpu_patch.fast_cpu_kernels():
+                out.append(run(Tensor(padded)).numpy()[: len(chunk)].copy())
+        return np.concatenate(out)
+
+    def predictions(self, images: np.ndarray) -> np.ndarray:
+        """Predicted digits for uint8 (N, 28, 28) images."""
+        return self._chunked(self.jit_predict, images)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """All the model's outputs for uint8 (N, 28, 28) images, float32."""
+        return self._chunked(self.jit_logits, images)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy().copy() for k, v in self.state.items()}
+
+    def restore(self, weights: dict[str, np.ndarray]) -> None:
+        # assign, not replace: the jitted graphs hold these very buffers
+        for k, v in self.state.items():
+            v.assign(Tensor(weights[k], device=v.device)).realize()
+
+
+def remove_outputs(outputs: layout.TrainOutputs) -> None:
+    """Metrics first: from here until the new metrics land, the set is visibly incomplete."""
+    for path in reversed(outputs.all()):
+        path.unlink(missing_ok=True)
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    matrix = np.zeros((10, 10), np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    return matrix
+
+
+@dataclass
+class Fitted:
+    """A finished training run, its checkpoint chosen on the validation split."""
+
+    trainer: Trainer
+    curves: dict[str, list]
+    val_accuracy: float
+    best_step: int
+    best_weights: dict[str, np.ndarray]
+    train_seconds: float
+    sizes: Split
+    device: str
+    drawn: drawings.Drawings
+    val_x: np.ndarray  # the validation digits as the models see them (strokes.upright)
+    mnist_val_accuracy: float  # at the chosen step; val_accuracy blends in the pen writers
+
+    @property
+    def lr_fed(self) -> np.ndarray:
+        """The rate handed to the optimizer at each step: the trainer's whole schedule."""
+        return self.trainer.schedule
+
+    @property
+    def params(self) -> int:
+        return sum(int(v.numel()) for v in self.trainer.state.values())
+
+
+def training_pool(
+    cfg: Config, train_x: np.ndarray, train_y: np.ndarray, drawn: drawings.Drawings
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the batches draw from: MNIST's training digits (`train_x`, as the models see them),
+    training digits drawn as a pen draws them, (with an 11th output) the non-digits, then the
+    training writers' real pen digits, last, where sample_indices finds them."""
+    pool_x = [train_x, drawn.train_digits]
+    pool_y = [train_y, drawn.train_labels]
+    if cfg.train.outputs > 10:
+        pool_x.append(drawn.train_negatives)
+        pool_y.append(np.full(len(drawn.train_negatives), decline.NOT_A_DIGIT, np.uint8))
+    pool_x.append(drawn.train_pen)
+    pool_y.append(drawn.train_pen_labels)
+    return np.concatenate(pool_x), np.concatenate(pool_y).astype(np.uint8)
+
+
+def validation_score(mnist_accuracy: float, pen_accuracy: float | None) -> float:
+    """What chooses the checkpoint (and a sweep's trials): MNIST's validation digits and the
+    validation writers' pen digits weigh alike, when the pool holds pen digits."""
+    return mnist_accuracy if pen_accuracy is None else (mnist_accuracy + pen_accuracy) / 2
+
+
+def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str, on_eval=None) -> Fitted:
+    """Train `mc` from scratch; keep the weights of its best validation score. No test images.
+
+    `on_eval(step, val_accuracy, seconds)` is called at each evaluation point; a sweep
+    reports there and stops a lagging trial by raising (Optuna's pruning).
+    """
+    sizes = layout.split(cfg.train)
+    n_seen = sizes.n_train + sizes.n_val
+    drawn = drawings.read(layout.PROJECT.drawings, drawings.settings(cfg))
+    # the training and validation digits as the models see every drawing: deskewed
+    seen_x = strokes.upright(mnist.train_x[:n_seen])
+    pool_x, pool_y = training_pool(cfg, seen_x[: sizes.n_train], mnist.train_y[: sizes.n_train], drawn)
+    train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
+    train_y = Tensor(pool_y.astype(np.int32)).realize()
+    val_x, val_y = seen_x[sizes.val], mnist.train_y[sizes.val]
+
+    n_pen = len(drawn.train_pen)
+    trainer = Trainer(
+        mc,
+        train_x,
+        train_y,
+        len(pool_x),
+        im2col=cfg.train.im2col,
+        outputs=cfg.train.outputs,
+        n_pen=n_pen,
+        pen_share=cfg.train.pen_share,
+    )
+    curves: dict[str, list] = {"step": [], "train_loss": [], "val_accuracy": [], "pen_val_accuracy": []}
+    best_score, best_step, best_weights, best_mnist = -1.0, 0, None, 0.0
+    progress = Progress(label, mc.steps)
+    loss_seen, last_eval = 0.0, 0
+    started = time.monotonic()
+    try:
+        for step in range(mc.steps):
+            trainer.step()
+            done = step + 1
+            progress.step(done)
+            if done % mc.eval_every and done != mc.steps:
+                continue
+            loss_total = trainer.loss_total.item()
+            train_loss = (loss_total - loss_seen) / (done - last_eval)
+            loss_seen, last_eval = loss_total, done
+            val_accuracy = float((trainer.predictions(val_x) == val_y).mean())
+            pen_accuracy = float((trainer.predictions(drawn.val_pen) == drawn.val_pen_labels).mean())
+            score = validation_score(val_accuracy, pen_accuracy if n_pen else None)
+            curves["step"].append(done)
+            curves["train_loss"].append(train_loss)
+            curves["val_accuracy"].append(val_accuracy)
+            curves["pen_val_accuracy"].append(pen_accuracy)
+            progress.report(done, train_loss, val_accuracy, pen_accuracy)
+            if not math.isfinite(train_loss):
+                raise TrainError(
+                    f"models.{mc.name}: training diverged (loss {train_loss}) at step {done}; lower lr"
+                )
+            if score > best_score:
+                best_score, best_step, best_weights, best_mnist = (
+                    score,
+                    done,
+                    trainer.snapshot(),
+                    val_accuracy,
+                )
+            if on_eval is not None:
+                on_eval(done, score, time.monotonic() - started)
+    finally:
+        progress.close()
+    train_seconds = time.monotonic() - started
+    return Fitted(
+        trainer,
+        curves,
+        best_score,
+        best_step,
+        best_weights,
+        train_seconds,
+        sizes,
+        device,
+        drawn,
+        val_x,
+        best_mnist,
+    )
+
+
+def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
+    """The hyperparameters as the trainer used them, read back from the live objects.
+
+    A knob the trainer ignored shows its real value here, not the configured one: the
+    original project's sweep changed a learning rate that never reached its optimizer.
+    """
+    t = fitted.trainer
+    opt = t.optimizer
+    if isinstance(opt, nn.optim.LAMB):
+        optimizer = ("adamw" if opt.wd else "adam") if opt.adam else "lamb"
+    else:
+        optimizer = "sgd" if isinstance(opt, nn.optim.LARS) else type(opt).__name__.lower()
+    mc = t.mc
+    return {
+        "arch": type(t.model).__name__.lower(),
+        "widths": models.widths(t.model),
+        "optimizer": optimizer,
+        "lr": float(fitted.lr_fed.max()),  # the peak rate the optimizer was given
+        "lr_first": float(fitted.lr_fed[0]),
+        "lr_last": float(f"{opt.lr.item():.7g}"),  # read back from the optimizer (float32)
+        # learning_rate() reads these two; lr_first/lr_last show what they did
+        "lr_schedule": mc.lr_schedule,
+        "warmup_steps": mc.warmup_steps,
+        "weight_decay": float(getattr(opt, "wd", 0.0)),
+        "label_smoothing": t.used["label_smoothing"],
+        "batch_size": t.used["batch_size"],
+        "steps": len(fitted.lr_fed),
+        "eval_every": fitted.curves["step"][0] if fitted.curves["step"] else mc.eval_every,
+        "seed": t.used["seed"],
+        "augment": t.used["augment"],
+    }
+
+
+def run_trial(cfg: Config, mc: ModelConfig, label: str, on_eval=None) -> dict[str, Any]:
+    """One sweep trial: train and score on the validation split only; the test set stays unread."""
+    check_data(cfg.cache_dir())
+    device = check_device()
+    mnist = data.load(cfg.cache_dir())
+    drawings.ensure(cfg, mnist)  # a sweep worker on another machine may have no drawings stage
+    fitted = fit(cfg, mc, label, mnist, device, on_eval)
+    return {
+        "val_accuracy": fitted.val_accuracy,
+        "best_step": fitted.best_step,
+        "curves": fitted.curves,
+        "hyperparameters": effective_hyperparameters(fitted),
+        "params": fitted.params,
+        "train_seconds": round(fitted.train_seconds, 3),
+        "steps_per_second": round(len(fitted.lr_fed) / fitted.train_seconds, 3),
+        "split": {"train": fitted.sizes.n_train, "val": fitted.sizes.n_val},
+        "device": fitted.device,
+        "tinygrad_version": importlib.metadata.version("tinygrad"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run(cfg: Config, name: str, log=print) -> records.Metrics:
+    """Train model `name` from scratch; write its three outputs; return the metrics."""
+    mc = cfg.model(name)
+    check_data(cfg.cache_dir())
+    device = check_device()
+    outputs = layout.PROJECT.train_outputs(name)
+    remove_outputs(outputs)
+    mnist = data.load(cfg.cache_dir())
+    fitted = fit(cfg, mc, name, mnist, device)
+    trainer, sizes = fitted.trainer, fitted.sizes
+    best_accuracy, best_step, train_seconds = (
+        fitted.mnist_val_accuracy,
+        fitted.best_step,
+        fitted.train_seconds,
+    )
+    curves = fitted.curves
+    # the test set is read here, once, after the checkpoint is chosen
+    test_x, test_y = strokes.upright(mnist.test_x[: sizes.n_test]), mnist.test_y[: sizes.n_test]
+
+    trainer.restore(fitted.best_weights)
+    test_logits = trainer.logits(test_x)  # one pass: the digits named here, the page's answers below
+    predicted = test_logits[:, :10].argmax(1)
+    matrix = confusion(test_y, predicted)
+    per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
+    wrong = np.flatnonzero(predicted != test_y)
+    rule, drawn_val, drawn_test, pen_val = judge_drawings(fitted, mnist, test_logits)
+    settings = training_settings(cfg.train, mc)
+    params = fitted.params
+    metrics = records.Metrics(
+        model=name,
+        arch=mc.arch,
+        test_accuracy=float((predicted == test_y).mean()),
+        val_accuracy=best_accuracy,
+        best_step=best_step,
+        per_class_accuracy=per_class,
+        confusion_matrix=matrix.tolist(),
+        curves=records.Curves(**curves),
+        params=params,
+        weight_bytes=params * 4,
+        train_seconds=round(train_seconds, 3),
+        steps_per_second=round(mc.steps / train_seconds, 3),
+        steps=mc.steps,
+        split=records.SplitSizes(train=sizes.n_train, val=sizes.n_val, test=sizes.n_test),
+        device=device,
+        tinygrad_version=importlib.metadata.version("tinygrad"),
+        config=records.plain(settings),
+        config_hash=settings_hash(settings),
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        decline=rule,
+        drawn_val=drawn_val,
+        drawn_test=drawn_test,
+        pen_val=pen_val,
+    )
+    with files.atomic_path(outputs.weights) as tmp:
+        # through numpy, not tinygrad's safe_save: that one stages the file on the CPU device,
+        # which needs a C compiler even when training ran on a GPU
+        save_file({k: v.numpy() for k, v in trainer.state.items()}, str(tmp))
+    records.write(
+        outputs.misclassified,
+        records.Misclassified(
+            indices=wrong.tolist(), labels=test_y[wrong].tolist(), predictions=predicted[wrong].tolist()
+        ),
+    )
+    records.write(outputs.metrics, metrics)  # last: its presence means the set is complete
+    faults.pause(f"train:{name}")  # tests kill here: done, but before doit records it
+    log(
+        f"{name}: test accuracy {metrics.test_accuracy:.2%}, "
+        f"best val {best_accuracy:.2%} at step {best_step}, "
+        f"{train_seconds:.0f} s ({metrics.steps_per_second:.2f} steps/s) on {device}; "
+        f"drawn test digits read {drawn_test.accuracy:.2%}, declined {drawn_test.declined:.2%}; "
+        f"non-digits declined {drawn_test.nondigits_declined:.2%}; pen digits of "
+        f"{pen_val.writers} validation writers read {pen_val.accuracy:.2%} (worst writer "
+        f"{pen_val.worst_accuracy:.2%}), declined {pen_val.declined:.2%}"
+    )
+    return metrics
+
+
+def judge_drawings(
+    fitted: Fitted, mnist: data.Mnist, test_logits: np.ndarray
+) -> tuple[records.Decline | None, records.Drawn, records.Drawn, records.Handwriting]:
+    """The decline rule, set on validation drawings; then the page's answers on validation and
+    (once, for the report) test drawings, with the weights the model ships. `test_logits`: the
+    test set's, already computed for its accuracy."""
+    trainer, drawn, sizes = fitted.trainer, fitted.drawn, fitted.sizes
+    val_logits = {
+        "mnist": trainer.logits(fitted.val_x),
+        "drawn": trainer.logits(drawn.val_digits),
+        "pen": trainer.logits(drawn.val_pen),
+        "negatives": trainer.logits(drawn.val_negatives),
+    }
+    rule = None
+    if models.outputs(trainer.model) > 10:
+        rule = decline.calibrate(
+            np.concatenate(list(val_logits.values())),
+            np.concatenate(
+                [
+                    mnist.train_y[sizes.val],
+                    drawn.val_labels,
+                    drawn.val_pen_labels,
+                    np.full(len(drawn.val_negatives), decline.NOT_A_DIGIT),
+                ]
+            ).astype(np.int64),
+            np.concatenate([val_logits["drawn"], val_logits["pen"]]),
+        )
+    pen_val = decline.handwriting(rule, val_logits["pen"], drawn.val_pen_labels, drawn.val_pen_writers)
+    on_val = decline.figures(
+        rule,
+        (val_logits["drawn"], drawn.val_labels),
+        val_logits["mnist"],
+        (val_logits["negatives"], drawn.val_kinds),
+    )
+    # the test drawings, for the report: nothing above looked at them
+    on_test = decline.figures(
+        rule,
+        (trainer.logits(drawn.test_digits), drawn.test_labels),
+        test_logits,
+        (trainer.logits(drawn.test_negatives), drawn.test_kinds),
+    )
+    return rule, on_val, on_test, pen_val

@@ -157,7 +157,7 @@ class TinyTrainer:
         self.t = train.Trainer(mc, x, y, len(train_x), im2col=im2col, outputs=outputs)
 
     def step(self, lr: float) -> None:
-        self.t.step()  # the same schedule as learning_rate(), kept on the device
+        self.t.step()  # the same schedule as learning_rates(), kept on the device
 
     def sync(self) -> None:
         self.t.loss_total.item()
@@ -178,12 +178,13 @@ def timed_block(trainer, lrs: list[float]) -> float:
 
 def time_to_accuracy(trainer, mc, target: float, val, budget_s: float) -> float | None:
     """Training seconds (evaluation excluded) to validation accuracy >= target, config's schedule."""
-    from mnist_webgpu.train.trainer import learning_rate
+    from mnist_webgpu.train.trainer import learning_rates
 
+    rates = learning_rates(mc)
     spent, every = 0.0, max(1, min(mc.eval_every, 250))
     for step in range(mc.steps):
         start = time.perf_counter()
-        trainer.step(learning_rate(mc, step))
+        trainer.step(rates[step])
         if (step + 1) % every == 0 or step + 1 == mc.steps:
             trainer.sync()
             spent += time.perf_counter() - start

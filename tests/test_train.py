@@ -82,15 +82,19 @@ def test_learning_rate_schedules(fast_config):
     mc = dataclasses.replace(fast_config.model("mlp"), lr=0.01, steps=1000, warmup_steps=100)
     for schedule in ("constant", "cosine", "onecycle"):
         m = dataclasses.replace(mc, lr_schedule=schedule)
-        rates = [train.learning_rate(m, s) for s in range(m.steps)]
+        rates = train.learning_rates(m)
         assert rates[99] == pytest.approx(0.01)  # warmup ends at the peak
-        assert all(a < b for a, b in zip(rates[:99], rates[1:100], strict=True))
-        assert max(rates) == pytest.approx(0.01)
-    assert train.learning_rate(dataclasses.replace(mc, lr_schedule="constant"), 999) == pytest.approx(0.01)
-    assert train.learning_rate(dataclasses.replace(mc, lr_schedule="cosine"), 999) < 1e-6
-    # one-cycle warms up from lr/25, not from zero
-    onecycle = dataclasses.replace(mc, lr_schedule="onecycle")
-    assert train.learning_rate(onecycle, 0) == pytest.approx(0.01 / 25 + (0.01 - 0.01 / 25) / 100)
+        assert (np.diff(rates[:100]) > 0).all()
+        assert rates.max() == pytest.approx(0.01)
+        assert rates.dtype == np.float64 and len(rates) == m.steps
+    assert train.learning_rates(dataclasses.replace(mc, lr_schedule="constant"))[999] == pytest.approx(0.01)
+    cosine = train.learning_rates(dataclasses.replace(mc, lr_schedule="cosine"))
+    assert cosine[999] < 1e-6 and (np.diff(cosine[100:]) <= 0).all()
+    assert train.learning_rates(dataclasses.replace(mc, warmup_steps=0))[0] == pytest.approx(0.01)
+    # one-cycle warms up from lr/25, not from zero, and ends at lr/1e4
+    onecycle = train.learning_rates(dataclasses.replace(mc, lr_schedule="onecycle"))
+    assert onecycle[0] == pytest.approx(0.01 / 25 + (0.01 - 0.01 / 25) / 100)
+    assert 0.01 / 1e4 <= onecycle[-1] < 2 * 0.01 / 1e4
 
 
 def test_augment_without_transform_is_identity_and_with_it_moves_ink(mnist):
@@ -125,7 +129,7 @@ def test_the_schedule_reaches_the_jitted_optimizer(fast_config, mnist):
     trainer = train.Trainer(
         mc, Tensor(mnist.train_x[:500]).realize(), Tensor(mnist.train_y[:500].astype(np.int32)), 500
     )
-    assert trainer.schedule.tolist() == [train.learning_rate(mc, s) for s in range(mc.steps)]
+    assert trainer.schedule.tolist() == train.learning_rates(mc).tolist()
     rates = []
     for _ in range(6):  # through TinyJit's capture and into replays
         trainer.step()

@@ -63,26 +63,13 @@ def check_device() -> str:
 # --- pure pieces: schedule, sampling, augmentation --------------------------------------
 
 
-def learning_rate(mc: ModelConfig, step: int) -> float:
-    """The rate for 0-based `step`: linear warmup, then constant or a cosine decay.
+def learning_rates(mc: ModelConfig) -> np.ndarray:
+    """The rate of every 0-based step, in float64: linear warmup, then constant or a cosine decay.
 
     "onecycle" differs from "cosine" in where it starts and ends: warmup from lr/25 and
-    decay to lr/1e4 (as in Smith's one-cycle policy), rather than from and to zero.
+    decay to lr/1e4 (as in Smith's one-cycle policy), rather than from and to zero. An array,
+    never a Python list: steps may be millions.
     """
-    onecycle = mc.lr_schedule == "onecycle"
-    if step < mc.warmup_steps:
-        start = mc.lr / 25 if onecycle else 0.0
-        return start + (mc.lr - start) * (step + 1) / mc.warmup_steps
-    if mc.lr_schedule == "constant":
-        return mc.lr
-    floor = mc.lr / 1e4 if onecycle else 0.0
-    progress = (step - mc.warmup_steps) / max(mc.steps - mc.warmup_steps, 1)
-    return floor + (mc.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def learning_rates(mc: ModelConfig) -> np.ndarray:
-    """`learning_rate(mc, s)` for every step at once, in float64, without a Python list
-    (steps may be millions). The same operations in the same order, so the same values."""
     steps = np.arange(mc.steps, dtype=np.float64)
     onecycle = mc.lr_schedule == "onecycle"
     start = mc.lr / 25 if onecycle else 0.0
@@ -436,7 +423,7 @@ def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
         "lr": float(fitted.lr_fed.max()),  # the peak rate the optimizer was given
         "lr_first": float(fitted.lr_fed[0]),
         "lr_last": float(f"{opt.lr.item():.7g}"),  # read back from the optimizer (float32)
-        # learning_rate() reads these two; lr_first/lr_last show what they did
+        # learning_rates() reads these two; lr_first/lr_last show what they did
         "lr_schedule": mc.lr_schedule,
         "warmup_steps": mc.warmup_steps,
         "weight_decay": float(getattr(opt, "wd", 0.0)),

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
+from mnist_webgpu.data.split import mnist_split  # noqa: E402
 from mnist_webgpu.drawings import (  # noqa: E402
     negatives,
     pad,
@@ -422,13 +423,12 @@ def declined_summary(answers: list[int | None], kinds: list[str]) -> dict:
 
 def pick_digits(cfg, mnist, count: int, test: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """`count` digits, a fixed seeded pick: validation digits unless `test`."""
-    from mnist_webgpu.core import layout
 
     rng = np.random.default_rng(seed)
     if test:
         pick = rng.choice(len(mnist.test_y), count, replace=False)
         return mnist.test_x[pick], mnist.test_y[pick].astype(int), "test"
-    split = layout.split(cfg.train)
+    split = mnist_split(cfg.train)
     pick = split.n_train + rng.choice(split.n_val, count, replace=False)
     return mnist.train_x[pick], mnist.train_y[pick].astype(int), "validation"
 

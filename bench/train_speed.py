@@ -27,13 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mnist_webgpu.core import (
-    config,
-    layout,
-    machine,
-)
+from mnist_webgpu.core import config, machine
 from mnist_webgpu.core import patching as patches
 from mnist_webgpu.data import mnist as data
+from mnist_webgpu.data.split import mnist_split
 
 TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
 
@@ -199,7 +196,7 @@ def time_to_accuracy(trainer, mc, target: float, val, budget_s: float) -> float 
 
 def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
     mc = cfg.model(name)
-    sizes = layout.split(cfg.train)
+    sizes = mnist_split(cfg.train)
     train_x, train_y = mnist.train_x[: sizes.n_train], mnist.train_y[: sizes.n_train]
     val = (mnist.train_x[sizes.val], mnist.train_y[sizes.val])
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnist_webgpu.core import config
-from mnist_webgpu.core.layout import split
+from mnist_webgpu.data.split import mnist_split
 from mnist_webgpu.drawings import negatives
 from mnist_webgpu.drawings import pad as drawings
 from mnist_webgpu.drawings import preprocess as strokes
@@ -34,14 +34,14 @@ def test_made_drawings_have_the_configured_counts_and_ink(small, made, mnist):
     # every drawing shows ink, boxed as MNIST is: the long side within the 20 px box
     for images in (made.train_negatives, made.val_digits, made.test_negatives):
         assert (images.reshape(len(images), -1).max(1) > 0).all()
-    s = split(small.train)
+    s = mnist_split(small.train)
     picked = mnist.train_y[s.val]
     assert set(made.val_labels) <= set(picked.tolist())
     assert set(made.test_labels) <= set(mnist.test_y[: s.n_test].tolist())
 
 
 def test_redrawn_training_digits_are_training_digits_drawn_as_on_the_page(small, made, mnist):
-    s = split(small.train)
+    s = mnist_split(small.train)
     assert made.train_digits.shape == (30, 28, 28) and made.train_digits.dtype == np.uint8
     pick = drawings.pick(30, s.n_train, drawings.SEEDS["redrawn"])
     assert pick.max() < s.n_train, "never a validation digit"
@@ -61,7 +61,7 @@ def test_redrawn_training_digits_are_training_digits_drawn_as_on_the_page(small,
 def test_the_training_pool_is_mnist_then_redrawn_digits_then_non_digits_then_pen_digits(small, made, mnist):
     from mnist_webgpu.train import trainer as train
 
-    n = split(small.train).n_train
+    n = mnist_split(small.train).n_train
     pen = len(made.train_pen)
     assert pen > 0
     seen = strokes.upright(mnist.train_x[:n])

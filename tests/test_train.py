@@ -30,9 +30,10 @@ from tinygrad import Context, Tensor
 from tinygrad.codegen import to_program_cache
 from tinygrad.nn.state import get_state_dict, safe_load
 
-from mnist_webgpu.core import config, layout
+from mnist_webgpu.core import config
 from mnist_webgpu.core import patching as patches
 from mnist_webgpu.core.config import Augment
+from mnist_webgpu.data.split import Split, mnist_split
 from mnist_webgpu.train import cpu_patch as cpu_patches
 from mnist_webgpu.train import trainer as train
 
@@ -64,14 +65,14 @@ def trained_mlp(tmp_path_factory, mnist_cache, fast_drawings) -> Path:
 
 
 def test_split_keeps_validation_and_test_out_of_training(fast_config):
-    sizes = layout.split(fast_config.train)
+    sizes = mnist_split(fast_config.train)
     assert (sizes.n_train, sizes.n_val, sizes.n_test) == (5000, 1000, 2000)
     full = dataclasses.replace(fast_config, train=config.TrainConfig())
-    assert layout.split(full.train) == layout.Split(55000, 5000, 10000)
+    assert mnist_split(full.train) == Split(55000, 5000, 10000)
 
 
 def test_sampler_draws_only_training_indices(fast_config):
-    n_train = layout.split(fast_config.train).n_train
+    n_train = mnist_split(fast_config.train).n_train
     drawn = np.concatenate([train.sample_indices(n_train, 4096).numpy() for _ in range(5)])
     assert drawn.min() >= 0 and drawn.max() < n_train
     # and it does reach the top of the range: the split, not the sampler, is the limit

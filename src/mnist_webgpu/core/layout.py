@@ -1,4 +1,4 @@
-"""Where every artefact lives, and how MNIST is split: the one definition writers and readers share.
+"""Where every artefact lives: the one definition writers and readers share.
 
     build/data/drawings.npz     drawings: digits and non-digits drawn as on the page (npz)
     build/models/<model>/       train:    weights.safetensors, misclassified.json, metrics.json (last)
@@ -17,28 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_webgpu.core.config import TrainConfig
-
-MNIST_TRAIN, MNIST_TEST = 60000, 10000
 MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class Split:
-    """Index ranges into the MNIST training set; the test set is separate."""
-
-    n_train: int  # images [0, n_train) are the only ones a training batch may draw
-    n_val: int  # images [n_train, n_train + n_val) choose the checkpoint, the sweep's trials, the form
-    n_test: int  # the first n_test test images are scored once, at the end
-
-    @property
-    def val(self) -> slice:
-        return slice(self.n_train, self.n_train + self.n_val)
-
-
-def split(train: TrainConfig) -> Split:
-    total = min(train.train_limit or MNIST_TRAIN, MNIST_TRAIN)
-    return Split(total - train.val_size, train.val_size, min(train.test_limit or MNIST_TEST, MNIST_TEST))
 
 
 def form_file(form: str) -> str:

@@ -37,10 +37,11 @@ import numpy as np
 from mnist_webgpu.core import files
 from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.errors import PipelineError
-from mnist_webgpu.core.layout import PROJECT, split
+from mnist_webgpu.core.layout import PROJECT
 from mnist_webgpu.core.machine import cpu_cores
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data import pendigits
+from mnist_webgpu.data.split import mnist_split
 from mnist_webgpu.drawings import negatives, pen
 from mnist_webgpu.drawings import preprocess as strokes
 
@@ -209,7 +210,7 @@ def pen_copies(cfg: Config) -> int:
 
 def settings(cfg: Config) -> dict:
     """What decides the drawings: the counts and the split they are drawn from."""
-    s = split(cfg.train)
+    s = mnist_split(cfg.train)
     return {
         "redrawn": cfg.train.redrawn,
         "negatives": cfg.train.negatives,
@@ -228,7 +229,7 @@ def pick(count: int, total: int, seed: int) -> np.ndarray:
 
 
 def make(cfg: Config, mnist: data.Mnist, processes: int | None = None) -> Drawings:
-    s = split(cfg.train)
+    s = mnist_split(cfg.train)
     processes = processes or cpu_cores()
     train, val = mnist.train_x[: s.n_train], mnist.train_x[s.val]
     val_pick = pick(cfg.train.drawn, s.n_val, SEEDS["val"])

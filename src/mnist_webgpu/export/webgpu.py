@@ -31,6 +31,7 @@ from mnist_webgpu.core import faults, files, layout, records
 from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.data import mnist as data
+from mnist_webgpu.data.split import mnist_split
 from mnist_webgpu.drawings import preprocess as strokes
 from mnist_webgpu.export import forms, wgsl_patch
 from mnist_webgpu.models import zoo as models
@@ -243,7 +244,7 @@ class Splits:
 def splits(cfg: Config) -> Splits:
     """The images of the training stage's own validation and test splits, as the models see them."""
     mnist = data.load(cfg.cache_dir())
-    s = layout.split(cfg.train)
+    s = mnist_split(cfg.train)
     return Splits(
         val_x=strokes.upright(mnist.train_x[s.val]),
         val_y=mnist.train_y[s.val],

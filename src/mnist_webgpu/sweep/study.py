@@ -36,11 +36,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from mnist_webgpu.core import config, files, interrupts, layout
+from mnist_webgpu.core import config, files, interrupts
 from mnist_webgpu.core.config import Config, ConfigError
 from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.core.layout import PROJECT
 from mnist_webgpu.core.records import plain
+from mnist_webgpu.data.split import mnist_split
 from mnist_webgpu.sweep import plan as sweep_config
 from mnist_webgpu.sweep import record as sweep
 from mnist_webgpu.sweep import report as sweep_report
@@ -398,7 +399,7 @@ class Objective:
             trainer as train,  # tinygrad loads here, after the worker chose its device
         )
 
-        sizes = layout.split(self.cfg.train)
+        sizes = mnist_split(self.cfg.train)
         trial.set_user_attr("split", {"train": sizes.n_train, "val": sizes.n_val})
         pruning = spec.mode == "search"
 

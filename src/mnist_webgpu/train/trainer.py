@@ -27,9 +27,9 @@ from tinygrad.nn.state import get_state_dict
 from mnist_webgpu.core import faults, files, layout, records
 from mnist_webgpu.core.config import Augment, Config, ModelConfig, settings_hash, training_settings
 from mnist_webgpu.core.errors import PipelineError
-from mnist_webgpu.core.layout import Split
 from mnist_webgpu.core.progress import Progress
 from mnist_webgpu.data import mnist as data
+from mnist_webgpu.data.split import Split, mnist_split
 from mnist_webgpu.drawings import pad as drawings
 from mnist_webgpu.drawings import preprocess as strokes
 from mnist_webgpu.models import zoo as models
@@ -328,7 +328,7 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     `on_eval(step, val_accuracy, seconds)` is called at each evaluation point; a sweep
     reports there and stops a lagging trial by raising (Optuna's pruning).
     """
-    sizes = layout.split(cfg.train)
+    sizes = mnist_split(cfg.train)
     n_seen = sizes.n_train + sizes.n_val
     drawn = drawings.read(layout.PROJECT.drawings, drawings.settings(cfg))
     # the training and validation digits as the models see every drawing: deskewed

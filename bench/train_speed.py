@@ -143,7 +143,7 @@ class TorchTrainer:
 
 
 class TinyTrainer:
-    """The real trainer, driven the way train.run drives it."""
+    """The real trainer, driven the way the train stage drives it."""
 
     def __init__(self, mc, train_x: np.ndarray, train_y: np.ndarray, im2col: bool = True, outputs: int = 10):
         from tinygrad import Tensor

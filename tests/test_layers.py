@@ -150,6 +150,7 @@ def test_task_code_dependencies_are_the_import_closure(fast_config):
     train = next(tasks.train_tasks(fast_config))
     deps = {Path(p).relative_to(PACKAGE).as_posix() for p in train["file_dep"] if PACKAGE in Path(p).parents}
     assert {
+        "train/stage.py",
         "train/trainer.py",
         "models/zoo.py",
         "data/mnist.py",

@@ -168,7 +168,7 @@ def train_tasks(cfg: config.Config):
             "name": name,
             "doc": f"{name}: {STAGES['train'].doc}",
             "actions": [side_by_side_stage(cfg, "train", name)],
-            "file_dep": [*data_files, str(PROJECT.drawings), *code("train.trainer")],
+            "file_dep": [*data_files, str(PROJECT.drawings), *code("train.stage")],
             # one dict per task: doit keeps a single config_changed hash for each
             "uptodate": [
                 config_changed(settings := training_settings(cfg.train, cfg.model(name))),

@@ -30,7 +30,7 @@ from mnist_webgpu.sweep import plan
 from mnist_webgpu.sweep.plan import Trial
 
 FORMAT = 2
-# what a finished trial keeps of train.run_trial's result (its curve is the trial's intermediate values)
+# what a finished trial keeps of sweep.trial.run's result (its curve is the trial's intermediate values)
 RESULT_KEYS = (
     "val_accuracy",
     "best_step",

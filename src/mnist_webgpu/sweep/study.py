@@ -395,9 +395,9 @@ class Objective:
         }
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
-        from mnist_webgpu.train import (
-            trainer as train,  # tinygrad loads here, after the worker chose its device
-        )
+        # tinygrad loads here, after the worker chose its device
+        from mnist_webgpu.sweep import trial as sweep_trial
+        from mnist_webgpu.train import trainer as train
 
         sizes = mnist_split(self.cfg.train)
         trial.set_user_attr("split", {"train": sizes.n_train, "val": sizes.n_val})
@@ -416,7 +416,7 @@ class Objective:
 
         label = f"{point.id}#{trial.number}"
         try:
-            result = train.run_trial(self.cfg, point.config, label, on_eval)
+            result = sweep_trial.run(self.cfg, point.config, label, on_eval)
         except train.TrainError as exc:
             trial.set_user_attr("error", str(exc))
             raise

@@ -1,9 +1,9 @@
-"""Train one model with tinygrad and write its weights, metrics and test mistakes.
+"""Train one model with tinygrad: the batches, the step, the checkpoint chosen on validation.
 
 The whole data set lives in device tensors; each jitted step samples its batch, augments
 it and updates the weights on the device. Host round trips happen only at evaluation
 points. The checkpoint is chosen on the validation split (the last val_size images of
-the training set); the test set is scored once, at the end.
+the training set); the test set is never read here (train/stage.py scores it once).
 
 Import this module only after the device is chosen (`DEV` is read when tinygrad loads).
 """
@@ -11,8 +11,6 @@ Import this module only after the device is chosen (`DEV` is read when tinygrad 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import importlib.metadata
 import math
 import time
 from dataclasses import dataclass
@@ -20,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 from tinygrad import Context, Device, Tensor, TinyJit, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
-from mnist_webgpu.core import faults, files, layout, records
-from mnist_webgpu.core.config import Augment, Config, ModelConfig, settings_hash, training_settings
+from mnist_webgpu.core import layout
+from mnist_webgpu.core.config import Augment, Config, ModelConfig
 from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.core.progress import Progress
 from mnist_webgpu.data import mnist as data
@@ -262,18 +259,6 @@ class Trainer:
             v.assign(Tensor(weights[k], device=v.device)).realize()
 
 
-def remove_outputs(outputs: layout.TrainOutputs) -> None:
-    """Metrics first: from here until the new metrics land, the set is visibly incomplete."""
-    for path in reversed(outputs.all()):
-        path.unlink(missing_ok=True)
-
-
-def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    matrix = np.zeros((10, 10), np.int64)
-    np.add.at(matrix, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
-    return matrix
-
-
 @dataclass
 class Fitted:
     """A finished training run, its checkpoint chosen on the validation split."""
@@ -434,146 +419,3 @@ def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
         "seed": t.used["seed"],
         "augment": t.used["augment"],
     }
-
-
-def run_trial(cfg: Config, mc: ModelConfig, label: str, on_eval=None) -> dict[str, Any]:
-    """One sweep trial: train and score on the validation split only; the test set stays unread."""
-    check_data(cfg.cache_dir())
-    device = check_device()
-    mnist = data.load(cfg.cache_dir())
-    drawings.ensure(cfg, mnist)  # a sweep worker on another machine may have no drawings stage
-    fitted = fit(cfg, mc, label, mnist, device, on_eval)
-    return {
-        "val_accuracy": fitted.val_accuracy,
-        "best_step": fitted.best_step,
-        "curves": fitted.curves,
-        "hyperparameters": effective_hyperparameters(fitted),
-        "params": fitted.params,
-        "train_seconds": round(fitted.train_seconds, 3),
-        "steps_per_second": round(len(fitted.lr_fed) / fitted.train_seconds, 3),
-        "split": {"train": fitted.sizes.n_train, "val": fitted.sizes.n_val},
-        "device": fitted.device,
-        "tinygrad_version": importlib.metadata.version("tinygrad"),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def run(cfg: Config, name: str, log=print) -> records.Metrics:
-    """Train model `name` from scratch; write its three outputs; return the metrics."""
-    mc = cfg.model(name)
-    check_data(cfg.cache_dir())
-    device = check_device()
-    outputs = layout.PROJECT.train_outputs(name)
-    remove_outputs(outputs)
-    mnist = data.load(cfg.cache_dir())
-    fitted = fit(cfg, mc, name, mnist, device)
-    trainer, sizes = fitted.trainer, fitted.sizes
-    best_accuracy, best_step, train_seconds = (
-        fitted.mnist_val_accuracy,
-        fitted.best_step,
-        fitted.train_seconds,
-    )
-    curves = fitted.curves
-    # the test set is read here, once, after the checkpoint is chosen
-    test_x, test_y = strokes.upright(mnist.test_x[: sizes.n_test]), mnist.test_y[: sizes.n_test]
-
-    trainer.restore(fitted.best_weights)
-    test_logits = trainer.logits(test_x)  # one pass: the digits named here, the page's answers below
-    predicted = test_logits[:, :10].argmax(1)
-    matrix = confusion(test_y, predicted)
-    per_class = [float(matrix[c, c] / row) if (row := matrix[c].sum()) else None for c in range(10)]
-    wrong = np.flatnonzero(predicted != test_y)
-    rule, drawn_val, drawn_test, pen_val = judge_drawings(fitted, mnist, test_logits)
-    settings = training_settings(cfg.train, mc)
-    params = fitted.params
-    metrics = records.Metrics(
-        model=name,
-        arch=mc.arch,
-        test_accuracy=float((predicted == test_y).mean()),
-        val_accuracy=best_accuracy,
-        best_step=best_step,
-        per_class_accuracy=per_class,
-        confusion_matrix=matrix.tolist(),
-        curves=records.Curves(**curves),
-        params=params,
-        weight_bytes=params * 4,
-        train_seconds=round(train_seconds, 3),
-        steps_per_second=round(mc.steps / train_seconds, 3),
-        steps=mc.steps,
-        split=records.SplitSizes(train=sizes.n_train, val=sizes.n_val, test=sizes.n_test),
-        device=device,
-        tinygrad_version=importlib.metadata.version("tinygrad"),
-        config=records.plain(settings),
-        config_hash=settings_hash(settings),
-        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        decline=rule,
-        drawn_val=drawn_val,
-        drawn_test=drawn_test,
-        pen_val=pen_val,
-    )
-    with files.atomic_path(outputs.weights) as tmp:
-        # through numpy, not tinygrad's safe_save: that one stages the file on the CPU device,
-        # which needs a C compiler even when training ran on a GPU
-        save_file({k: v.numpy() for k, v in trainer.state.items()}, str(tmp))
-    records.write(
-        outputs.misclassified,
-        records.Misclassified(
-            indices=wrong.tolist(), labels=test_y[wrong].tolist(), predictions=predicted[wrong].tolist()
-        ),
-    )
-    records.write(outputs.metrics, metrics)  # last: its presence means the set is complete
-    faults.pause(f"train:{name}")  # tests kill here: done, but before doit records it
-    log(
-        f"{name}: test accuracy {metrics.test_accuracy:.2%}, "
-        f"best val {best_accuracy:.2%} at step {best_step}, "
-        f"{train_seconds:.0f} s ({metrics.steps_per_second:.2f} steps/s) on {device}; "
-        f"drawn test digits read {drawn_test.accuracy:.2%}, declined {drawn_test.declined:.2%}; "
-        f"non-digits declined {drawn_test.nondigits_declined:.2%}; pen digits of "
-        f"{pen_val.writers} validation writers read {pen_val.accuracy:.2%} (worst writer "
-        f"{pen_val.worst_accuracy:.2%}), declined {pen_val.declined:.2%}"
-    )
-    return metrics
-
-
-def judge_drawings(
-    fitted: Fitted, mnist: data.Mnist, test_logits: np.ndarray
-) -> tuple[records.Decline | None, records.Drawn, records.Drawn, records.Handwriting]:
-    """The decline rule, set on validation drawings; then the page's answers on validation and
-    (once, for the report) test drawings, with the weights the model ships. `test_logits`: the
-    test set's, already computed for its accuracy."""
-    trainer, drawn, sizes = fitted.trainer, fitted.drawn, fitted.sizes
-    val_logits = {
-        "mnist": trainer.logits(fitted.val_x),
-        "drawn": trainer.logits(drawn.val_digits),
-        "pen": trainer.logits(drawn.val_pen),
-        "negatives": trainer.logits(drawn.val_negatives),
-    }
-    rule = None
-    if models.outputs(trainer.model) > 10:
-        rule = decline.calibrate(
-            np.concatenate(list(val_logits.values())),
-            np.concatenate(
-                [
-                    mnist.train_y[sizes.val],
-                    drawn.val_labels,
-                    drawn.val_pen_labels,
-                    np.full(len(drawn.val_negatives), decline.NOT_A_DIGIT),
-                ]
-            ).astype(np.int64),
-            np.concatenate([val_logits["drawn"], val_logits["pen"]]),
-        )
-    pen_val = decline.handwriting(rule, val_logits["pen"], drawn.val_pen_labels, drawn.val_pen_writers)
-    on_val = decline.figures(
-        rule,
-        (val_logits["drawn"], drawn.val_labels),
-        val_logits["mnist"],
-        (val_logits["negatives"], drawn.val_kinds),
-    )
-    # the test drawings, for the report: nothing above looked at them
-    on_test = decline.figures(
-        rule,
-        (trainer.logits(drawn.test_digits), drawn.test_labels),
-        test_logits,
-        (trainer.logits(drawn.test_negatives), drawn.test_kinds),
-    )
-    return rule, on_val, on_test, pen_val

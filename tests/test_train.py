@@ -31,7 +31,6 @@ from tinygrad.codegen import to_program_cache
 from tinygrad.nn.state import get_state_dict, safe_load
 
 from mnist_webgpu.core import config
-from mnist_webgpu.core import patching as patches
 from mnist_webgpu.core.config import Augment
 from mnist_webgpu.data.split import Split, mnist_split
 from mnist_webgpu.train import cpu_patch as cpu_patches
@@ -350,7 +349,7 @@ def test_the_fast_cpu_path_follows_the_plain_loss_curve(fast_config, mnist, monk
     for fast in (False, True):
         with monkeypatch.context() as patch:
             if not fast:
-                patch.setattr(patches, "fast_cpu_kernels", contextlib.nullcontext)
+                patch.setattr(cpu_patches, "fast_cpu_kernels", contextlib.nullcontext)
             # tinygrad keeps each kernel it built for this process: build the fast path's afresh
             to_program_cache.clear()
             trainer = train.Trainer(mc, x, y, 500, im2col=fast)

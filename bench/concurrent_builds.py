@@ -5,7 +5,7 @@
 In a throwaway copy of the project with one small MLP (projectkit.MLP_ONLY), built once so
 that each round is the site, verify and the swap into dist/, every round changes the site
 title in config.toml and starts two `doit build`s together. It records each exit status
-and whether a build said "another build is running (pid N)" (src/mnist_webgpu/lock.py),
+and whether a build said "another build is running (pid N)" (src/mnist_webgpu/pipeline/lock.py),
 and after both have exited checks dist/: verify passes on it, every file its own index
 names is there (sw.js's precache list, each model manifest's weight files, index.html,
 404.html, .nojekyll), it shows this round's title, and no staging directory is left beside

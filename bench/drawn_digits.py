@@ -59,8 +59,8 @@ from mnist_webgpu.data.split import mnist_split  # noqa: E402
 from mnist_webgpu.drawings import (  # noqa: E402
     negatives,
     pad,
+    preprocess,  # noqa: E402
 )
-from mnist_webgpu.drawings import preprocess as strokes  # noqa: E402
 from mnist_webgpu.drawings.pen import Point, graph, skeleton_points, trace  # noqa: E402
 from mnist_webgpu.site import charts  # noqa: E402
 
@@ -179,16 +179,16 @@ def drawings(
 
 def too_small(strokes_: list[Stroke], width: float) -> bool:
     """The page's size rule (site_src/verdict.js): a drawing under MIN_EXTENT of the pad."""
-    got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+    got = preprocess.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
     return got is None or got[1] < MIN_EXTENT
 
 
 def simulate(drawn: list[tuple[list[Stroke], float]]) -> np.ndarray:
     """What the page's model would see for each drawing: the page's rendering of the pointer
-    paths, in Python (strokes.render_strokes)."""
+    paths, in Python (preprocess.render_strokes)."""
     out = np.zeros((len(drawn), 28, 28), np.float32)
     for i, (strokes_, width) in enumerate(drawn):
-        got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
+        got = preprocess.render_strokes([{"tool": "pen", "width": width, "points": s} for s in strokes_])
         if got is not None:
             out[i] = got[0]
     return out
@@ -387,7 +387,7 @@ def measure_pen(site: Path, digits: list, models: list[str], conditions: list[st
 
 def offline_pen(site: Path, digits: list, models: list[str], conditions: list[str]) -> dict:
     """As measure_pen(), with the Python stand-ins of the page (its size and decline rules)."""
-    from mnist_webgpu.train import verdict as decline
+    from mnist_webgpu.train import verdict
 
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
@@ -396,7 +396,7 @@ def offline_pen(site: Path, digits: list, models: list[str], conditions: list[st
         seen = simulate(drawn)
         small = [too_small(st, w) for st, w in drawn]
         for model in models:
-            got = decline.answers(site_logits(site, model, seen), site_rule(site, model))
+            got = verdict.answers(site_logits(site, model, seen), site_rule(site, model))
             said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
             results[model][c] = pen_summary(said, digits)
     return results
@@ -444,7 +444,7 @@ def site_rule(site: Path, model: str):
 def offline(site: Path, images, labels, models, conditions, nondigits=()) -> dict[str, dict]:
     """As measure(), with the Python stand-ins of the page: its size rule (verdict.js) and its
     model's "not a digit" rule (mnist_webgpu.train.verdict, the page's arithmetic)."""
-    from mnist_webgpu.train import verdict as decline
+    from mnist_webgpu.train import verdict
 
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
@@ -453,7 +453,7 @@ def offline(site: Path, images, labels, models, conditions, nondigits=()) -> dic
         seen = simulate(drawn_)
         small = np.array([too_small(st, w) for st, w in drawn_])
         for model in models:
-            answers = decline.answers(site_logits(site, model, seen), site_rule(site, model))
+            answers = verdict.answers(site_logits(site, model, seen), site_rule(site, model))
             said = np.where(small, -1, answers)
             results[model][condition] = {
                 "digits": len(images),
@@ -464,7 +464,7 @@ def offline(site: Path, images, labels, models, conditions, nondigits=()) -> dic
         seen = simulate([(st, app_pen) for st, _ in nondigits])
         small = np.array([too_small(st, app_pen) for st, _ in nondigits])
         for model in models:
-            refused = small | decline.declined(site_logits(site, model, seen), site_rule(site, model))
+            refused = small | verdict.declined(site_logits(site, model, seen), site_rule(site, model))
             answers = [None if r else 0 for r in refused]
             results[model]["nondigits"] = declined_summary(answers, [k for _, k in nondigits])
     for model in models:
@@ -475,7 +475,7 @@ def offline(site: Path, images, labels, models, conditions, nondigits=()) -> dic
 def direct(site: Path, model: str, images: np.ndarray, labels: np.ndarray) -> dict:
     """The digits themselves fed to the site's model, as it sees MNIST's digits (deskewed):
     what the drawn figures are measured against."""
-    said = site_logits(site, model, strokes.upright(images).astype(np.float32) / 255)[:, :10].argmax(1)
+    said = site_logits(site, model, preprocess.upright(images).astype(np.float32) / 255)[:, :10].argmax(1)
     return {"digits": len(images), "accuracy": float((said == labels).mean())}
 
 

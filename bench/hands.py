@@ -247,7 +247,7 @@ def offline(site: Path, models: list[str], count: int, seed: int = 0) -> dict[st
     model's "not a digit" rule."""
     import drawn_digits as dd
 
-    from mnist_webgpu.train import verdict as decline
+    from mnist_webgpu.train import verdict
 
     pen = dd.pen_width(site)
     drawn = drawings(count, pen, seed)
@@ -256,7 +256,7 @@ def offline(site: Path, models: list[str], count: int, seed: int = 0) -> dict[st
     small = np.array([dd.too_small(s, pen) for s, _ in pairs])
     results = {}
     for model in models:
-        got = decline.answers(dd.site_logits(site, model, seen), dd.site_rule(site, model))
+        got = verdict.answers(dd.site_logits(site, model, seen), dd.site_rule(site, model))
         said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
         results[model] = summary(said, drawn)
     return results

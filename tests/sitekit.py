@@ -42,14 +42,14 @@ def drawn_figures(w: np.ndarray, b: np.ndarray, mnist, count: int = 40) -> recor
     """The linear model's answers on test digits drawn as on the pad and generated non-digits
     (ten outputs: no "not a digit" rule, so nothing is declined)."""
     from mnist_webgpu.drawings import pad as drawings
-    from mnist_webgpu.train import verdict as decline
+    from mnist_webgpu.train import verdict
 
     def logits(images: np.ndarray) -> np.ndarray:
         return images.reshape(len(images), -1).astype(np.float32) / 255 @ w + b
 
     digits = drawings.draw_digits(mnist.test_x[:count], seed=3)
     negatives, kinds = drawings.draw_negatives(mnist.test_x[:200], count, seed=3)
-    return decline.figures(
+    return verdict.figures(
         None,
         (logits(digits), mnist.test_y[:count]),
         logits(mnist.test_x[:count]),

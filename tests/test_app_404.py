@@ -1,5 +1,5 @@
 """The 404 page at any depth, on servers that answer every miss with 404.html as GitHub Pages
-does: the test kit's server at / and under /<repo>/, and `doit serve` (serve.py)."""
+does: the test kit's server at / and under /<repo>/, and `doit serve` (publish/serve.py)."""
 
 from __future__ import annotations
 

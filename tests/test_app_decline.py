@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mnist_webgpu.drawings import negatives, pad
-from mnist_webgpu.train import verdict as decline
+from mnist_webgpu.train import verdict
 
 pytestmark = pytest.mark.slow
 MODEL = "mlp"
@@ -36,7 +36,7 @@ def answer(page, strokes_: list, width: float) -> tuple[str, str, list[float]]:
 def python_answer(site, strokes_: list) -> int:
     """What the rule says of these strokes: the digit, or -1 for "not a digit"."""
     seen = dd.simulate([(strokes_, pad.APP_PEN)])
-    return int(decline.answers(dd.site_logits(site, MODEL, seen), dd.site_rule(site, MODEL))[0])
+    return int(verdict.answers(dd.site_logits(site, MODEL, seen), dd.site_rule(site, MODEL))[0])
 
 
 def test_a_dot_and_a_scribble_are_declined_and_a_digit_is_read_alike_on_both_backends(built, mnist):

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from mnist_webgpu.core import records
-from mnist_webgpu.train import verdict as decline
+from mnist_webgpu.train import verdict
 
 
 def sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Logits, and labels drawn from softmax(logits / temperature): a model off by that factor."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 3, (n, 11))
-    p = decline.softmax(logits, temperature)
+    p = verdict.softmax(logits, temperature)
     labels = (p.cumsum(1) > rng.random((n, 1))).argmax(1)
     return logits, labels
 
@@ -21,15 +21,15 @@ def sampled(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.n
 @pytest.mark.parametrize("true_t", [0.6, 1.0, 2.5])
 def test_the_fitted_temperature_is_the_one_the_labels_were_drawn_at(true_t):
     logits, labels = sampled(20000, true_t)
-    assert decline.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.08)
+    assert verdict.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.08)
 
 
 def test_the_threshold_declines_the_chosen_share_of_drawn_digits():
     logits, labels = sampled(4000, 1.0, seed=1)
     drawn = np.random.default_rng(2).normal(0, 3, (2000, 11))
-    rule = decline.calibrate(logits, labels, drawn)
-    refused = decline.declined(drawn, rule)
-    assert refused.mean() == pytest.approx(decline.DRAWN_DECLINED, abs=0.001)
+    rule = verdict.calibrate(logits, labels, drawn)
+    refused = verdict.declined(drawn, rule)
+    assert refused.mean() == pytest.approx(verdict.DRAWN_DECLINED, abs=0.001)
     assert 0 < rule.threshold < 1
 
 
@@ -43,15 +43,15 @@ def test_answers_name_the_top_digit_or_decline():
         ],
         np.float32,
     )
-    assert decline.answers(logits, rule).tolist() == [2, -1, 7]
-    assert decline.answers(logits, None).tolist() == [2, 9, 7], "without a rule, never declined"
+    assert verdict.answers(logits, rule).tolist() == [2, -1, 7]
+    assert verdict.answers(logits, None).tolist() == [2, 9, 7], "without a rule, never declined"
 
 
 def test_figures_count_what_the_page_would_say():
     rule = records.Decline(temperature=1.0, threshold=0.5)
     digit = lambda d: np.eye(11)[d] * 8  # noqa: E731
     drawn = np.stack([digit(1), digit(2), digit(10), digit(4)])
-    got = decline.figures(
+    got = verdict.figures(
         rule,
         (drawn, np.array([1, 2, 3, 5])),
         np.stack([digit(0), digit(10)]),

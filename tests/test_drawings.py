@@ -9,9 +9,8 @@ import pytest
 
 from mnist_webgpu.core import config
 from mnist_webgpu.data.split import mnist_split
-from mnist_webgpu.drawings import negatives
+from mnist_webgpu.drawings import negatives, preprocess
 from mnist_webgpu.drawings import pad as drawings
-from mnist_webgpu.drawings import preprocess as strokes
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +63,7 @@ def test_the_training_pool_is_mnist_then_redrawn_digits_then_non_digits_then_pen
     n = mnist_split(small.train).n_train
     pen = len(made.train_pen)
     assert pen > 0
-    seen = strokes.upright(mnist.train_x[:n])
+    seen = preprocess.upright(mnist.train_x[:n])
     pool_x, pool_y = train.training_pool(small, seen, mnist.train_y[:n], made)
     assert len(pool_x) == len(pool_y) == n + 30 + 40 + pen
     assert np.array_equal(pool_x[:n], seen) and np.array_equal(pool_y[:n], mnist.train_y[:n])
@@ -94,7 +93,7 @@ def test_a_drawn_digit_is_what_the_pages_renderer_makes_of_its_strokes(mnist):
     image = mnist.train_x[0]
     rng = np.random.default_rng([5, 0])
     where = drawings.placement(drawings.CONDITIONS[0], rng)
-    want = strokes.render_strokes(
+    want = preprocess.render_strokes(
         [{"tool": "pen", "width": where["pen"], "points": s} for s in drawings.digit_strokes(image, where)]
     )[0]
     got = drawings.draw_digits(image[None], seed=5)[0]

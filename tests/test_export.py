@@ -17,7 +17,7 @@ from projectkit import ROOT, run_stage
 from safetensors.numpy import load, load_file
 
 from mnist_webgpu.core import layout, records
-from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.drawings import preprocess
 from mnist_webgpu.export import forms
 from mnist_webgpu.models import zoo as models
 from mnist_webgpu.pipeline import tasks
@@ -180,10 +180,10 @@ def test_forms_files_and_accuracy_bookkeeping(exported, mnist, fast_config):
     t = fast_config.train
     # the digits as the models see them: deskewed, as the page deskews a drawing
     val_x, val_y = (
-        strokes.upright(mnist.train_x[t.train_limit - t.val_size : t.train_limit]),
+        preprocess.upright(mnist.train_x[t.train_limit - t.val_size : t.train_limit]),
         mnist.train_y[t.train_limit - t.val_size : t.train_limit],
     )
-    test_x, test_y = strokes.upright(mnist.test_x[: t.test_limit]), mnist.test_y[: t.test_limit]
+    test_x, test_y = preprocess.upright(mnist.test_x[: t.test_limit]), mnist.test_y[: t.test_limit]
     assert (
         m["evaluation"]["validation_images"] == t.val_size and m["evaluation"]["test_images"] == t.test_limit
     )

@@ -53,8 +53,8 @@ def test_no_import_cycle_inside_the_package():
         state[m] = 1
         path.append(m)
         for dep in sorted(edges.get(m, ())):
-            # a subpackage and its own modules share a namespace (patches/cpu.py takes PatchError
-            # from patches/__init__.py, which loads cpu.py lazily): that is one unit, not a cycle
+            # a package and its own modules share a namespace (importing site.render runs
+            # site/__init__.py first): that is one unit, not a cycle
             if dep.startswith(m + ".") or m.startswith(dep + "."):
                 continue
             if state.get(dep) == 1:

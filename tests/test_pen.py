@@ -16,8 +16,7 @@ from projectkit import ROOT
 from sitekit import center_of_mass
 
 from mnist_webgpu.drawings import pad as drawings
-from mnist_webgpu.drawings import pen
-from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.drawings import pen, preprocess
 
 RUN_JS = """
 import { preprocessStrokes } from "./preprocess.mjs";
@@ -72,16 +71,16 @@ def test_page_matches_python_reference(tmp_path, mnist):
     cases.append([{"tool": "eraser", "width": 0.22, "points": [[0.5, 0.5]]}])
     got = run_js(tmp_path, cases)
     for k, (case, js) in enumerate(zip(cases, got, strict=True)):
-        ref = strokes.render_strokes(case)
+        ref = preprocess.render_strokes(case)
         if ref is None:
             assert js["empty"], k
             continue
         assert not js["empty"], k
         assert np.abs(np.array(js["pixels"]).reshape(28, 28) - ref[0]).max() <= 1e-5, k
         assert js["extent"] == pytest.approx(ref[1]), k
-    erased = strokes.render_strokes(cases[-3])
+    erased = preprocess.render_strokes(cases[-3])
     assert erased[1] == pytest.approx(0.8 - 0.1 * 2 - 0.0, abs=0.07), "the rubbed-out end leaves the box"
-    cut = strokes.render_strokes(cases[-2])[0]
+    cut = preprocess.render_strokes(cases[-2])[0]
     assert cut[:, 12:16].sum(1).min() == 0, "the eraser's cut goes through the bar"
 
 
@@ -95,7 +94,7 @@ def test_same_strokes_at_any_size_give_the_same_image(mnist):
             quantized = [
                 {**s, "points": (np.round(np.array(s["points"]) * 280) / 280).tolist()} for s in drawn
             ]
-            seen.append(strokes.render_strokes(quantized)[0])
+            seen.append(preprocess.render_strokes(quantized)[0])
         for other in seen[1:]:
             assert np.abs(other - seen[2]).mean() <= 0.02, np.abs(other - seen[2]).mean()
             assert abs(other.sum() - seen[2].sum()) <= 0.05 * seen[2].sum()
@@ -104,18 +103,18 @@ def test_same_strokes_at_any_size_give_the_same_image(mnist):
 def test_stroke_width_is_the_mnist_like_width_whatever_the_pen():
     bar = [[[0.5, 0.2], [0.5, 0.8]]]
     for width in (0.025, 0.1, 0.2):
-        img = strokes.render_strokes(as_pen(bar, width))[0]
+        img = preprocess.render_strokes(as_pen(bar, width))[0]
         rows = img[6:22]
-        assert rows.sum(1).mean() == pytest.approx(strokes.STROKE, abs=0.05)
+        assert rows.sum(1).mean() == pytest.approx(preprocess.STROKE, abs=0.05)
         ys = np.nonzero(img.sum(1) > 0.05)[0]
-        assert ys[-1] - ys[0] + 1 == pytest.approx(strokes.BOX, abs=1), (
+        assert ys[-1] - ys[0] + 1 == pytest.approx(preprocess.BOX, abs=1), (
             "the ink's long side fills the 20 px box"
         )
 
 
 def test_centre_of_mass_is_at_the_centre(mnist):
     for image in mnist.train_x[20:25]:
-        img = strokes.render_strokes(digit_strokes(image, 0.6, centre=(0.3, 0.6)))[0]
+        img = preprocess.render_strokes(digit_strokes(image, 0.6, centre=(0.3, 0.6)))[0]
         assert center_of_mass(img) == pytest.approx((14, 14), abs=0.5)
 
 
@@ -137,9 +136,9 @@ def test_skeletons_are_thin_centre_lines(mnist):
 
 
 def brute_raster(strokes_: list[dict], scale: float, ox: float, oy: float, stroke: float) -> np.ndarray:
-    """strokes._raster the slow way: every supersample cell against every segment."""
-    n = strokes.SIZE * strokes.SUPERSAMPLE
-    c = (np.arange(n) + 0.5) / strokes.SUPERSAMPLE
+    """preprocess._raster the slow way: every supersample cell against every segment."""
+    n = preprocess.SIZE * preprocess.SUPERSAMPLE
+    c = (np.arange(n) + 0.5) / preprocess.SUPERSAMPLE
     py, px = np.meshgrid(c, c, indexing="ij")
     ink = np.zeros((n, n), bool)
     for s in strokes_:
@@ -153,7 +152,9 @@ def brute_raster(strokes_: list[dict], scale: float, ox: float, oy: float, strok
             t = np.clip(along, 0, 1)
             inside |= (px - a[0] - t * d[0]) ** 2 + (py - a[1] - t * d[1]) ** 2 <= r * r
         ink = ink | inside if s.get("tool", "pen") == "pen" else ink & ~inside
-    return ink.reshape(strokes.SIZE, strokes.SUPERSAMPLE, strokes.SIZE, strokes.SUPERSAMPLE).mean(axis=(1, 3))
+    return ink.reshape(preprocess.SIZE, preprocess.SUPERSAMPLE, preprocess.SIZE, preprocess.SUPERSAMPLE).mean(
+        axis=(1, 3)
+    )
 
 
 def test_the_windowed_raster_is_exactly_the_capsule_union():
@@ -171,8 +172,8 @@ def test_the_windowed_raster_is_exactly_the_capsule_union():
     ]
     for case in cases:
         for scale, ox, oy in ((20.0, 0.0, 0.0), (35.5, 0.1, -0.2), (180.0, 0.4, 0.35)):
-            got = strokes._raster(case, scale, ox, oy, strokes.STROKE)
-            assert np.array_equal(got, brute_raster(case, scale, ox, oy, strokes.STROKE)), (case, scale)
+            got = preprocess._raster(case, scale, ox, oy, preprocess.STROKE)
+            assert np.array_equal(got, brute_raster(case, scale, ox, oy, preprocess.STROKE)), (case, scale)
 
 
 # --- deskew: a digit's slant is sheared away, on the page and for MNIST's digits alike ---
@@ -192,11 +193,11 @@ def sheared(drawing: list[dict], k: float) -> list[dict]:
 
 def test_a_slanted_stroke_reaches_the_model_upright():
     bar = as_pen([[[0.4, 0.8], [0.6, 0.2]]])  # leaning right, 18 degrees off upright
-    raw = strokes.render_strokes(bar)[0]
+    raw = preprocess.render_strokes(bar)[0]
     assert abs(slant_of(raw)) < 0.02, "upright, whatever the slant it was drawn at"
     assert center_of_mass(raw)[1] == pytest.approx(14, abs=0.5), "its centre of mass stays put"
     ys = np.nonzero(raw.sum(1) > 0.05)[0]
-    assert ys[-1] - ys[0] + 1 == pytest.approx(strokes.BOX, abs=1), "its height is untouched"
+    assert ys[-1] - ys[0] + 1 == pytest.approx(preprocess.BOX, abs=1), "its height is untouched"
 
 
 def test_a_digit_reads_the_same_however_it_is_slanted(mnist, monkeypatch):
@@ -215,10 +216,10 @@ def test_a_digit_reads_the_same_however_it_is_slanted(mnist, monkeypatch):
                 slants.append(abs(slant_of(seen)))
         return float(np.mean(gap)), max(slants)
 
-    gap, slant = gaps(lambda d: strokes.render_strokes(d)[0])
+    gap, slant = gaps(lambda d: preprocess.render_strokes(d)[0])
     assert slant < 0.03
-    monkeypatch.setattr(strokes, "deskew", lambda images: np.asarray(images, np.float64))
-    gap_without, slant_without = gaps(lambda d: strokes.render_strokes(d)[0])
+    monkeypatch.setattr(preprocess, "deskew", lambda images: np.asarray(images, np.float64))
+    gap_without, slant_without = gaps(lambda d: preprocess.render_strokes(d)[0])
     assert slant_without > 0.2
     # what remains is resampling and the wider box of a slanted drawing (measured 0.37x)
     assert gap < 0.5 * gap_without, (gap, gap_without)
@@ -227,10 +228,12 @@ def test_a_digit_reads_the_same_however_it_is_slanted(mnist, monkeypatch):
 def test_a_dash_is_left_flat_and_a_steep_lean_is_capped():
     flat = np.zeros((1, 28, 28))
     flat[0, 13:15, 4:24] = 1.0
-    assert np.array_equal(strokes.deskew(flat), flat), "too little height to judge a slant"
+    assert np.array_equal(preprocess.deskew(flat), flat), "too little height to judge a slant"
     # a line leaning 60 degrees (1.7 columns per row) is sheared by the cap, no more
     line = steep_line()
-    assert slant_of(strokes.deskew(line)[0]) == pytest.approx(slant_of(line[0]) + strokes.MAX_SHEAR, abs=0.05)
+    assert slant_of(preprocess.deskew(line)[0]) == pytest.approx(
+        slant_of(line[0]) + preprocess.MAX_SHEAR, abs=0.05
+    )
 
 
 def steep_line() -> np.ndarray:
@@ -244,13 +247,13 @@ def steep_line() -> np.ndarray:
 
 def test_upright_mnist_digits_are_the_deskewed_images_in_uint8(mnist):
     images = mnist.train_x[:50]
-    got = strokes.upright(images)
+    got = preprocess.upright(images)
     assert got.dtype == np.uint8 and got.shape == images.shape
-    assert np.abs(got.astype(float) - strokes.deskew(images)).max() <= 0.5 + 1e-9
+    assert np.abs(got.astype(float) - preprocess.deskew(images)).max() <= 0.5 + 1e-9
     before = np.array([slant_of(i.astype(float)) for i in images])
     after = np.array([slant_of(g.astype(float)) for g in got])
     # upright, but for the few that lean past the cap: those keep the rest of their lean
-    residual = before - np.clip(before, -strokes.MAX_SHEAR, strokes.MAX_SHEAR)
+    residual = before - np.clip(before, -preprocess.MAX_SHEAR, preprocess.MAX_SHEAR)
     assert np.abs(after - residual).max() < 0.03, np.round(after - residual, 3)
     assert np.abs(before).mean() > 0.1, "MNIST's digits do lean"
 
@@ -278,4 +281,4 @@ def test_the_pages_deskew_matches_the_python_reference(tmp_path, mnist):
     )
     assert out.returncode == 0, out.stderr
     got = np.array(json.loads(out.stdout)).reshape(images.shape)
-    assert np.abs(got - strokes.deskew(images)).max() <= 1e-9
+    assert np.abs(got - preprocess.deskew(images)).max() <= 1e-9

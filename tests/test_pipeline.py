@@ -150,13 +150,19 @@ def test_one_models_hyperparameter_retrains_that_model_only(built):
 
 
 def test_editing_the_training_code_retrains(built):
-    built.edit(
-        "src/mnist_webgpu/train.py",
-        '"""',
-        '"""Edited for a test.\n',
-    )
+    built.edit("src/mnist_webgpu/train/trainer.py", '"""', '"""Edited for a test.\n')
     ran = built.ran(built.doit("build"))
     assert {"train:mlp", "train:cnn"} <= ran
+
+
+def test_editing_the_sweep_or_the_wgsl_patch_retrains_nothing(built):
+    """Code dependencies are per module: the sweep's search loop is no stage of the build, and the
+    WGSL patch is the compile stage's alone."""
+    built.edit("src/mnist_webgpu/sweep/study.py", '"""', '"""Edited for a test.\n')
+    assert built.ran(built.doit("build")) == set()
+    built.edit("src/mnist_webgpu/export/wgsl_patch.py", '"""', '"""Edited for a test.\n')
+    ran = built.ran(built.doit("build"))
+    assert {"compile:mlp", "compile:cnn"} <= ran and not {"train:mlp", "train:cnn", "drawings"} & ran, ran
 
 
 def test_failed_gate_keeps_dist_and_deploy_publishes_nothing(built, tmp_path):

@@ -1,4 +1,4 @@
-"""site.py without a browser: outputs, links, hashing, charts, the doit task."""
+"""The site stage without a browser: outputs, links, hashing, charts, the doit task."""
 
 from __future__ import annotations
 

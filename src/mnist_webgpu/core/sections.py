@@ -300,7 +300,7 @@ def check_model(train: TrainConfig, m: ModelConfig, where, err) -> None:
 
 
 def model_size(m: ModelConfig) -> tuple[int, int]:
-    """(weights, values of the widest layer output for one image) of a model, as models.py builds it."""
+    """(weights, values of the widest layer output for one image) of a model, as models/zoo.py builds it."""
     if m.arch == "mlp":
         sizes = [28 * 28, *m.widths, 10]
         params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))

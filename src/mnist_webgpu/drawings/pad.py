@@ -42,15 +42,14 @@ from mnist_webgpu.core.machine import cpu_cores
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data import pendigits
 from mnist_webgpu.data.split import mnist_split
-from mnist_webgpu.drawings import negatives, pen
-from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.drawings import negatives, pen, preprocess
 
 Stroke = list[list[float]]
 
 CONDITIONS = ("centred", "anywhere", "small", "pen")
 APP_PEN = 0.1  # keep equal to site_src/draw.js PEN_WIDTH: the pad's pen, a fraction of its side
 THIN_PEN, THICK_PEN = 0.025, 0.2
-PEN_STROKES = (2.0, 3.0)  # px: the training copies' stroke widths, about the page's strokes.STROKE
+PEN_STROKES = (2.0, 3.0)  # px: the training copies' stroke widths, about the page's preprocess.STROKE
 MARGIN = 0.01  # ink kept this far (a fraction of the pad) from the pad's edges
 CHUNK = 250  # drawings per job: each job's random stream is fixed, whatever the process count
 SEEDS = {"train": 1, "val": 2, "test": 3, "redrawn": 4, "pen": 5}
@@ -103,9 +102,9 @@ def place(paths: list[np.ndarray], where: dict) -> list[Stroke]:
     return [(p * scale + shift).tolist() for p in turned]
 
 
-def seen(drawing: list[Stroke], width: float = APP_PEN, stroke: float = strokes.STROKE) -> np.ndarray:
+def seen(drawing: list[Stroke], width: float = APP_PEN, stroke: float = preprocess.STROKE) -> np.ndarray:
     """What the page's model sees for pen strokes: 28x28 uint8 (all zero when nothing shows)."""
-    got = strokes.render_strokes([{"tool": "pen", "width": width, "points": s} for s in drawing], stroke)
+    got = preprocess.render_strokes([{"tool": "pen", "width": width, "points": s} for s in drawing], stroke)
     return np.zeros((28, 28), np.uint8) if got is None else np.round(got[0] * 255).astype(np.uint8)
 
 

@@ -32,7 +32,7 @@ from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data.split import mnist_split
-from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.drawings import preprocess
 from mnist_webgpu.export import forms, wgsl_patch
 from mnist_webgpu.models import zoo as models
 
@@ -246,9 +246,9 @@ def splits(cfg: Config) -> Splits:
     mnist = data.load(cfg.cache_dir())
     s = mnist_split(cfg.train)
     return Splits(
-        val_x=strokes.upright(mnist.train_x[s.val]),
+        val_x=preprocess.upright(mnist.train_x[s.val]),
         val_y=mnist.train_y[s.val],
-        test_x=strokes.upright(mnist.test_x[: s.n_test]),
+        test_x=preprocess.upright(mnist.test_x[: s.n_test]),
         test_y=mnist.test_y[: s.n_test],
     )
 

@@ -47,5 +47,5 @@ def check_barrier_free(sources: list[str]) -> None:
         raise PatchError(
             "tinygrad.codegen.opt.postrange.Scheduler.apply_opt: refusing GROUP opts no longer keeps "
             f"reductions in one invocation (an exported kernel calls {BARRIER}); "
-            "update patches/wgsl.py, or set MNIST_WEBGPU_PATCHES=0"
+            "update src/mnist_webgpu/export/wgsl_patch.py, or set MNIST_WEBGPU_PATCHES=0"
         )

@@ -37,7 +37,7 @@ def conv3x3_im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """`conv(x)` for a 3x3, padding-1 convolution, computed as one matrix product over patches.
 
     tinygrad's direct and Winograd convolution kernels (and their gradients) run at a few
-    GFLOP/s on the CPU; a plain matrix product gets the CPU matmul tiles of speed.py. The
+    GFLOP/s on the CPU; a plain matrix product gets the CPU matmul tiles of train/cpu_patch.py. The
     patches are made contiguous so that tinygrad runs a real matrix product rather than
     fusing the patch gather back into a convolution-shaped kernel.
     """

@@ -21,7 +21,7 @@ PACKAGE = PACKAGE_DIR.name
 
 
 def _file(module: str) -> Path | None:
-    """'train' -> train.py, 'config' -> config/__init__.py, 'config.sweep' -> config/sweep.py."""
+    """'train' -> train/__init__.py, 'train.stage' -> train/stage.py."""
     base = PACKAGE_DIR.joinpath(*module.split(".")) if module else PACKAGE_DIR
     if base.is_dir() and (base / "__init__.py").is_file():
         return base / "__init__.py"

@@ -3,7 +3,7 @@
    tinygrad splits a large CPU kernel into parts (its THREAD opt: a `core_id` argument
    picks the part) but then calls the parts one after another on one thread. pool_run
    hands the parts to this thread and to helper threads started once, and returns when
-   every part has run. speed.py compiles this file with clang and calls it through ctypes.
+   every part has run. cpu_patch.py compiles this file with clang and calls it through ctypes.
 
    A part is claimed by a compare-and-swap on `ticket` (job generation << 32 | next part),
    so a helper that wakes late can never run a part of a newer job with an older job's

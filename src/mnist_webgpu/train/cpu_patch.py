@@ -225,7 +225,7 @@ def prove(threads: int) -> None:
         if not ok:
             raise PatchError(
                 f"{internals[patch]}: swapping it no longer changes tinygrad's CPU kernels; "
-                "update src/mnist_webgpu/patches/cpu.py, or set MNIST_WEBGPU_PATCHES=0"
+                "update src/mnist_webgpu/train/cpu_patch.py, or set MNIST_WEBGPU_PATCHES=0"
             )
     if not (product == PROBE_DEPTH).all():
-        raise PatchError("patches/cpu.py: the patched CPU kernels computed a wrong matrix product")
+        raise PatchError("train/cpu_patch.py: the patched CPU kernels computed a wrong matrix product")

@@ -15,9 +15,9 @@ from safetensors.numpy import save_file
 from mnist_webgpu.core import faults, files, layout, records
 from mnist_webgpu.core.config import Config, settings_hash, training_settings
 from mnist_webgpu.data import mnist as data
-from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.drawings import preprocess
 from mnist_webgpu.models import zoo as models
-from mnist_webgpu.train import verdict as decline
+from mnist_webgpu.train import verdict
 from mnist_webgpu.train.trainer import Fitted, check_data, check_device, fit
 
 
@@ -50,7 +50,7 @@ def run(cfg: Config, name: str, log=print) -> records.Metrics:
     )
     curves = fitted.curves
     # the test set is read here, once, after the checkpoint is chosen
-    test_x, test_y = strokes.upright(mnist.test_x[: sizes.n_test]), mnist.test_y[: sizes.n_test]
+    test_x, test_y = preprocess.upright(mnist.test_x[: sizes.n_test]), mnist.test_y[: sizes.n_test]
 
     trainer.restore(fitted.best_weights)
     test_logits = trainer.logits(test_x)  # one pass: the digits named here, the page's answers below
@@ -125,27 +125,27 @@ def judge_drawings(
     }
     rule = None
     if models.outputs(trainer.model) > 10:
-        rule = decline.calibrate(
+        rule = verdict.calibrate(
             np.concatenate(list(val_logits.values())),
             np.concatenate(
                 [
                     mnist.train_y[sizes.val],
                     drawn.val_labels,
                     drawn.val_pen_labels,
-                    np.full(len(drawn.val_negatives), decline.NOT_A_DIGIT),
+                    np.full(len(drawn.val_negatives), verdict.NOT_A_DIGIT),
                 ]
             ).astype(np.int64),
             np.concatenate([val_logits["drawn"], val_logits["pen"]]),
         )
-    pen_val = decline.handwriting(rule, val_logits["pen"], drawn.val_pen_labels, drawn.val_pen_writers)
-    on_val = decline.figures(
+    pen_val = verdict.handwriting(rule, val_logits["pen"], drawn.val_pen_labels, drawn.val_pen_writers)
+    on_val = verdict.figures(
         rule,
         (val_logits["drawn"], drawn.val_labels),
         val_logits["mnist"],
         (val_logits["negatives"], drawn.val_kinds),
     )
     # the test drawings, for the report: nothing above looked at them
-    on_test = decline.figures(
+    on_test = verdict.figures(
         rule,
         (trainer.logits(drawn.test_digits), drawn.test_labels),
         test_logits,

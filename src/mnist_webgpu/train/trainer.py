@@ -28,10 +28,9 @@ from mnist_webgpu.core.progress import Progress
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data.split import Split, mnist_split
 from mnist_webgpu.drawings import pad as drawings
-from mnist_webgpu.drawings import preprocess as strokes
+from mnist_webgpu.drawings import preprocess
 from mnist_webgpu.models import zoo as models
-from mnist_webgpu.train import cpu_patch
-from mnist_webgpu.train import verdict as decline
+from mnist_webgpu.train import cpu_patch, verdict
 
 EVAL_CHUNK = 1000  # images per jitted evaluation call: one compiled graph, little memory
 CENTRE = 13.5  # the middle of a 28-pixel axis, in pixel-centre coordinates
@@ -272,7 +271,7 @@ class Fitted:
     sizes: Split
     device: str
     drawn: drawings.Drawings
-    val_x: np.ndarray  # the validation digits as the models see them (strokes.upright)
+    val_x: np.ndarray  # the validation digits as the models see them (preprocess.upright)
     mnist_val_accuracy: float  # at the chosen step; val_accuracy blends in the pen writers
 
     @property
@@ -295,7 +294,7 @@ def training_pool(
     pool_y = [train_y, drawn.train_labels]
     if cfg.train.outputs > 10:
         pool_x.append(drawn.train_negatives)
-        pool_y.append(np.full(len(drawn.train_negatives), decline.NOT_A_DIGIT, np.uint8))
+        pool_y.append(np.full(len(drawn.train_negatives), verdict.NOT_A_DIGIT, np.uint8))
     pool_x.append(drawn.train_pen)
     pool_y.append(drawn.train_pen_labels)
     return np.concatenate(pool_x), np.concatenate(pool_y).astype(np.uint8)
@@ -317,7 +316,7 @@ def fit(cfg: Config, mc: ModelConfig, label: str, mnist: data.Mnist, device: str
     n_seen = sizes.n_train + sizes.n_val
     drawn = drawings.read(layout.PROJECT.drawings, drawings.settings(cfg))
     # the training and validation digits as the models see every drawing: deskewed
-    seen_x = strokes.upright(mnist.train_x[:n_seen])
+    seen_x = preprocess.upright(mnist.train_x[:n_seen])
     pool_x, pool_y = training_pool(cfg, seen_x[: sizes.n_train], mnist.train_y[: sizes.n_train], drawn)
     train_x = Tensor(np.ascontiguousarray(pool_x)).realize()
     train_y = Tensor(pool_y.astype(np.int32)).realize()

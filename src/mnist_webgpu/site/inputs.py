@@ -15,7 +15,7 @@ from markupsafe import Markup
 from mnist_webgpu.core import records
 from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.errors import SiteError
-from mnist_webgpu.core.layout import PROJECT, Layout
+from mnist_webgpu.core.layout import PROJECT, Layout, SiteModel
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.site import charts
 from mnist_webgpu.site.assets import source_files
@@ -168,8 +168,8 @@ def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
         "per_class": metrics.per_class_accuracy,
         "misclassified": digits,
         "misclassified_total": len(mis.indices),
-        "manifest_url": f"models/{name}/manifest.json",
-        "page": f"models/{name}.html",
+        "manifest_url": SiteModel(name).manifest,
+        "page": SiteModel(name).page,
         "webgpu_dir": p.layout.webgpu_dir(name),
     }
 

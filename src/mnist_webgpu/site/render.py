@@ -24,6 +24,7 @@ from typing import Any
 from mnist_webgpu.core import faults, files
 from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.errors import SiteError
+from mnist_webgpu.core.layout import SiteModel
 from mnist_webgpu.data import idx
 from mnist_webgpu.site import offline
 from mnist_webgpu.site.assets import hashed_assets, module_closure, source_files, write_runtime
@@ -116,7 +117,7 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(blob)
         for m in models:
-            shipped = staging / "models" / m["name"]
+            shipped = staging / SiteModel(m["name"]).folder
             shipped.mkdir(parents=True, exist_ok=True)
             for f in [p.layout.manifest(m["name"]).name, *(form["file"] for form in m["forms"])]:
                 shutil.copyfile(m["webgpu_dir"] / f, shipped / f)

@@ -44,6 +44,7 @@ from browser_env import CHROMIUM, CHROMIUM_ARGS, ISOLATION_HEADERS, serve  # noq
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core.layout import Layout, SiteModel  # noqa: E402
 from mnist_webgpu.data import mnist as data  # noqa: E402
 from mnist_webgpu.site.render import write_runtime  # noqa: E402
 
@@ -62,6 +63,7 @@ ORT_FILES = (
 )
 PAIRS = (("webgpu", "webgpu"), ("cpu", "wasm"))  # (our backend, ORT execution provider)
 TIMEOUT_MS = 600_000
+ONNX = "model.onnx"  # each model's ONNX twin, beside its manifest (bench/page/cold.js asks for it by name)
 
 
 def median(xs) -> float:
@@ -109,15 +111,15 @@ def stage(site: Path, project: Path, names: list[str], images: np.ndarray, ort_d
     (site / "ort").mkdir()
     for name in ORT_FILES:
         (site / "ort" / name).symlink_to(ort_dist / name)  # 60 MB of wasm: link, don't copy
-    info = {}
+    info, build = {}, Layout(project)
     for name in names:
-        src = project / "build" / "webgpu" / name
-        if not (src / "manifest.json").is_file():
-            raise PipelineError(f"{src / 'manifest.json'}: missing (run `doit build` first)")
-        shutil.copytree(src, site / "models" / name)
-        form = json.loads((src / "manifest.json").read_text())["default_form"]
+        src, manifest, urls = build.webgpu_dir(name), build.manifest(name), SiteModel(name)
+        if not manifest.is_file():
+            raise PipelineError(f"{manifest}: missing (run `doit build` first)")
+        shutil.copytree(src, site / urls.folder)
+        form = json.loads(manifest.read_text())["default_form"]
         blob = onnx_model.from_model_dir(src, form).SerializeToString()
-        (site / "models" / name / "model.onnx").write_bytes(blob)
+        (site / urls.file(ONNX)).write_bytes(blob)
         info[name] = {"form": form, "onnx_bytes": len(blob)}
     (site / "inputs.bin").write_bytes((images.astype(np.float32) / 255).tobytes())
     return info
@@ -183,10 +185,10 @@ def warm(browser, url: str, names: list[str], info: dict, count: int, rounds: in
                 r = page.evaluate(
                     "(args) => bench.pair(args)",
                     {
-                        "manifestUrl": f"../models/{name}/manifest.json",
+                        "manifestUrl": "../" + SiteModel(name).manifest,
                         "form": info[name]["form"],
                         "backend": backend,
-                        "onnxUrl": f"../models/{name}/model.onnx",
+                        "onnxUrl": "../" + SiteModel(name).file(ONNX),
                         "ep": ep,
                         "inputsUrl": "../inputs.bin",
                         "count": count,

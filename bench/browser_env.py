@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from projectkit import ROOT, free_port
 
+from mnist_webgpu.core.layout import Layout, SiteModel
 from mnist_webgpu.site.render import write_runtime
 
 CHROMIUM = "/usr/bin/chromium"
@@ -41,7 +42,7 @@ def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) 
     write_runtime(ROOT / "site_src", site / "runtime")
     shutil.copytree(ROOT / "tests" / "browser", site / "page", dirs_exist_ok=True)
     for name in names:
-        shutil.copytree(project / "build" / "webgpu" / name, site / "models" / name, dirs_exist_ok=True)
+        shutil.copytree(Layout(project).webgpu_dir(name), site / SiteModel(name).folder, dirs_exist_ok=True)
     (site / "inputs.bin").write_bytes((images.astype(np.float32) / 255).tobytes())
 
 

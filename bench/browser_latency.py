@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from browser_env import chromium_page, serve, stage_site  # noqa: E402
 
 from mnist_webgpu.core import config  # noqa: E402
+from mnist_webgpu.core.layout import SiteModel  # noqa: E402
 from mnist_webgpu.data import mnist as data  # noqa: E402
 
 BACKENDS = ("webgpu", "cpu")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = page.evaluate(
                         "([m, o, i, n]) => harness.latency(m, o, i, n)",
                         [
-                            f"../models/{name}/manifest.json",
+                            "../" + SiteModel(name).manifest,
                             {**options_base, "backend": backend},
                             "../inputs.bin",
                             args.runs,

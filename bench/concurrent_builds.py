@@ -36,7 +36,7 @@ from projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402
-from mnist_webgpu.core.layout import Layout  # noqa: E402
+from mnist_webgpu.core.layout import Layout, site_models  # noqa: E402
 from mnist_webgpu.data import mnist as data  # noqa: E402
 from mnist_webgpu.publish import verify  # noqa: E402
 
@@ -66,9 +66,8 @@ def named_files(dist: Path) -> set[str]:
     if not match:
         raise ValueError("sw.js: no PRECACHE list")
     named |= {n for n in json.loads(match[1]) if n not in ("./", "")}
-    for manifest in (dist / "models").glob("*/manifest.json"):
-        folder = manifest.parent.relative_to(dist).as_posix()
-        named |= {f"{folder}/{f['file']}" for f in json.loads(manifest.read_text())["forms"]}
+    for model in site_models(dist):
+        named |= {model.file(f["file"]) for f in json.loads((dist / model.manifest).read_text())["forms"]}
     return named
 
 

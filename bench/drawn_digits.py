@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
+from mnist_webgpu.core.layout import SiteModel  # noqa: E402
 from mnist_webgpu.data.split import mnist_split  # noqa: E402
 from mnist_webgpu.drawings import (  # noqa: E402
     negatives,
@@ -202,8 +203,8 @@ def site_logits(site: Path, model: str, pixels: np.ndarray) -> np.ndarray:
     from mnist_webgpu.export import webgpu as export
     from mnist_webgpu.models import zoo as models
 
-    model_dir = site / "models" / model
-    manifest = json.loads((model_dir / "manifest.json").read_text())
+    model_dir = site / SiteModel(model).folder
+    manifest = json.loads((site / SiteModel(model).manifest).read_text())
     weights = expanded_weights(model_dir, manifest.get("default_form", "f32"))
     arch, widths = manifest["model"]["arch"], tuple(manifest["model"]["widths"])
     net = models.ARCHITECTURES[arch](widths, manifest["output"]["shape"][-1])
@@ -437,7 +438,7 @@ def site_rule(site: Path, model: str):
     """The "not a digit" rule the site's manifest carries for `model` (None: ten outputs)."""
     from mnist_webgpu.core import records
 
-    rule = json.loads((site / "models" / model / "manifest.json").read_text()).get("decline")
+    rule = json.loads((site / SiteModel(model).manifest).read_text()).get("decline")
     return None if rule is None else records.Decline(**rule)
 
 

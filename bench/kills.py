@@ -48,7 +48,7 @@ from mnist_webgpu.core import (  # noqa: E402
     records,
 )
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402
-from mnist_webgpu.core.layout import Layout  # noqa: E402
+from mnist_webgpu.core.layout import Layout, SiteModel  # noqa: E402
 from mnist_webgpu.data import mnist as data  # noqa: E402
 from mnist_webgpu.publish import verify  # noqa: E402
 
@@ -174,8 +174,8 @@ class Bench:
             raise PipelineError(f"doit build failed in {self.root}:\n{build.tail()}")
         return build
 
-    def shipped_digests(self, where: Path) -> dict[str, str]:
-        manifest = json.loads((where / "manifest.json").read_text())
+    def shipped_digests(self) -> dict[str, str]:
+        manifest = json.loads((self.layout.dist / SiteModel(MODEL).manifest).read_text())
         return {f["form"]: f["sha256"] for f in manifest["forms"]}
 
     @staticmethod
@@ -190,13 +190,13 @@ class Bench:
         """Reference digests of both settings and the stage durations the kill times are drawn over:
         the shorter of two retraining builds, so that few kills are drawn past a build's end."""
         self.build()
-        self.good_digests = self.shipped_digests(self.root / "dist/models" / MODEL)
+        self.good_digests = self.shipped_digests()
         self.set_lr(GOOD_LR, OTHER_LR)
         first = self.stage_times(self.build())
-        self.other_digests = self.shipped_digests(self.root / "dist/models" / MODEL)
+        self.other_digests = self.shipped_digests()
         self.set_lr(OTHER_LR, GOOD_LR)
         second = self.stage_times(self.build())
-        again = self.shipped_digests(self.root / "dist/models" / MODEL)
+        again = self.shipped_digests()
         if again != self.good_digests:
             raise PipelineError(
                 "calibration: two builds of the same config shipped different weights (training is not "
@@ -229,11 +229,10 @@ class Bench:
                 parts.append("compile not done")
         except records.SchemaError:
             parts.append("compile manifest unreadable")
-        dist = self.root / "dist/models" / MODEL
-        if not dist.is_dir():
+        if not (self.layout.dist / SiteModel(MODEL).folder).is_dir():
             parts.append("dist/ absent")
         else:
-            shipped = self.shipped_digests(dist)
+            shipped = self.shipped_digests()
             parts.append(
                 "dist/ has the other lr's model"
                 if shipped == self.other_digests
@@ -248,11 +247,11 @@ class Bench:
         cfg = config.load(self.config_path)
         model = cfg.model(MODEL)
         outputs = self.layout.train_outputs(MODEL)
-        dist = self.root / "dist/models" / MODEL
+        dist_manifest = self.layout.dist / SiteModel(MODEL).manifest
         problems = result.problems
         try:
             metrics = records.read(records.Metrics, outputs.metrics)
-            manifest = records.read(records.Manifest, dist / "manifest.json")
+            manifest = records.read(records.Manifest, dist_manifest)
         except records.SchemaError as exc:
             problems.append(str(exc))
             return
@@ -262,8 +261,8 @@ class Bench:
             problems.append(f"metrics.json: lr {metrics.config.get('lr')} but the config says {model.lr}")
         if not manifest.compiled_from(outputs.weights):
             problems.append("dist manifest: compiled from other weights than build/models/mlp/")
-        problems += manifest.file_problems(dist / "manifest.json")
-        shipped = self.shipped_digests(dist)
+        problems += manifest.file_problems(dist_manifest)
+        shipped = self.shipped_digests()
         if shipped == self.other_digests:
             problems.append("dist/ ships the other lr's weights (stale)")
         elif shipped != self.good_digests:

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src")]
 
+from mnist_webgpu.core.layout import site_models  # noqa: E402
 from mnist_webgpu.publish import serve  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-webgpu-node"
@@ -56,9 +57,9 @@ def run(dist: Path) -> dict:
     server = serve.make_server(dist, 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}/"
-    model = sorted((dist / "models").glob("*.html"))[0].name
+    model = min(m.page for m in site_models(dist))
     try:
-        return {page: scores(base + page) for page in ("index.html", f"models/{model}")}
+        return {page: scores(base + page) for page in ("index.html", model)}
     finally:
         server.shutdown()
         server.server_close()

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402
+from mnist_webgpu.core.layout import MANIFEST  # noqa: E402
 from mnist_webgpu.export import forms  # noqa: E402
 
 # opset 17 / IR 8: old enough for any onnxruntime-web of the last years, new enough for every op used
@@ -45,10 +46,10 @@ def require_onnx():
 def expanded_weights(model_dir: Path, form: str) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
-    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest = json.loads((model_dir / MANIFEST).read_text())
     entry = next((f for f in manifest["forms"] if f["form"] == form), None)
     if entry is None:
-        raise PipelineError(f"{model_dir / 'manifest.json'}: no weight form {form!r}")
+        raise PipelineError(f"{model_dir / MANIFEST}: no weight form {form!r}")
     return forms.expand(load((model_dir / entry["file"]).read_bytes()))
 
 
@@ -117,7 +118,7 @@ def build(model: dict, weights: dict[str, np.ndarray]):
 
 
 def from_model_dir(model_dir: Path, form: str):
-    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest = json.loads((model_dir / MANIFEST).read_text())
     return build(manifest["model"], expanded_weights(model_dir, form))
 
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
-        form = args.form or json.loads((args.model_dir / "manifest.json").read_text())["default_form"]
+        form = args.form or json.loads((args.model_dir / MANIFEST).read_text())["default_form"]
         proto = from_model_dir(args.model_dir, form)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

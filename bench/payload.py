@@ -12,16 +12,21 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from mnist_webgpu.core.layout import site_models  # noqa: E402
+
 TARGET_FIRST_PREDICTION_BYTES = 500_000  # issue 9: HTML, JS, CSS, manifest, default weights
 
 
 def run(dist: Path = Path("dist")) -> dict:
     files = [p for p in dist.rglob("*") if p.is_file()]
     models = {}
-    for manifest_path in sorted(dist.glob("models/*/manifest.json")):
+    for model in site_models(dist):
+        manifest_path = dist / model.manifest
         manifest = json.loads(manifest_path.read_text())
         here = manifest_path.parent
-        models[here.name] = {
+        models[model.name] = {
             "default_form": manifest["default_form"],
             "manifest_bytes": manifest_path.stat().st_size,
             "weights_bytes": {f["form"]: (here / f["file"]).stat().st_size for f in manifest["forms"]},

@@ -20,7 +20,7 @@ def reference_logits(project: Path, name: str, form: str, images: np.ndarray) ->
     from mnist_webgpu.models import zoo as models
 
     cfg = config.load(project / "config.toml")
-    blob = (project / "build" / "webgpu" / name / layout.form_file(form)).read_bytes()
+    blob = (layout.Layout(project).webgpu_dir(name) / layout.form_file(form)).read_bytes()
     weights = forms.expand(load(blob))
     model = models.build(cfg.model(name), cfg.train.outputs)
     for key, t in get_state_dict(model).items():

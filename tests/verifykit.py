@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from mnist_webgpu.core import config, records
-from mnist_webgpu.core.layout import Layout
+from mnist_webgpu.core.layout import Layout, SiteModel, form_file
 from mnist_webgpu.publish import verify
 
 CSP = (
@@ -75,7 +75,7 @@ def manifest(weights: bytes, trained: bytes) -> records.Manifest:
     )
     form = records.Form(
         form="f32",
-        file="weights.f32.safetensors",
+        file=form_file("f32"),
         bytes=len(weights),
         sha256=hashlib.sha256(weights).hexdigest(),
         validation_accuracy=0.95,
@@ -109,16 +109,16 @@ def good(tmp_path):
     cfg_path = tmp_path / "c.toml"
     cfg_path.write_text(CONFIG)
     cfg = config.load(cfg_path)
-    build = Layout(tmp_path)
+    build, mlp = Layout(tmp_path), SiteModel("mlp")
     site = tmp_path / "site"
     (site / "assets").mkdir(parents=True)
-    (site / "models" / "mlp").mkdir(parents=True)
+    (site / mlp.folder).mkdir(parents=True)
     (site / "index.html").write_text(
         CSP + '<link rel="stylesheet" href="assets/style.1.css"><link rel="icon" href="favicon.svg">'
         '<link rel="manifest" href="app.webmanifest">'
         '<script type="application/json" id="models">{"default": "mlp", "models": [{"name": "mlp", '
-        '"label": "MLP", "manifest": "models/mlp/manifest.json", "page": "models/mlp.html"}]}</script>'
-        '<script type="module" src="assets/app.1.js"></script><a href="models/mlp.html">mlp</a>'
+        f'"label": "MLP", "manifest": "{mlp.manifest}", "page": "{mlp.page}"}}]}}</script>'
+        f'<script type="module" src="assets/app.1.js"></script><a href="{mlp.page}">mlp</a>'
         '<a href="https://github.com/example/repo">source</a><img src="data:image/png;base64,AA==">'
     )
     (site / "app.webmanifest").write_text(
@@ -127,24 +127,24 @@ def good(tmp_path):
     )
     (site / "sw.js").write_text(
         'const PRECACHE = ["./", "index.html", "app.webmanifest", "assets/app.1.js", '
-        '"models/mlp/manifest.json", "models/mlp/weights.f32.safetensors"];\n'
+        f'"{mlp.manifest}", "{mlp.form("f32")}"];\n'
     )
     (site / "404.html").write_text(CSP + '<a href="./">home</a>')
     (site / ".nojekyll").write_text("")
     (site / "favicon.svg").write_text("<svg/>")
-    (site / "models" / "mlp.html").write_text(CSP + '<a href="../index.html#top">back</a>')
+    (site / mlp.page).write_text(CSP + '<a href="../index.html#top">back</a>')
     (site / "assets" / "style.1.css").write_text("body { background: url('../favicon.svg') }")
     (site / "assets" / "app.1.js").write_text(
         'import { loadModel } from "./runtime.1.js";\n'
-        'const m = new URL("../models/mlp/manifest.json", import.meta.url);\n'
+        f'const m = new URL("../{mlp.manifest}", import.meta.url);\n'
     )
     (site / "assets" / "runtime.1.js").write_text("export const loadModel = 1;\n")
     weights = safetensors_bytes({"layers.0.weight": 16})
-    (site / "models" / "mlp" / "weights.f32.safetensors").write_bytes(weights)
+    (site / mlp.form("f32")).write_bytes(weights)
     trained = build.train_outputs("mlp")
     trained.weights.parent.mkdir(parents=True)
     trained.weights.write_bytes(b"trained weights")
-    records.write(site / "models" / "mlp" / "manifest.json", manifest(weights, b"trained weights"))
+    records.write(site / mlp.manifest, manifest(weights, b"trained weights"))
     records.write(trained.metrics, metrics(cfg, "mlp", 0.95))
     return cfg, site, build
 

@@ -5,6 +5,8 @@
     build/webgpu/<model>/       compile:  weights.<form>.safetensors, manifest.json (last)
     build/site/                 site:     the rendered site, before verify
     dist/                       verify:   the verified site, ready to publish
+      models/<model>.html                 the model's page (SiteModel: the site's own URLs)
+      models/<model>/                     its manifest.json and weight files, as compile wrote them
     build/sweep/optuna.db       sweep:    the default Optuna storage (any other is a URL)
     sweeps/results.json         sweep:    the committed record of every trial; HYPERPARAMETERS.md beside
 
@@ -23,6 +25,46 @@ MANIFEST = "manifest.json"
 def form_file(form: str) -> str:
     """The file one weight form ships as, beside its manifest."""
     return f"weights.{form}.safetensors"
+
+
+SITE_MODELS = "models"  # the site's folder of model pages and shipped model files
+
+
+@dataclass(frozen=True)
+class SiteModel:
+    """Where one model sits on the rendered site, as URLs relative to the site root. The same strings
+    are paths under any site root (`dist / SiteModel(name).manifest`), so the site's writers and its
+    readers (verify, the benches, the tests) cannot disagree on the scheme."""
+
+    name: str
+
+    @property
+    def page(self) -> str:
+        return f"{SITE_MODELS}/{self.name}.html"
+
+    @property
+    def folder(self) -> str:
+        return f"{SITE_MODELS}/{self.name}"
+
+    def file(self, file: str) -> str:
+        """A file compile wrote beside the manifest, shipped as it is."""
+        return f"{self.folder}/{file}"
+
+    @property
+    def manifest(self) -> str:
+        return self.file(MANIFEST)
+
+    def form(self, form: str) -> str:
+        return self.file(form_file(form))
+
+    def from_page(self, url: str) -> str:
+        """One of this model's URLs as its own page links it: the page sits in the models folder."""
+        return url.removeprefix(f"{SITE_MODELS}/")
+
+
+def site_models(site: Path) -> list[SiteModel]:
+    """The models a rendered site ships (each folder with a manifest), in order of name."""
+    return [SiteModel(p.parent.name) for p in sorted((site / SITE_MODELS).glob(f"*/{MANIFEST}"))]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from mnist_webgpu.core import files, records
 from mnist_webgpu.core.config import Config, training_settings
 from mnist_webgpu.core.errors import PipelineError
-from mnist_webgpu.core.layout import Layout
+from mnist_webgpu.core.layout import Layout, SiteModel
 from mnist_webgpu.export import forms as forms_module
 from mnist_webgpu.publish import checks
 from mnist_webgpu.site.assets import js_references
@@ -153,7 +153,7 @@ def check_models(cfg: Config, site: Path, build: Layout) -> list[str]:
     for model in cfg.models:
         if (site / "index.html").is_file() and entries and model.name not in loaded:
             problems.append(f"index.html: <script id=models> models: no entry for models.{model.name}")
-        i, url = loaded.get(model.name, (None, f"models/{model.name}/manifest.json"))
+        i, url = loaded.get(model.name, (None, SiteModel(model.name).manifest))
         if not isinstance(url, str) or checks.foreign(url):
             problems.append(
                 f"index.html: <script id=models> models[{i}].manifest: {url!r} is not on the site"

@@ -15,7 +15,7 @@ from markupsafe import Markup
 from mnist_webgpu.core import records
 from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.errors import SiteError
-from mnist_webgpu.core.layout import PROJECT, Layout
+from mnist_webgpu.core.layout import MANIFEST, PROJECT, Layout, SiteModel
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.site import charts
 from mnist_webgpu.site.assets import source_files
@@ -99,7 +99,83 @@ def check_form_files(manifest: records.Manifest, manifest_path: Path) -> None:
         raise SiteError(f"{manifest_path}: default_form {manifest.default_form!r} is not one of its forms")
 
 
-def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Mistake:
+    index: int  # into the test set
+    label: int
+    prediction: int
+    src: str  # the test image, a PNG data: URI
+
+
+@dataclass(frozen=True)
+class ModelPage:
+    """One model as the pages show it: its records as read (templates read their fields), where
+    the site puts it, and what the pages draw from the records."""
+
+    name: str
+    metrics: records.Metrics
+    manifest: records.Manifest
+    webgpu_dir: Path  # where its shipped files are copied from
+    misclassified: list[Mistake]  # the first few, as the page shows them
+    misclassified_total: int
+
+    @property
+    def urls(self) -> SiteModel:
+        return SiteModel(self.name)
+
+    @property
+    def arch(self) -> str:
+        return self.manifest.model.arch
+
+    @property
+    def arch_label(self) -> str:
+        return ARCH_LABELS.get(self.arch, self.arch.upper())
+
+    @property
+    def default(self) -> records.Form:
+        return self.manifest.form(self.manifest.default_form)
+
+    def shipped(self) -> dict[str, Path]:
+        """Site URL -> the file compile wrote: the manifest, then each form's weights."""
+        files = [MANIFEST, *(f.file for f in self.manifest.forms)]
+        return {self.urls.file(f): self.webgpu_dir / f for f in files}
+
+    def download(self, form: records.Form) -> str:
+        """A form's weight file as the model's page links it."""
+        return self.urls.from_page(self.urls.file(form.file))
+
+    @property
+    def hyperparameters(self) -> list[tuple[str, str]]:
+        return _flatten({k: v for k, v in self.metrics.config.items() if k != "name"})
+
+    @property
+    def loss_svg(self) -> Markup:
+        curves = self.metrics.curves
+        return Markup(charts.line_chart(curves.step, curves.train_loss, title="Training loss"))
+
+    @property
+    def acc_svg(self) -> Markup:
+        curves = self.metrics.curves
+        return Markup(
+            charts.line_chart(
+                curves.step,
+                curves.val_accuracy,
+                title="Validation accuracy",
+                percent=True,
+                css_class="series-b",
+            )
+        )
+
+    @property
+    def confusion_svg(self) -> Markup:
+        return Markup(charts.confusion_matrix(self.metrics.confusion_matrix))
+
+    @property
+    def per_class_svg(self) -> Markup:
+        return Markup(charts.class_accuracy(self.metrics.per_class_accuracy))
+
+
+def load_model(cfg: Config, p: Paths, name: str, test_images) -> ModelPage:
     """One model's page data: its metrics, mistakes and manifest, read through their records."""
     outputs, manifest_path = p.layout.train_outputs(name), p.layout.manifest(name)
     metrics = records.read(records.Metrics, outputs.metrics, f"run `doit train:{name}`")
@@ -112,66 +188,8 @@ def load_model(cfg: Config, p: Paths, name: str, test_images) -> dict[str, Any]:
     for index, label, pred in list(rows)[: cfg.site.misclassified_shown]:
         if not 0 <= index < len(test_images):
             raise SiteError(f"{outputs.misclassified}: test index {index} is outside the test set")
-        digits.append(
-            {
-                "index": index,
-                "label": label,
-                "prediction": pred,
-                "src": charts.png_data_uri(test_images[index]),
-            }
-        )
-    arch = manifest.model.arch
-    default = manifest.form(manifest.default_form)
-    curves = metrics.curves
-    return {
-        "name": name,
-        "arch": arch,
-        "arch_label": ARCH_LABELS.get(arch, arch.upper()),
-        "metrics": metrics,
-        "test_accuracy": metrics.test_accuracy,
-        "val_accuracy": metrics.val_accuracy,
-        "params": metrics.params,
-        "train_seconds": metrics.train_seconds,
-        "steps": metrics.steps,
-        "steps_per_second": metrics.steps_per_second,
-        "device": metrics.device,
-        "tinygrad_version": metrics.tinygrad_version,
-        "created": metrics.created,
-        "config_hash": metrics.config_hash,
-        "default_form": default.form,
-        "default_bytes": default.bytes,
-        "forms": [
-            {
-                "name": f.form,
-                "file": f.file,
-                "bytes": f.bytes,
-                "test_accuracy": f.test_accuracy,
-                "val_accuracy": f.validation_accuracy,
-                "default": f.form == default.form,
-            }
-            for f in manifest.forms
-        ],
-        "kernels": len(manifest.kernels),
-        "hyperparameters": _flatten({k: v for k, v in metrics.config.items() if k != "name"}),
-        "loss_svg": Markup(charts.line_chart(curves.step, curves.train_loss, title="Training loss")),
-        "acc_svg": Markup(
-            charts.line_chart(
-                curves.step,
-                curves.val_accuracy,
-                title="Validation accuracy",
-                percent=True,
-                css_class="series-b",
-            )
-        ),
-        "confusion_svg": Markup(charts.confusion_matrix(metrics.confusion_matrix)),
-        "per_class_svg": Markup(charts.class_accuracy(metrics.per_class_accuracy)),
-        "per_class": metrics.per_class_accuracy,
-        "misclassified": digits,
-        "misclassified_total": len(mis.indices),
-        "manifest_url": f"models/{name}/manifest.json",
-        "page": f"models/{name}.html",
-        "webgpu_dir": p.layout.webgpu_dir(name),
-    }
+        digits.append(Mistake(index, label, pred, charts.png_data_uri(test_images[index])))
+    return ModelPage(name, metrics, manifest, p.layout.webgpu_dir(name), digits, len(mis.indices))
 
 
 def load_sweep(p: Paths) -> list[dict[str, Any]]:

@@ -5,24 +5,23 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+
+from mnist_webgpu.site.inputs import ModelPage
 
 
-def precache(assets: dict[str, str], models: list[dict[str, Any]], default: str) -> list[str]:
+def precache(assets: dict[str, str], default: ModelPage) -> list[str]:
     """Site-relative URLs: the app page, the web app manifest, every asset, the default model."""
-    model = next(m for m in models if m["name"] == default)
-    form = next(f for f in model["forms"] if f["default"])
-    files = [model["manifest_url"], f"models/{default}/{form['file']}"]
+    files = [default.urls.manifest, default.urls.file(default.default.file)]
     return ["./", "index.html", "app.webmanifest", *sorted(assets.values()), *files]
 
 
-def version(urls: list[str], blobs: dict[str, bytes], model_dir: Path, default: str) -> str:
-    """A hash of the precached assets' and default model's bytes (the pages change with them)."""
+def version(urls: list[str], blobs: dict[str, bytes], shipped: dict[str, Path]) -> str:
+    """A hash of the precached assets' and default model's bytes (the pages change with them);
+    `shipped` maps the default model's URLs to the files they are copied from."""
     h = hashlib.sha256()
     for url in urls:
         if url in blobs:
             h.update(url.encode() + b"\0" + hashlib.sha256(blobs[url]).digest())
-        elif url.startswith(f"models/{default}/"):
-            data = (model_dir / url.removeprefix(f"models/{default}/")).read_bytes()
-            h.update(url.encode() + b"\0" + hashlib.sha256(data).digest())
+        elif url in shipped:
+            h.update(url.encode() + b"\0" + hashlib.sha256(shipped[url].read_bytes()).digest())
     return h.hexdigest()[:16]

@@ -27,7 +27,15 @@ from mnist_webgpu.core.errors import SiteError
 from mnist_webgpu.data import idx
 from mnist_webgpu.site import offline
 from mnist_webgpu.site.assets import hashed_assets, module_closure, source_files, write_runtime
-from mnist_webgpu.site.inputs import Paths, default_paths, git_commit, input_files, load_model, load_sweep
+from mnist_webgpu.site.inputs import (
+    ModelPage,
+    Paths,
+    default_paths,
+    git_commit,
+    input_files,
+    load_model,
+    load_sweep,
+)
 from mnist_webgpu.site.pages import environment, json_script, template_files
 from mnist_webgpu.sweep import report as sweep_report
 
@@ -62,20 +70,20 @@ def settings(cfg: Config) -> dict[str, Any]:
     }
 
 
-def app_data(models: list[dict[str, Any]], default: str) -> dict[str, Any]:
+def app_data(models: list[ModelPage], default: str) -> dict[str, Any]:
     """What the app page's script reads: the models to offer and where their manifests are."""
     return {
         "default": default,
         "models": [
             {
-                "name": m["name"],
-                "label": f"{m['arch_label']} · {m['name']}" if m["name"] != m["arch"] else m["arch_label"],
-                "arch": m["arch"],
-                "manifest": m["manifest_url"],
-                "test_accuracy": m["test_accuracy"],
-                "params": m["params"],
-                "bytes": m["default_bytes"],
-                "page": m["page"],
+                "name": m.name,
+                "label": f"{m.arch_label} · {m.name}" if m.name != m.arch else m.arch_label,
+                "arch": m.arch,
+                "manifest": m.urls.manifest,
+                "test_accuracy": m.metrics.test_accuracy,
+                "params": m.metrics.params,
+                "bytes": m.default.bytes,
+                "page": m.urls.page,
             }
             for m in models
         ],
@@ -116,10 +124,9 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(blob)
         for m in models:
-            shipped = staging / "models" / m["name"]
-            shipped.mkdir(parents=True, exist_ok=True)
-            for f in [p.layout.manifest(m["name"]).name, *(form["file"] for form in m["forms"])]:
-                shutil.copyfile(m["webgpu_dir"] / f, shipped / f)
+            (staging / m.urls.folder).mkdir(parents=True, exist_ok=True)
+            for url, source in m.shipped().items():
+                shutil.copyfile(source, staging / url)
 
         def page(template: str, target: str, root: str, **extra) -> None:
             html = env.get_template(template).render(root=root, **common, **extra)
@@ -129,17 +136,11 @@ def render(cfg: Config, out_dir: Path, paths: Paths | None = None) -> Path:
         data = json_script(app_data(models, cfg.default_model))
         page("index.html", "index.html", "", page_id="app", app_data=data, preload=preload)
         for m in models:
-            page("model.html", m["page"], "../", page_id="model", model=m)
+            page("model.html", m.urls.page, "../", page_id="model", model=m)
         page("404.html", "404.html", "", page_id="404")
-        shell = offline.precache(names, models, cfg.default_model)
-        default_dir = next(m["webgpu_dir"] for m in models if m["name"] == cfg.default_model)
-        page(
-            "sw.js",
-            "sw.js",
-            "",
-            precache=shell,
-            version=offline.version(shell, blobs, default_dir, cfg.default_model),
-        )
+        default = next(m for m in models if m.name == cfg.default_model)
+        shell = offline.precache(names, default)
+        page("sw.js", "sw.js", "", precache=shell, version=offline.version(shell, blobs, default.shipped()))
         page("app.webmanifest", "app.webmanifest", "")
         if sweep:
             page("sweep.html", "sweep.html", "", page_id="sweep", sweep=sweep)

@@ -14,16 +14,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mnist_webgpu.core import files
+from mnist_webgpu.core import files, rules
 from mnist_webgpu.core.config import settings_hash
 from mnist_webgpu.core.errors import PipelineError
-from mnist_webgpu.core.rules import FRACTION, POSITIVE, Kind
+from mnist_webgpu.core.rules import FRACTION, POSITIVE, Kind, Reader
 
 T = TypeVar("T")
 
@@ -283,110 +281,16 @@ class SweepResults:
 # --- reading and writing ------------------------------------------------------------------
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
+def _json_value(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return json.dumps(value)
 
 
-def _expected(kind: Any) -> str:
-    if kind is Any:
-        return "any value"
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_expected(k) for k in typing.get_args(kind))
-    if origin is list:
-        return f"a list of {_expected(typing.get_args(kind)[0])}"
-    if origin is dict or kind is dict:
-        return "an object"
-    if dataclasses.is_dataclass(kind):
-        return "an object"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, "null")
-
-
-def _value(kind: Any, value: Any, where: str) -> Any:
-    """`value` checked against the annotation `kind`, as the record holds it; SchemaError if not."""
-    origin = typing.get_origin(kind)
-    if kind is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = [k for k in typing.get_args(kind) if k is not type(None)]
-        if value is not None and len(options) == 1:  # an optional record: say what inside it is off
-            return _value(options[0], value, where)
-        for option in typing.get_args(kind):
-            try:
-                return _value(option, value, where)
-            except SchemaError:
-                continue
-    elif kind is type(None):
-        if value is None:
-            return None
-    elif kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-    elif origin is list:
-        if isinstance(value, list):
-            (item,) = typing.get_args(kind)
-            return [_value(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict or kind is dict:
-        if isinstance(value, dict):
-            item = typing.get_args(kind)[1] if origin is dict else Any
-            return {k: _value(item, v, f"{where}.{k}") for k, v in value.items()}
-    elif dataclasses.is_dataclass(kind):
-        if isinstance(value, dict):
-            return _record(kind, value, f"{where}.")
-    else:
-        raise TypeError(f"unsupported schema type {kind!r}")  # a bug here, not in the file
-    raise SchemaError(f"{where}: expected {_expected(kind)}, got {_describe(value)}")
-
-
-def _record(cls: type[T], obj: dict, prefix: str) -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(obj) - set(fields))
-    if unknown:
-        raise SchemaError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(fields)})")
-    values = {}
-    for name, f in fields.items():
-        if name in obj:
-            values[name] = _value(hints[name], obj[name], f"{prefix}{name}")
-            _check_kind(f, values[name], f"{prefix}{name}")
-        elif f.default is dataclasses.MISSING:
-            raise SchemaError(f"{prefix}{name}: missing")
-    return cls(**values)
-
-
-def _check_kind(f: dataclasses.Field, value: Any, where: str) -> None:
-    kind = f.metadata.get("kind")
-    if kind is None:
-        return
-    items = enumerate(value) if isinstance(value, list) else [(None, value)]
-    for i, v in items:
-        if not kind.check(v):
-            raise SchemaError(
-                f"{where}{'' if i is None else f'[{i}]'}: expected {kind.expect}, got {json.dumps(v)}"
-            )
-
-
 def parse(cls: type[T], obj: Any, where: str) -> T:
     """`obj` (JSON data) as a `cls` record; errors read '<where>: <key>: expected ..., got ...'."""
-    try:
-        if not isinstance(obj, dict):
-            raise SchemaError(f"expected an object, got {_describe(obj)}")
-        return _record(cls, obj, "")
-    except SchemaError as exc:
-        raise SchemaError(f"{where}: {exc}") from None
+    reader = Reader(SchemaError, where, "an object", _json_value, finite=False, factories=False)
+    return rules.parse(cls, obj, reader)
 
 
 def read(cls: type[T], path: Path, hint: str = "") -> T:

@@ -1,12 +1,14 @@
-"""The validation machinery: a dataclass field carries its own rule, and a TOML table is
-checked against a dataclass into one ConfigError line naming the file, the dotted key and
-what was expected."""
+"""The validation machinery of config.toml and of the records stages hand each other: a
+dataclass field carries its own rule, and one walk over a dataclass's type hints checks a
+TOML table or JSON object against it into one error line naming the file, the dotted key
+and what was expected (ConfigError for config, records.SchemaError for a record)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,93 +95,163 @@ def spec(
     choices=None,
     kind: Kind | None = None,
 ):
-    """A dataclass field that carries its own validation rule (`kind`: a shared one)."""
-    if kind is not None:
-        expect, check = expect or kind.expect, kind.check
-    meta = {"expect": expect, "check": check, "choices": choices}
+    """A config field that carries its own rule: `check` and `choices` judge the whole value,
+    `kind` (a shared rule) each number or string in it; `expect` says what all of them want."""
+    meta = {
+        "expect": expect or (kind.expect if kind else ""),
+        "check": check,
+        "choices": choices,
+        "kind": kind,
+    }
     if isinstance(default, list | tuple):
         value = tuple(default)
         return dataclasses.field(default_factory=lambda: value, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, str):
-        return repr(value)
+# --- the walk: a value checked against a dataclass's type hints, for config and records alike ----
+
+
+def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
 
 
-def _coerce(value: Any, kind: Any, where: str, expect: str, err) -> Any:
-    """Check one TOML value against an annotation; return it in the dataclass's type."""
+@dataclass(frozen=True)
+class Reader:
+    """What the walk needs of the file it reads: the error its callers catch, the file's name
+    and the words of its format. Called, it is the "expected ..., got ..." error at a key."""
+
+    error: type[PipelineError]
+    file: str
+    table: str = "a table"  # what the format calls a mapping
+    describe: Callable[[Any], str] = _toml_value  # any other value, as the format writes it
+    finite: bool = True  # no setting means inf or nan; a record may hold a NaN loss
+    # config keys fall back to their defaults; a record is written whole, less the keys left
+    # at None (plain() omits them), so its reader fills in nothing else
+    factories: bool = True
+
+    def __call__(self, where: str, expect: str, value: Any) -> PipelineError:
+        at = f"{self.file}: {where}" if where else self.file
+        got = self.table if isinstance(value, dict) else self.describe(value)
+        return self.error(f"{at}: expected {expect}, got {got}")
+
+    @property
+    def file_prefix(self) -> str:
+        return f"{self.file}: "
+
+    def optional(self, f: dataclasses.Field) -> bool:
+        return f.default is not dataclasses.MISSING or (
+            self.factories and f.default_factory is not dataclasses.MISSING
+        )
+
+
+def error_factory(path: Path) -> Reader:
+    return Reader(ConfigError, str(path))
+
+
+_SCALARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _expected(kind: Any, r: Reader) -> str:
     origin = typing.get_origin(kind)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise err(where, expect or "true or false", value)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(k, r) for k in typing.get_args(kind))
+    if origin in (list, tuple):
+        return f"a list of {_expected(typing.get_args(kind)[0], r)}"
+    if origin is dict or dataclasses.is_dataclass(kind):
+        return r.table
+    return _SCALARS.get(kind, "any value")
+
+
+def _walk(kind: Any, value: Any, where: str, rule, r: Reader) -> Any:
+    """`value` checked against the annotation `kind`, as the dataclass holds it; `r`'s error if not."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
         return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise err(where, expect or "an integer", value)
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise err(where, expect or "a number", value)
-        if not math.isfinite(value):  # TOML has inf and nan; no setting here means either
-            raise err(where, f"a finite number ({expect})" if expect else "a finite number", value)
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise err(where, expect or "a string", value)
-        return value
-    if origin is tuple:
-        item_kind = typing.get_args(kind)[0]
-        if not isinstance(value, list):
-            raise err(where, expect or "a list", value)
-        return tuple(_coerce(v, item_kind, f"{where}[{i}]", expect, err) for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        return _union(kind, value, where, rule, r)
     if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise err(where, expect or "a table", value)
-        return build(kind, value, f"{where}.", err)
-    raise TypeError(f"unsupported config type {kind!r}")  # a bug in this module, not in the user's file
+        if isinstance(value, dict):
+            return build(kind, value, f"{where}." if where else "", r)
+    elif origin in (list, tuple):
+        if isinstance(value, list):
+            items = [
+                _walk(typing.get_args(kind)[0], v, f"{where}[{i}]", rule, r) for i, v in enumerate(value)
+            ]
+            return tuple(items) if origin is tuple else items
+    elif origin is dict:
+        if isinstance(value, dict):
+            return {k: _walk(typing.get_args(kind)[1], v, f"{where}.{k}", rule, r) for k, v in value.items()}
+    else:
+        return _scalar(kind, value, where, rule, r)
+    raise r(where, rule.get("expect") or _expected(kind, r), value)
 
 
-def build(cls, table: dict[str, Any], prefix: str, err, **given):
+def _union(kind: Any, value: Any, where: str, rule, r: Reader) -> Any:
+    options = [k for k in typing.get_args(kind) if k is not type(None)]
+    if value is not None and len(options) == 1:  # an optional record: say what inside it is off
+        return _walk(options[0], value, where, rule, r)
+    for option in typing.get_args(kind):
+        try:
+            return _walk(option, value, where, rule, r)
+        except r.error:
+            continue
+    raise r(where, rule.get("expect") or _expected(kind, r), value)
+
+
+def _fits(kind: Any, value: Any) -> bool:
+    if isinstance(value, bool) and kind is not bool:  # True is an int to Python, not to TOML or JSON
+        return False
+    return isinstance(value, int | float if kind is float else kind)
+
+
+def _scalar(kind: Any, value: Any, where: str, rule, r: Reader) -> Any:
+    if kind not in _SCALARS:
+        raise TypeError(f"unsupported type {kind!r}")  # a bug in a dataclass, not in the file
+    expect, raw = rule.get("expect", ""), value
+    if not _fits(kind, value):
+        raise r(where, expect or _SCALARS[kind], raw)
+    if kind is float:
+        if r.finite and not math.isfinite(value):
+            raise r(where, f"a finite number ({expect})" if expect else "a finite number", raw)
+        value = float(value)
+    shared = rule.get("kind")
+    if shared and not shared.check(value):
+        raise r(where, expect or shared.expect, raw)
+    return value
+
+
+def build(cls, table: dict[str, Any], prefix: str, r: Reader, **given):
+    """A `cls` from a table whose keys are its fields (less those `given`), each value walked."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in given}
     for key in table:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(err.file_prefix + f"{prefix}{key}: unknown key (known keys: {known})")
+            raise r.error(f"{r.file_prefix}{prefix}{key}: unknown key (known keys: {known})")
     values = dict(given)
     for name, f in fields.items():
-        where = f"{prefix}{name}"
-        if name not in table:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(err.file_prefix + f"{where}: missing; expected {f.metadata.get('expect')}")
-            continue
-        values[name] = field_value(f, hints[name], table[name], where, err)
+        if name in table:
+            values[name] = field_value(f, hints[name], table[name], prefix + name, r)
+        elif not r.optional(f):
+            expect = f.metadata.get("expect")
+            raise r.error(
+                f"{r.file_prefix}{prefix}{name}: missing" + (f"; expected {expect}" if expect else "")
+            )
     return cls(**values)
 
 
-def field_value(f: dataclasses.Field, kind: Any, raw: Any, where: str, err) -> Any:
-    """One field's value, coerced and checked against the rule its _spec carries."""
-    expect = f.metadata.get("expect", "")
-    value = _coerce(raw, kind, where, expect, err)
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise err(where, expect, raw)
-    check = f.metadata.get("check")
-    if check and not check(value):
-        raise err(where, expect, raw)
+def field_value(f: dataclasses.Field, kind: Any, raw: Any, where: str, r: Reader) -> Any:
+    """One field's value, walked, then judged whole by the rule its spec carries."""
+    value = _walk(kind, raw, where, f.metadata, r)
+    choices, check = f.metadata.get("choices"), f.metadata.get("check")
+    if (choices and value not in choices) or (check and not check(value)):
+        raise r(where, f.metadata.get("expect", ""), raw)
     return value
 
 
-def error_factory(path: Path):
-    def err(where: str, expect: str, value: Any) -> ConfigError:
-        return ConfigError(f"{path}: {where}: expected {expect}, got {_describe(value)}")
-
-    err.file_prefix = f"{path}: "
-    return err
+def parse(kind: Any, value: Any, r: Reader) -> Any:
+    """A whole file's data (`value`) as a `kind`, every mistake `r`'s one error line."""
+    return _walk(kind, value, "", {}, r)

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package; the kits (tests/kits)
 
-from projectkit import clean_env, copy_project, tasks_ran  # noqa: E402
+from kits.projectkit import clean_env, copy_project, tasks_ran  # noqa: E402
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402

@@ -24,7 +24,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT / "src"), str(BENCH)]
+sys.path[:0] = [str(ROOT / "src"), str(BENCH), str(ROOT / "tests")]  # package, bench, tests/kits
 
 import build_times  # noqa: E402
 import payload  # noqa: E402
@@ -39,7 +39,7 @@ OUT = Path("build/bench")
 PARTS = ("browser", "build", "payload", "drawn", "pen")
 DRAWN_DIGITS = {True: 10, False: 100}  # per condition: quick, full
 PEN_DIGITS = {True: 10, False: 0}  # per condition: quick, full (0: every validation writer's digit)
-FAST_CONFIG = ROOT / "tests" / "fast.toml"
+FAST_CONFIG = ROOT / "tests" / "kits" / "fast.toml"
 BUILD_FIGURES = ("cold_build", "noop_rebuild", "template_only_rebuild", "hyperparameter_rebuild")
 BUILD_TARGETS_S = {"noop_rebuild": 2, "template_only_rebuild": 5}
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
-from datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
-from deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
-from projectkit import FAST_CONFIG, ROOT, Project, run_stage
-from verifykit import good  # noqa: F401  (a complete staged site that passes verify)
+from kits.appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
+from kits.datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
+from kits.deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
+from kits.projectkit import FAST_CONFIG, ROOT, Project, run_stage
+from kits.verifykit import good  # noqa: F401  (a complete staged site that passes verify)
 
 from mnist_webgpu.core import config
 from mnist_webgpu.data import mnist as data

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 import pytest
-import sitekit
-from appkit import ONE, SEVEN, Session
+from kits import sitekit
+from kits.appkit import ONE, SEVEN, Session
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

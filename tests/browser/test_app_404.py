@@ -8,9 +8,9 @@ import hashlib
 import re
 from pathlib import Path
 
-import appkit
 import pytest
-from browser_env import CHROMIUM
+from kits import appkit
+from kits.browser_env import CHROMIUM
 
 from mnist_webgpu.publish import serve as doit_serve
 

@@ -8,10 +8,10 @@ import json
 import os
 from pathlib import Path
 
-import appkit
 import pytest
-from appkit import SEVEN
-from browser_env import CHROMIUM
+from kits import appkit
+from kits.appkit import SEVEN
+from kits.browser_env import CHROMIUM
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

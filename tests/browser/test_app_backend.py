@@ -4,7 +4,7 @@ headless Chromium, whose only WebGPU adapter is SwiftShader (a software one)."""
 from __future__ import annotations
 
 import pytest
-from browser_env import chromium_page, serve, stage_site
+from kits.browser_env import chromium_page, serve, stage_site
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ import json
 import shutil
 import struct
 
-import appkit
 import numpy as np
 import pytest
-from appkit import SEVEN
-from projectkit import ROOT
+from kits import appkit
+from kits.appkit import SEVEN
+from kits.projectkit import ROOT
 
 from mnist_webgpu.core import config
 from mnist_webgpu.core.layout import Layout

@@ -7,11 +7,10 @@ import json
 import re
 from pathlib import Path
 
-import appkit
 import pytest
-import sitekit
-from appkit import SEVEN
-from browser_env import CHROMIUM
+from kits import appkit, sitekit
+from kits.appkit import SEVEN
+from kits.browser_env import CHROMIUM
 
 from mnist_webgpu.site import render as site
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import appkit
 import numpy as np
 import pytest
-from appkit import ONE, SEVEN
-from browser_env import CHROMIUM
+from kits import appkit
+from kits.appkit import ONE, SEVEN
+from kits.browser_env import CHROMIUM
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

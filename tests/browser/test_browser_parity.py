@@ -13,9 +13,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from browser_env import chromium_page, firefox_session, serve, stage_site
-from modelkit import reference_logits
-from projectkit import ROOT
+from kits.browser_env import chromium_page, firefox_session, serve, stage_site
+from kits.modelkit import reference_logits
+from kits.projectkit import ROOT
 from safetensors.numpy import load, load_file
 
 from mnist_webgpu.site.render import write_runtime

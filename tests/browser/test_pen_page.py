@@ -9,7 +9,7 @@ import sys
 
 import drawn_digits as dd
 import pytest
-from projectkit import ROOT
+from kits.projectkit import ROOT
 
 from mnist_webgpu.core import config
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from appkit import ONE
+from kits.appkit import ONE
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import onnx_model
 import pytest
-from modelkit import reference_logits
-from projectkit import ROOT
+from kits.modelkit import reference_logits
+from kits.projectkit import ROOT
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -42,8 +42,12 @@ def test_quick_doit_bench_writes_a_complete_report(built):
     """On a copy of the built fast project: `doit bench` finds the build current and measures it."""
     project = built.root
     shutil.copytree(ROOT / "bench", project / "bench", ignore=shutil.ignore_patterns("__pycache__"))
-    (project / "tests").mkdir()
-    shutil.copy(ROOT / "tests" / "fast.toml", project / "tests")  # what --quick times the build on
+    # the kits the bench scripts import (fast.toml: what --quick times the build on) and the
+    # harness page the browser part serves
+    for part in ("kits", "fixtures"):
+        shutil.copytree(
+            ROOT / "tests" / part, project / "tests" / part, ignore=shutil.ignore_patterns("__pycache__")
+        )
 
     result = built.doit("bench", "--quick")
     assert "build/bench/report.json" in result.stdout

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from projectkit import ROOT, clean_env
+from kits.projectkit import ROOT, clean_env
 
 pytestmark = pytest.mark.slow
 

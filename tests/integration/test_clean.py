@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from projectkit import MLP_ONLY, Project
+from kits.projectkit import MLP_ONLY, Project
 
 from mnist_webgpu.core import config
 from mnist_webgpu.core.layout import Layout

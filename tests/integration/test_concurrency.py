@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from projectkit import MLP_ONLY, copy_project
+from kits.projectkit import MLP_ONLY, copy_project
 
 from mnist_webgpu.core import config
 from mnist_webgpu.pipeline import lock
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 

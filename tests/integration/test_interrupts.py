@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from projectkit import FAST_CONFIG, clean_env, copy_project, run_stage, stage_command, stage_env
+from kits.projectkit import FAST_CONFIG, clean_env, copy_project, run_stage, stage_command, stage_env
 
 from mnist_webgpu.core import faults, interrupts
 

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from projectkit import MLP_ONLY, copy_project
+from kits.projectkit import MLP_ONLY, copy_project
 
 from mnist_webgpu.core import config
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 # one small model keeps each build to the training and compile of a single MLP

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from kits.projectkit import FAST_CONFIG, ROOT
 
 from mnist_webgpu.core import config
 
-ROOT = Path(__file__).resolve().parent.parent
-FAST = (ROOT / "tests" / "fast.toml").read_text()
+FAST = FAST_CONFIG.read_text()
 
 
 def stage(project: Path, *args: str, cache: Path | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import re
 import drawn_digits
 import numpy as np
 import pytest
-from projectkit import git, task_status
+from kits.projectkit import git, task_status
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from projectkit import copy_project, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from kits.projectkit import ROOT, copy_project, free_port
 
 
 def test_serve_prints_the_url_and_serves_dist_with_module_mime_types(tmp_path):

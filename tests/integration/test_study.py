@@ -17,12 +17,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from sweepkit import TINY_MLP
+from kits.projectkit import ROOT
+from kits.sweepkit import TINY_MLP
 
 from mnist_webgpu.core import config
 from mnist_webgpu.sweep import plan, study
-
-ROOT = Path(__file__).resolve().parent.parent
 
 BASE = (
     TINY_MLP

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sitekit
-from browser_env import CHROMIUM, CHROMIUM_ARGS, serving
 
+from kits import sitekit
+from kits.browser_env import CHROMIUM, CHROMIUM_ARGS, serving
 from mnist_webgpu.site import render as site
 
 

@@ -1,7 +1,7 @@
 """Serving a runtime test site on 127.0.0.1 and launching the browsers installed here.
 
-Shared by the tests (test_browser_parity, test_app, test_drawn_digits) and the bench scripts;
-it lives in bench/ because bench never imports tests (pytest's pythonpath has bench/).
+Shared by the tests (test_browser_parity, test_app, test_drawn_digits) and the bench scripts,
+which import it as kits.browser_env.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from projectkit import ROOT, free_port
 
+from kits.projectkit import ROOT, free_port
 from mnist_webgpu.site.render import write_runtime
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,10 +36,10 @@ CHROMIUM_ARGS = [
 
 
 def stage_site(site: Path, project: Path, names: list[str], images: np.ndarray) -> None:
-    """site/runtime (site_src as it ships), site/page (the harness page in tests/browser),
+    """site/runtime (site_src as it ships), site/page (the harness page in tests/fixtures/harness),
     site/models/<name>, site/inputs.bin."""
     write_runtime(ROOT / "site_src", site / "runtime")
-    shutil.copytree(ROOT / "tests" / "browser", site / "page", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "harness", site / "page", dirs_exist_ok=True)
     for name in names:
         shutil.copytree(project / "build" / "webgpu" / name, site / "models" / name, dirs_exist_ok=True)
     (site / "inputs.bin").write_bytes((images.astype(np.float32) / 255).tobytes())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from projectkit import GIT_IDENTITY, git
+
+from kits.projectkit import GIT_IDENTITY, git
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """A throwaway copy of the project and the real doit run in it, for the tests and the bench.
 
-Tests import this module (pytest's pythonpath has bench/); bench never imports tests.
+Tests and bench scripts import this module as kits.projectkit (pytest's pythonpath and each
+script's sys.path have tests/); it never imports bench.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from mnist_webgpu.core import config
 
-ROOT = Path(__file__).resolve().parent.parent
+KITS = Path(__file__).resolve().parent
+ROOT = KITS.parent.parent
 PROJECT_FILES = ("dodo.py", "src", "templates", "site_src")
-FAST_CONFIG = ROOT / "tests" / "fast.toml"
+FAST_CONFIG = KITS / "fast.toml"
 # commits made in a copy must not depend on the user's git configuration
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test",

@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from projectkit import ROOT
 
+from kits.projectkit import ROOT
 from mnist_webgpu.core import config, records
 from mnist_webgpu.core.config import Config
 from mnist_webgpu.core.layout import Layout

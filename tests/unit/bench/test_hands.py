@@ -15,7 +15,7 @@ import sys
 import hands
 import numpy as np
 import pytest
-from projectkit import ROOT
+from kits.projectkit import ROOT
 
 from mnist_webgpu.drawings import preprocess as vector
 

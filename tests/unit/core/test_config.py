@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from projectkit import ROOT
+from kits.projectkit import ROOT
 
 from mnist_webgpu.core import config
 

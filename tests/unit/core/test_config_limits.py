@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kits.projectkit import FAST_CONFIG, ROOT
 
 from mnist_webgpu.core import config
 from mnist_webgpu.sweep import plan
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = '[models.mlp]\narch = "mlp"\n'
 
 
@@ -122,7 +122,7 @@ def test_schedule_array_equals_the_per_step_rule_bit_for_bit():
 
     from mnist_webgpu.train import trainer as train
 
-    for path in (ROOT / "config.toml", ROOT / "tests" / "fast.toml"):
+    for path in (ROOT / "config.toml", FAST_CONFIG):
         for m in config.load(path).models:
             for schedule in ("constant", "cosine", "onecycle"):
                 for warmup in (0, 7, m.steps // 3):

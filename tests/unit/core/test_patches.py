@@ -7,7 +7,7 @@ import contextlib
 import json
 
 import pytest
-from projectkit import FAST_CONFIG, run_stage, with_drawings
+from kits.projectkit import FAST_CONFIG, run_stage, with_drawings
 from tinygrad import Context
 from tinygrad.codegen.opt import heuristic
 from tinygrad.runtime.ops_cpu import CPUProgram

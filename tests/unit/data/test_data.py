@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datakit import data_cfg, serve_all, tiny_arrays
-from projectkit import ROOT, Project, task_status
+from kits.datakit import data_cfg, serve_all, tiny_arrays
+from kits.projectkit import ROOT, Project, task_status
 
 from mnist_webgpu.core import config
 from mnist_webgpu.data import idx

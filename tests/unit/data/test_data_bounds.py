@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from datakit import Server, data_cfg, tiny_arrays
+from kits.datakit import Server, data_cfg, tiny_arrays
 
 from mnist_webgpu.data import idx
 from mnist_webgpu.data import mnist as data

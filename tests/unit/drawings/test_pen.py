@@ -12,8 +12,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from projectkit import ROOT
-from sitekit import center_of_mass
+from kits.projectkit import ROOT
+from kits.sitekit import center_of_mass
 
 from mnist_webgpu.drawings import pad as drawings
 from mnist_webgpu.drawings import pen

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from doit.tools import config_changed
-from projectkit import ROOT, run_stage
+from kits.projectkit import FAST_CONFIG, ROOT, run_stage
 from safetensors.numpy import load, load_file
 
 from mnist_webgpu.core import layout, records
@@ -34,7 +34,10 @@ def manifest(project: Path, name: str) -> dict:
 def broken_cases() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "export_cases.py")], env=env, capture_output=True, text=True
+        [sys.executable, str(ROOT / "tests" / "kits" / "export_cases.py")],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -62,7 +65,7 @@ def test_export_refuses_what_the_browser_cannot_run(broken_cases, case, expected
 
 
 def test_missing_weights_is_one_line_error(tmp_path, mnist_cache):
-    text = (ROOT / "tests" / "fast.toml").read_text()
+    text = FAST_CONFIG.read_text()
     (tmp_path / "config.toml").write_text(
         text.replace("[data]\n", f'[data]\ncache_dir = "{mnist_cache}"\n', 1)
     )

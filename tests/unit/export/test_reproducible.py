@@ -6,15 +6,13 @@ import hashlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from kits.projectkit import ROOT
 from safetensors.numpy import load, save
 
 from mnist_webgpu.export import forms
-
-ROOT = Path(__file__).resolve().parent.parent
 
 WRITE = """
 import hashlib, sys
@@ -59,7 +57,7 @@ def test_the_writer_matches_safetensors_and_reads_back():
 
 @pytest.mark.slow
 def test_two_compiles_write_identical_weight_files_and_manifests(exported):
-    from projectkit import run_stage
+    from kits.projectkit import run_stage
 
     out = exported / "build" / "webgpu" / "mlp"
 

@@ -4,11 +4,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
+from kits.projectkit import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 # the first major of each action that runs on Node 24 (their release notes)
 NODE24_MAJORS = {
     "actions/checkout": 5,

@@ -7,11 +7,11 @@ import ast
 from pathlib import Path
 
 import pytest
+from kits.projectkit import ROOT
 
 from mnist_webgpu.pipeline import closure as sources
 from mnist_webgpu.pipeline import tasks
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = sources.PACKAGE_DIR
 TINYGRAD_INTERNALS = (
     "tinygrad.codegen",
@@ -139,11 +139,42 @@ def imported_names(path: Path) -> set[str]:
     return names
 
 
-def test_bench_never_imports_tests():
-    test_modules = {p.stem for p in (ROOT / "tests").glob("*.py")} | {"tests"}
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name `path` imports, dotted in full (`kits.projectkit`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            if node.module == "kits":  # `from kits import sitekit`
+                names |= {f"kits.{a.name}" for a in node.names}
+    return names
+
+
+KITS = ROOT / "tests" / "kits"
+
+
+def test_the_kits_never_import_bench():
+    bench_modules = {p.stem for p in (ROOT / "bench").glob("*.py")} | {"bench"}
+    for path in KITS.glob("*.py"):
+        wrong = imported_names(path) & bench_modules
+        assert not wrong, f"{path.relative_to(ROOT)} imports bench modules {sorted(wrong)}"
+
+
+def test_bench_imports_the_tests_only_through_the_kits():
+    test_side = {p.stem for p in (ROOT / "tests").rglob("*.py") if KITS not in p.parents}
+    kits = {f"kits.{p.stem}" for p in KITS.glob("*.py") if p.stem != "__init__"}
+    users = set()
     for path in (ROOT / "bench").glob("*.py"):
-        wrong = imported_names(path) & test_modules
+        names = imported_modules(path)
+        wrong = {n for n in names if n.split(".")[0] in test_side | {"tests"}}
         assert not wrong, f"{path.relative_to(ROOT)} imports test modules {sorted(wrong)}"
+        through_kits = {n for n in names if n.split(".")[0] == "kits"}
+        assert through_kits <= kits | {"kits"}, f"{path.relative_to(ROOT)}: no such kit {through_kits - kits}"
+        users |= {path.stem} if through_kits else set()
+    # the rule is not empty: the bench builds its throwaway projects and browsers with the kits
+    assert {"build_times", "kills", "browser"} <= users
 
 
 def test_task_code_dependencies_are_the_import_closure(fast_config):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from projectkit import ROOT
+from kits.projectkit import ROOT
 
 
 def quick_start_commands() -> list[str]:

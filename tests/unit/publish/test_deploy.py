@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from projectkit import git
+from kits.projectkit import git
 
 from mnist_webgpu.core.config import DeployConfig
 from mnist_webgpu.publish import deploy

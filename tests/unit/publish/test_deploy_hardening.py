@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from projectkit import git
+from kits.projectkit import git
 
 from mnist_webgpu.core import config
 from mnist_webgpu.core.config import DeployConfig

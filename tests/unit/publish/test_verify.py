@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from verifykit import CONFIG, CSP, metrics, problem
+from kits.verifykit import CONFIG, CSP, metrics, problem
 
 from mnist_webgpu.core import config, records
 from mnist_webgpu.publish import verify

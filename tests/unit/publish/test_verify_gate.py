@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 import pytest
-from projectkit import ROOT
+from kits.projectkit import ROOT
+from kits.verifykit import problem
 from safetensors.numpy import save
-from verifykit import problem
 
 from mnist_webgpu.core import config, records
 from mnist_webgpu.publish import verify

@@ -16,8 +16,8 @@ from urllib.parse import urljoin, urlparse
 
 import numpy as np
 import pytest
-import sitekit
-from projectkit import git
+from kits import sitekit
+from kits.projectkit import git
 
 from mnist_webgpu.core import layout, records
 from mnist_webgpu.pipeline import tasks

@@ -9,8 +9,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import sitekit
-from sweepkit import TINY_MLP
+from kits import sitekit
+from kits.projectkit import ROOT
+from kits.sweepkit import TINY_MLP
 
 from mnist_webgpu.core import config
 from mnist_webgpu.pipeline import tasks
@@ -19,8 +20,6 @@ from mnist_webgpu.site import render as site
 from mnist_webgpu.sweep import plan as sweep_config
 from mnist_webgpu.sweep import record as sweep
 from mnist_webgpu.sweep import report as sweep_report
-
-ROOT = Path(__file__).resolve().parent.parent
 
 BASE = (
     TINY_MLP

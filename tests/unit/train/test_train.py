@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from projectkit import (
+from kits.projectkit import (
     FAST_CONFIG,
     ROOT,
     Project,

@@ -6,10 +6,8 @@ adapter here, so "auto" must fall back to the CPU by itself.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -17,8 +15,6 @@ from kits.browser_env import chromium_page, firefox_session, serve, stage_site
 from kits.modelkit import reference_logits
 from kits.projectkit import ROOT
 from safetensors.numpy import load, load_file
-
-from mnist_webgpu.site.render import write_runtime
 
 IMAGES = 200
 MODELS = ["mlp", "cnn"]
@@ -163,22 +159,6 @@ def test_firefox_falls_back_to_cpu_and_predicts_the_same_digits(site, exported, 
             want = reference_logits(exported, name, "f32", mnist.test_x[:IMAGES])
             assert np.abs(got - want).max() <= 1e-4
             assert np.array_equal(got.argmax(1), want.argmax(1))
-
-
-def test_js_units_in_node(tmp_path):
-    """tests/js: the safetensors parser, and the CPU fallback's kernels against a plain forward pass."""
-    if shutil.which("node") is None:
-        pytest.fail("node is not installed")
-    write_runtime(ROOT / "site_src", tmp_path / "runtime")  # kernels.wat, assembled
-    result = subprocess.run(
-        ["node", "--test", str(ROOT / "tests" / "js")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MNIST_WEBGPU_RUNTIME": str(tmp_path / "runtime")},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "# skipped 0" in result.stdout, result.stdout
 
 
 def test_reference_weights_are_the_trained_ones(exported):

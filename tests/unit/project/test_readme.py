@@ -47,3 +47,15 @@ def test_pages_workflow_builds_with_the_readme_commands_and_deploys():
     deploy_steps = workflow["jobs"]["deploy"]["steps"]
     assert workflow["jobs"]["deploy"]["needs"] == "build"
     assert [s["uses"].split("@")[0] for s in deploy_steps] == ["actions/deploy-pages"]
+
+
+def test_the_js_unit_tests_are_a_step_of_their_own():
+    """`node --test` runs tests/js in the README's command; no Python test hides them inside."""
+    steps = quick_start_commands()[1].split(" && ")
+    (node,) = [s for s in steps if s.startswith("node --test ")]
+    assert steps.index(node) < steps.index(".venv/bin/python -m pytest")
+    named = {p for pattern in node.split()[2:] for p in ROOT.glob(pattern)}
+    assert named == set((ROOT / "tests" / "js").glob("*.test.mjs")) and named
+    wrapper = '"node", "--' + 'test"'  # split, so this file does not match itself
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        assert wrapper not in path.read_text(), f"{path.relative_to(ROOT)} runs node --test itself"

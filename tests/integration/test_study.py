@@ -206,6 +206,7 @@ def test_a_bad_storage_in_the_config_names_the_key(project):
     )
 
 
+@pytest.mark.slow  # waits out the real connect timeout (10 s)
 def test_a_storage_host_that_accepts_and_never_answers_is_given_up_on_in_bounded_time(project):
     listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), says nothing
     url = f"postgresql://nobody@127.0.0.1:{listener.getsockname()[1]}/x"

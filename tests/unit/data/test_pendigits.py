@@ -123,8 +123,9 @@ def test_a_distorted_digit_is_another_writing_of_the_same_strokes():
     assert not np.allclose(again[0][0][0], again[1][0][0]), "each writing is drawn anew"
 
 
-def test_validation_writers_are_drawn_as_written_and_training_writers_distorted(fast_config, mnist):
-    made = drawings.make(fast_config, mnist, processes=2)
+def test_validation_writers_are_drawn_as_written_and_training_writers_distorted(fast_config, fast_drawings):
+    # what the drawings stage made (drawings.make) of the fast config, shared by the session
+    made = drawings.read(fast_drawings, drawings.settings(fast_config))
     train, val = pendigits.split(pendigits.load(), fast_config.train.pen_val_writers)
     copies = fast_config.train.pen_copies
     assert made.val_pen.shape == (len(val), 28, 28)

@@ -53,11 +53,10 @@ def outputs_present(root: Path, name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained_mlp(tmp_path_factory, mnist_cache, fast_drawings) -> Path:
-    root = with_drawings(project(tmp_path_factory.mktemp("mlp")), fast_drawings)
-    result = run_stage(root, "train", "mlp", cache=mnist_cache)
-    assert result.returncode == 0, result.stderr
-    return root
+def trained_mlp(exported) -> Path:
+    """The fast MLP as the train stage's CLI made it: the session's trained models (conftest's
+    `exported`, the same fast config and drawings), not a second training of the same thing."""
+    return exported
 
 
 # --- pure pieces ----------------------------------------------------------------------

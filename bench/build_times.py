@@ -7,7 +7,7 @@ a cold build (no build/, dist/ or doit database; the MNIST cache is reused), a n
 rebuild (after one settling build, see run()), a template-only rebuild (templates/base.html
 edited), and a rebuild after one model's learning rate changed. A cold build includes
 training: on the full config that is tens of minutes per run on a CPU;
-`--config tests/fast.toml` times the pipeline itself.
+`--config tests/kits/fast.toml` times the pipeline itself.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 Run from the project directory after `doit build` (dist/ and build/webgpu/ are measured).
 --quick runs every part with few repetitions so CI can run it; its figures are not for
 the README. The build part times the real doit in a temporary copy of the project on
---build-config (default: the project's config; tests/fast.toml with --quick). The drawn
+--build-config (default: the project's config; tests/kits/fast.toml with --quick). The drawn
 part draws validation digits in bench/drawn_digits.py's four conditions through the page
 (100 per condition, 10 with --quick); the README's test-digit figures come from that
 script run once with --test. The pen part replays real people's pen digits, every digit of

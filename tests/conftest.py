@@ -15,7 +15,7 @@ from kits.verifykit import good  # noqa: F401  (a complete staged site that pass
 from mnist_webgpu.core import config
 from mnist_webgpu.data import mnist as data
 
-__all__ = ["ROOT"]  # tests/test_drawn_digits.py imports it from here
+__all__ = ["ROOT"]  # tests/unit/bench/test_drawn_digits.py imports it from here
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The web app in headless Chromium (WebGPU flags for SwiftShader), served on 127.0.0.1.
 
-The site is rendered from plausible artefacts (tests/sitekit.py) with a TEST-ONLY linear
+The site is rendered from plausible artefacts (tests/kits/sitekit.py) with a TEST-ONLY linear
 runtime standing in for site_src/runtime.js, so these tests exercise the UI, the
 preprocessing and the app's contract with the runtime, not the compiled kernels.
 """

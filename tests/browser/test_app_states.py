@@ -1,7 +1,7 @@
 """The app's keys, model choice, loading and failure states and what screen readers hear, in
-headless Chromium against a local server that can be slowed and made to fail (tests/appkit.py).
+headless Chromium against a local server that can be slowed and made to fail (tests/kits/appkit.py).
 
-Like tests/test_app.py, the site runs the TEST-ONLY linear runtime (tests/fixtures/fake_runtime.js).
+Like tests/browser/test_app.py, the site runs the TEST-ONLY linear runtime (tests/fixtures/fake_runtime.js).
 """
 
 from __future__ import annotations

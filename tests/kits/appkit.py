@@ -2,7 +2,7 @@
 can be slowed, fail, and answer misses with 404.html as GitHub Pages does, and a recorded
 Chromium page driven through the app's own hooks.
 
-Used by tests/test_app.py and tests/test_app_*.py (test modules do not import each other).
+Used by tests/browser/test_app*.py (test modules do not import each other).
 """
 
 from __future__ import annotations

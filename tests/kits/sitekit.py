@@ -1,6 +1,6 @@
 """Test helpers for the site: plausible build artefacts. The Python reference of the app's
 preprocessing is mnist_webgpu.drawings.preprocess; serving and browser settings live in
-bench/browser_env.py."""
+tests/kits/browser_env.py."""
 
 from __future__ import annotations
 

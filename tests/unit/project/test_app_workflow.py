@@ -1,6 +1,6 @@
 """The Pages workflow stays on action majors that run on Node 24 (GitHub retires Node 20).
 
-(tests/test_readme.py keeps its steps running the README's commands.)"""
+(tests/unit/project/test_readme.py keeps its steps running the README's commands.)"""
 
 from __future__ import annotations
 

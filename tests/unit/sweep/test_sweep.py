@@ -1,6 +1,6 @@
 """The sweep: [sweep] config (grid, trials, search), the record, report and site page.
 
-Workers, storages and the real trainer: tests/test_study.py."""
+Workers, storages and the real trainer: tests/integration/test_study.py."""
 
 from __future__ import annotations
 

@@ -37,10 +37,10 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT / "src"), str(BENCH)]
+sys.path[:0] = [str(ROOT / "src"), str(BENCH), str(ROOT / "tests")]  # package, bench, tests/kits
 
 import onnx_model  # noqa: E402
-from browser_env import CHROMIUM, CHROMIUM_ARGS, ISOLATION_HEADERS, serve  # noqa: E402
+from kits.browser_env import CHROMIUM, CHROMIUM_ARGS, ISOLATION_HEADERS, serve  # noqa: E402
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402

@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package; the kits (tests/kits)
 
-from browser_env import chromium_page, serve, stage_site  # noqa: E402
+from kits.browser_env import chromium_page, serve, stage_site  # noqa: E402
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.layout import SiteModel  # noqa: E402

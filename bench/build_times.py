@@ -7,7 +7,7 @@ a cold build (no build/, dist/ or doit database; the MNIST cache is reused), a n
 rebuild (after one settling build, see run()), a template-only rebuild (templates/base.html
 edited), and a rebuild after one model's learning rate changed. A cold build includes
 training: on the full config that is tens of minutes per run on a CPU;
-`--config tests/fast.toml` times the pipeline itself.
+`--config tests/kits/fast.toml` times the pipeline itself.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package; the kits (tests/kits)
 
-from projectkit import clean_env, copy_project, tasks_ran  # noqa: E402
+from kits.projectkit import clean_env, copy_project, tasks_ran  # noqa: E402
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402

@@ -30,9 +30,9 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package; the kits (tests/kits)
 
-from projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E402
+from kits.projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E402
 
 from mnist_webgpu.core import config  # noqa: E402
 from mnist_webgpu.core.errors import PipelineError  # noqa: E402

@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package; the kits (tests/kits)
 
-from browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+from kits.browser_env import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
 from mnist_webgpu.core.layout import SiteModel  # noqa: E402
 from mnist_webgpu.data.split import mnist_split  # noqa: E402

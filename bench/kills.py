@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]  # the package; the kits (tests/kits)
 
-from projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E402
+from kits.projectkit import FAST_CONFIG, MLP_ONLY, clean_env, copy_project  # noqa: E402
 
 from mnist_webgpu.core import (  # noqa: E402
     config,

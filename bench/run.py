@@ -6,7 +6,7 @@
 Run from the project directory after `doit build` (dist/ and build/webgpu/ are measured).
 --quick runs every part with few repetitions so CI can run it; its figures are not for
 the README. The build part times the real doit in a temporary copy of the project on
---build-config (default: the project's config; tests/fast.toml with --quick). The drawn
+--build-config (default: the project's config; tests/kits/fast.toml with --quick). The drawn
 part draws validation digits in bench/drawn_digits.py's four conditions through the page
 (100 per condition, 10 with --quick); the README's test-digit figures come from that
 script run once with --test. The pen part replays real people's pen digits, every digit of
@@ -24,7 +24,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path[:0] = [str(ROOT / "src"), str(BENCH)]
+sys.path[:0] = [str(ROOT / "src"), str(BENCH), str(ROOT / "tests")]  # package, bench, tests/kits
 
 import build_times  # noqa: E402
 import payload  # noqa: E402
@@ -39,7 +39,7 @@ OUT = Path("build/bench")
 PARTS = ("browser", "build", "payload", "drawn", "pen")
 DRAWN_DIGITS = {True: 10, False: 100}  # per condition: quick, full
 PEN_DIGITS = {True: 10, False: 0}  # per condition: quick, full (0: every validation writer's digit)
-FAST_CONFIG = ROOT / "tests" / "fast.toml"
+FAST_CONFIG = ROOT / "tests" / "kits" / "fast.toml"
 BUILD_FIGURES = ("cold_build", "noop_rebuild", "template_only_rebuild", "hyperparameter_rebuild")
 BUILD_TARGETS_S = {"noop_rebuild": 2, "template_only_rebuild": 5}
 

@@ -38,7 +38,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
 if [[ "${1:-}" == "--test" ]]; then
-  # axe-core for tests/test_app_axe.py, from npm into a cache folder (the site never loads it)
+  # axe-core for tests/browser/test_app_axe.py, from npm into a cache folder (the site never loads it)
   npm install --prefix "${XDG_CACHE_HOME:-$HOME/.cache}/mnist-webgpu-node" --no-audit --no-fund --silent axe-core@4
 fi
 echo "setup: ready (.venv)"

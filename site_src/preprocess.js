@@ -19,7 +19,7 @@ export const CENTER = 14;
 // at their own pad width, scaled alike. Then the image is moved by whole pixels so that its
 // centre of mass lands on pixel (14, 14), as MNIST's, and the drawing is deskewed
 // (below), as the models' MNIST digits were. The Python
-// reference is mnist_webgpu/strokes.py render_strokes; tests/test_pen.py holds the two equal.
+// reference is mnist_webgpu/strokes.py render_strokes; tests/unit/drawings/test_pen.py holds the two equal.
 
 export const STROKE = 2.5; // px in the 28x28 image: MNIST-like (chosen on validation drawn digits)
 export const SUPERSAMPLE = 4; // coverage samples per pixel, per axis

@@ -6,16 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
-from datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
-from deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
-from projectkit import FAST_CONFIG, ROOT, Project, run_stage
-from verifykit import good  # noqa: F401  (a complete staged site that passes verify)
+from kits.appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
+from kits.datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
+from kits.deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
+from kits.projectkit import FAST_CONFIG, ROOT, Project, run_stage, with_drawings
+from kits.verifykit import good  # noqa: F401  (a complete staged site that passes verify)
 
 from mnist_webgpu.core import config
 from mnist_webgpu.data import mnist as data
 
-__all__ = ["ROOT"]  # tests/test_drawn_digits.py imports it from here
+__all__ = ["ROOT"]  # tests/unit/bench/test_drawn_digits.py imports it from here
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +56,15 @@ def fast_drawings(tmp_path_factory, mnist_cache) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, mnist_cache) -> Path:
+def exported(tmp_path_factory, mnist_cache, fast_drawings) -> Path:
     """A project directory with both fast-config models trained briefly by the real train stage
-    (eleven outputs, a calibrated "not a digit" rule) and compiled."""
+    (eleven outputs, a calibrated "not a digit" rule) on the session's drawings, and compiled:
+    the one trained fast model set of the session (read it, copy it; never change it)."""
     project = tmp_path_factory.mktemp("exported")
     text = FAST_CONFIG.read_text().replace("[data]\n", f'[data]\ncache_dir = "{mnist_cache}"\n', 1)
     (project / "config.toml").write_text(text)
-    for stage in ("drawings", "train", "compile"):
+    with_drawings(project, fast_drawings)  # what the drawings stage made of this same config
+    for stage in ("train", "compile"):
         result = run_stage(project, stage)
         assert result.returncode == 0, result.stderr
     return project

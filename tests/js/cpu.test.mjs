@@ -1,18 +1,39 @@
-// node --test tests/js: the CPU fallback's WebAssembly kernels (site_src/cpu.js + kernels.wat)
+// node --test tests/js/*.test.mjs: the CPU fallback's WebAssembly kernels (site_src/cpu.js + kernels.wat)
 // against a plain loop-nest forward pass, on random weights of awkward shapes: partial blocks
 // of 16 channels or outputs, odd sides for the max-pool, a 5x5 kernel, a 1x1 last plane.
 //
-// kernels.wat is assembled by the site build, so this needs the runtime as it ships:
-// MNIST_WEBGPU_RUNTIME=<dir written by mnist_webgpu.site.write_runtime> (the pytest wrapper
-// test_browser_parity.py::test_js_units_in_node sets it).
+// kernels.wat is assembled by the site build, so this needs the runtime as it ships: the
+// directory MNIST_WEBGPU_RUNTIME names, or else one written here by this checkout's
+// mnist_webgpu.site.assets.write_runtime, run by $PYTHON or the project's .venv/bin/python.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
-const RUNTIME = process.env.MNIST_WEBGPU_RUNTIME;
-const skip = RUNTIME ? false : "MNIST_WEBGPU_RUNTIME is not set: run through pytest, which assembles kernels.wat";
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** The runtime as it ships, assembled once for this file unless MNIST_WEBGPU_RUNTIME gives one. */
+function runtime() {
+  if (process.env.MNIST_WEBGPU_RUNTIME) return process.env.MNIST_WEBGPU_RUNTIME;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "mnist-webgpu-runtime-"));
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  const venv = path.join(ROOT, ".venv", "bin", "python");
+  const python = process.env.PYTHON || (existsSync(venv) ? venv : "python3");
+  const script =
+    "import sys; from pathlib import Path; from mnist_webgpu.site.assets import write_runtime; " +
+    "write_runtime(Path(sys.argv[1]), Path(sys.argv[2]))";
+  execFileSync(python, ["-c", script, path.join(ROOT, "site_src"), dir], {
+    env: { ...process.env, PYTHONPATH: path.join(ROOT, "src") },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  return dir;
+}
+
+const RUNTIME = runtime();
 const NORMALIZE = { mean: 0.1307, std: 0.3081 };
 
 // node's fetch() cannot read file: URLs, which is where cpu.js finds kernels.wasm here
@@ -174,7 +195,7 @@ async function check(m, seed) {
   backend.dispose();
 }
 
-test("without WebAssembly it fails with a clear error, then works once it is back", { skip }, async () => {
+test("without WebAssembly it fails with a clear error, then works once it is back", async () => {
   const { createCPUBackend } = await cpu();
   const saved = globalThis.WebAssembly;
   const m = model("mlp", mlpShapes([16]), 1);
@@ -187,23 +208,23 @@ test("without WebAssembly it fails with a clear error, then works once it is bac
   await check(m, 2);
 });
 
-test("MLP with partial blocks of outputs (33, 7)", { skip }, () => check(model("mlp", mlpShapes([33, 7]), 3), 4));
+test("MLP with partial blocks of outputs (33, 7)", () => check(model("mlp", mlpShapes([33, 7]), 3), 4));
 
-test("MLP 784-512-512-10", { skip }, () => check(model("mlp", mlpShapes([512, 512]), 5), 6));
+test("MLP 784-512-512-10", () => check(model("mlp", mlpShapes([512, 512]), 5), 6));
 
-test("CNN 16-32 (the default)", { skip }, () => check(model("cnn", cnnShapes([16, 32]), 7), 8));
+test("CNN 16-32 (the default)", () => check(model("cnn", cnnShapes([16, 32]), 7), 8));
 
-test("CNN with partial channel blocks and odd sides (6, 20, 3: 28-14-7-3)", { skip }, () =>
+test("CNN with partial channel blocks and odd sides (6, 20, 3: 28-14-7-3)", () =>
   check(model("cnn", cnnShapes([6, 20, 3], 3, 24), 9), 10),
 );
 
-test("CNN down to a 1x1 plane (four blocks)", { skip }, () =>
+test("CNN down to a 1x1 plane (four blocks)", () =>
   check(model("cnn", cnnShapes([4, 4, 4, 17]), 11), 12),
 );
 
-test("CNN with a 5x5 kernel", { skip }, () => check(model("cnn", cnnShapes([8, 12], 5, 32), 13), 14));
+test("CNN with a 5x5 kernel", () => check(model("cnn", cnnShapes([8, 12], 5, 32), 13), 14));
 
-test("refuses an even kernel and an unknown architecture", { skip }, async () => {
+test("refuses an even kernel and an unknown architecture", async () => {
   const { createCPUBackend } = await cpu();
   const even = model("cnn", cnnShapes([4], 2), 15);
   await assert.rejects(createCPUBackend(even.manifest, even.weights), /convs.0 is not an odd square kernel/);
@@ -211,7 +232,7 @@ test("refuses an even kernel and an unknown architecture", { skip }, async () =>
   await assert.rejects(createCPUBackend(rnn.manifest, rnn.weights), /no CPU fallback for architecture rnn/);
 });
 
-test("reads the layers from the manifest, whatever they are named, and refuses what it cannot run", { skip }, async () => {
+test("reads the layers from the manifest, whatever they are named, and refuses what it cannot run", async () => {
   const { createCPUBackend, layersOf } = await cpu();
   const m = model("cnn", cnnShapes([8, 12]), 16);
   assert.deepEqual(

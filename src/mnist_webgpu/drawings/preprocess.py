@@ -2,7 +2,7 @@
 
 The page renders the pad's recorded pointer paths as vectors straight into MNIST's 20 px
 box at one MNIST-like width, so the strokes the model sees do not depend on how large the
-digit was drawn or how wide the pad's pen is. tests/test_pen.py holds the two equal; the
+digit was drawn or how wide the pad's pen is. tests/unit/drawings/test_pen.py holds the two equal; the
 drawn-digit bench's offline mode uses this one as its stand-in of the page.
 """
 

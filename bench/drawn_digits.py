@@ -207,7 +207,7 @@ def site_logits(site: Path, model: str, pixels: np.ndarray) -> np.ndarray:
     manifest = json.loads((site / SiteModel(model).manifest).read_text())
     weights = expanded_weights(model_dir, manifest.get("default_form", "f32"))
     arch, widths = manifest["model"]["arch"], tuple(manifest["model"]["widths"])
-    net = models.ARCHITECTURES[arch](widths, manifest["output"]["shape"][-1])
+    net = models.REGISTRY[arch](widths, manifest["output"]["shape"][-1])
     export.set_weights(net, weights)
     return np.concatenate(
         [

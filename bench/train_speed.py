@@ -50,12 +50,16 @@ def block_steps(ms_guess: float, quick: bool) -> int:
     return max(3, int((1000 if quick else 3000) / ms_guess))
 
 
-# --- PyTorch twins of models.py and train.augment -----------------------------------------
+# --- PyTorch twins of models/zoo.py and train.augment -----------------------------------------
 
 
 def torch_model(torch, mc, outputs: int):
+    """The PyTorch twin of a zoo model: written per architecture, since the comparison needs
+    PyTorch's own layers; a model without one is not compared."""
+    from mnist_webgpu.models import zoo
+
     nn = torch.nn
-    mean, std = 0.1307, 0.3081
+    mean, std = zoo.MNIST_MEAN, zoo.MNIST_STD
 
     class Normalize(nn.Module):
         def forward(self, x):
@@ -67,11 +71,15 @@ def torch_model(torch, mc, outputs: int):
         for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
         return nn.Sequential(*layers, nn.Linear(sizes[-2], outputs))
+    if mc.arch != "cnn":
+        raise SystemExit(
+            f"train_speed: no PyTorch twin of arch {mc.arch!r} (models.{mc.name}); write one here"
+        )
     channels, layers = [1, *mc.widths], [Normalize()]
     for a, b in zip(channels[:-1], channels[1:], strict=True):
         layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
     side = 28 >> len(mc.widths)
-    head = 128
+    head = zoo.CNN.HEAD
     return nn.Sequential(
         *layers,
         nn.Flatten(),

@@ -131,7 +131,12 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
             format=1,
             name=m.name,
             model=records.ModelInfo(
-                arch=m.arch, widths=list(m.widths), normalize=records.Normalize(0.0, 1.0)
+                arch=m.arch,
+                widths=list(m.widths),
+                normalize=records.Normalize(0.0, 1.0),
+                label=m.arch.upper(),
+                description=f"the {m.arch} of the site tests",
+                widths_mean="its widths",
             ),
             input=records.TensorSpec(shape=[1, 1, 28, 28], dtype="float32", buffer="input"),
             output=records.TensorSpec(shape=[1, 10], dtype="float32", buffer="output"),

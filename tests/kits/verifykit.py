@@ -86,7 +86,14 @@ def manifest(weights: bytes, trained: bytes) -> records.Manifest:
     return records.Manifest(
         format=1,
         name="mlp",
-        model=records.ModelInfo(arch="mlp", widths=[], normalize=records.Normalize(0.0, 1.0)),
+        model=records.ModelInfo(
+            arch="mlp",
+            widths=[],
+            normalize=records.Normalize(0.0, 1.0),
+            label="MLP",
+            description="layers of neurons",
+            widths_mean="neurons per hidden layer",
+        ),
         input=spec,
         output=spec,
         buffers=[],

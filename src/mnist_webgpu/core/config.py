@@ -15,7 +15,6 @@ from pathlib import Path
 from mnist_webgpu.core import rules
 from mnist_webgpu.core.rules import ConfigError
 from mnist_webgpu.core.sections import (
-    ARCHS,
     CACHE_ENV,
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -37,7 +36,6 @@ from mnist_webgpu.core.sections import (
 )
 
 __all__ = [
-    "ARCHS",
     "CACHE_ENV",
     "CONFIG_ENV",
     "DEFAULT_CONFIG",

@@ -138,6 +138,10 @@ class ModelInfo:
     arch: str
     widths: list[int]
     normalize: Normalize
+    # how the site presents it, from the model's class (models/zoo.py)
+    label: str
+    description: str
+    widths_mean: str
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,161 @@
-"""The model zoo: each architecture is one class, registered by its config `arch` name.
+"""The model zoo: each architecture is one `Model` subclass, registered by its config `arch` name.
 
 Every model takes (B, 1, 28, 28) float32 pixels in [0, 1], white ink on black, and
 returns (B, outputs) logits: the ten digits, then "not a digit" when it was trained on
 negatives (mnist_webgpu.train.verdict). The normalization lives inside the model, so the exported
 kernels and the browser see exactly what training saw.
+
+A new architecture is one class here, decorated `@model("<arch>")`, and one `[models.<name>]`
+section in config.toml; everything downstream (config checks, the trainer, the exporter, both
+browser backends, the site) asks the class or the graph tinygrad traces from it.
 """
 
 from __future__ import annotations
 
-from tinygrad import Tensor, nn
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import ClassVar
 
-from mnist_webgpu.core.config import ModelConfig
+from tinygrad import Context, Tensor, nn
+from tinygrad.nn.state import get_parameters
+
+from mnist_webgpu.core import rules
+from mnist_webgpu.core.config import Config, ModelConfig
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+SIDE = 28
+
+# The trainer's formulation of 3x3 convolutions: as matrix products (im2col) while training on
+# the CPU, tinygrad's own conv2d everywhere else (the export, evaluation on other devices).
+IM2COL: ContextVar[bool] = ContextVar("im2col", default=False)
 
 
 def normalize(x: Tensor) -> Tensor:
     return (x - MNIST_MEAN) * (1 / MNIST_STD)
 
 
-class MLP:
-    """784 -> widths... -> outputs, ReLU between layers."""
+class Model:
+    """A network: built from its config `widths` and output count, called on (B, 1, 28, 28) pixels."""
+
+    arch: ClassVar[str]  # set by @model
+    label: ClassVar[str]  # how the site names it
+    description: ClassVar[str]  # one sentence for a reader new to networks (the model page)
+    widths_mean: ClassVar[str]  # what the config's `widths` are to this architecture
 
     def __init__(self, widths: tuple[int, ...], outputs: int = 10):
-        sizes = [28 * 28, *widths, outputs]
+        raise NotImplementedError
+
+    def __call__(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def widths_error(cls, widths: tuple[int, ...]) -> str | None:
+        """What is wrong with `widths` for this architecture (None: they build)."""
+        return None
+
+    def widest(self) -> int:
+        """Values the widest intermediate (activation or training buffer) holds for one image."""
+        raise NotImplementedError
+
+    def widths(self) -> list[int]:
+        """The `widths` this built model really has."""
+        raise NotImplementedError
+
+    def params(self) -> int:
+        return sum(math.prod(p.shape) for p in get_parameters(self))
+
+    def outputs(self) -> int:
+        """How many logits it returns."""
+        return int(get_parameters(self)[-1].shape[0])
+
+
+REGISTRY: dict[str, type[Model]] = {}
+
+
+def model(arch: str):
+    """Registers a Model subclass under its config `arch` name."""
+
+    def register(cls: type[Model]) -> type[Model]:
+        if arch in REGISTRY:
+            raise ValueError(f"two models registered as {arch!r}")
+        cls.arch = arch
+        REGISTRY[arch] = cls
+        return cls
+
+    return register
+
+
+def build(cfg: ModelConfig, outputs: int = 10) -> Model:
+    """A freshly initialised model for one validated [models.<name>] section (seed the RNG first);
+    `outputs` is [train]'s TrainConfig.outputs."""
+    return REGISTRY[cfg.arch](cfg.widths, outputs)
+
+
+@contextmanager
+def im2col(on: bool) -> Iterator[None]:
+    """3x3 convolutions as matrix products inside the block (the trainer's faster formulation)."""
+    token = IM2COL.set(on)
+    try:
+        yield
+    finally:
+        IM2COL.reset(token)
+
+
+# Limits that keep a valid config within what one machine can train and a browser can run.
+MAX_PARAMS = 100_000_000  # 400 MB of float32 weights to download, four times that to train with Adam
+MAX_ACTIVATIONS = 1 << 28  # float32 values one layer's output holds for a batch: 1 GiB
+
+
+def check(cfg: Config) -> None:
+    """The rules only the model classes know, for every [models.<name>] section, as a ConfigError
+    naming the key."""
+    err = rules.error_factory(Path(cfg.named))
+    for m in cfg.models:
+        check_model(m, cfg.train.outputs, lambda key, m=m: f"models.{m.name}.{key}", err)
+
+
+def check_model(m: ModelConfig, outputs: int, where, err) -> None:
+    """One model's zoo rules; `where(key)` names the key in the file (a sweep trial's own value,
+    or the section's). Builds the model on tinygrad's NULL device: shapes only, nothing allocated."""
+    cls = REGISTRY.get(m.arch)
+    if cls is None:
+        raise err(where("arch"), f"one of {', '.join(REGISTRY)}", m.arch)
+    if problem := cls.widths_error(m.widths):
+        raise err(where("widths"), problem, list(m.widths))
+    with Context(DEV="NULL"):
+        net = cls(m.widths, outputs)
+    params, widest = net.params(), net.widest()
+    if params > MAX_PARAMS:
+        raise err(
+            where("widths"),
+            f"at most {MAX_PARAMS:,} weights in all (the browser downloads every one); these make {params:,}",
+            list(m.widths),
+        )
+    if m.batch_size * widest > MAX_ACTIVATIONS:
+        raise err(
+            where("batch_size"),
+            f"at most {MAX_ACTIVATIONS // widest:,} for these widths (a layer's output for one batch "
+            f"must stay under {MAX_ACTIVATIONS:,} values)",
+            m.batch_size,
+        )
+
+
+# --- the zoo ------------------------------------------------------------------------------------
+
+
+@model("mlp")
+class MLP(Model):
+    """784 -> widths... -> outputs, ReLU between layers."""
+
+    label = "MLP"
+    description = "layers of neurons, each seeing every pixel"
+    widths_mean = "neurons per hidden layer"
+
+    def __init__(self, widths: tuple[int, ...], outputs: int = 10):
+        sizes = [SIDE * SIDE, *widths, outputs]
         self.layers = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -31,6 +163,12 @@ class MLP:
         for layer in self.layers[:-1]:
             x = layer(x).relu()
         return self.layers[-1](x)
+
+    def widths(self) -> list[int]:
+        return [int(layer.weight.shape[0]) for layer in self.layers[:-1]]
+
+    def widest(self) -> int:
+        return max(SIDE * SIDE, *(int(layer.weight.shape[0]) for layer in self.layers))
 
 
 def conv3x3_im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -51,6 +189,16 @@ def conv3x3_im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return out.reshape(b, h, w, cout).permute(0, 3, 1, 2)
 
 
+def conv3x3_widest(channels: list[int]) -> int:
+    """The widest buffer of a stack of 3x3 convolutions, each halving the side: its outputs, and
+    the im2col patches (9 values per input channel and pixel) while training."""
+    widest = 0
+    for i, (a, b) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
+        side = SIDE >> i
+        widest = max(widest, b * side * side, 9 * a * side * side)
+    return widest
+
+
 def max_pool_2x2(x: Tensor) -> Tensor:
     """`x.max_pool2d(2)`, as a max over a reshaped, contiguous copy when the sides are even.
 
@@ -63,18 +211,27 @@ def max_pool_2x2(x: Tensor) -> Tensor:
     return x.contiguous().reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
 
-class CNN:
+@model("cnn")
+class CNN(Model):
     """Blocks of 3x3 conv -> ReLU -> 2x2 max-pool (one per width), then a small dense head."""
 
+    label = "CNN"
+    description = "small filters slid over the image, then layers of neurons"
+    widths_mean = "filters per convolution block"
     HEAD = 128
 
     def __init__(self, widths: tuple[int, ...], outputs: int = 10):
-        self.im2col = False  # the trainer's faster formulation (im2col); export traces conv2d
         channels = [1, *widths]
         self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
-        side = 28 >> len(widths)
+        side = SIDE >> len(widths)
         self.fc1 = nn.Linear(widths[-1] * side * side, self.HEAD)
         self.fc2 = nn.Linear(self.HEAD, outputs)
+
+    @classmethod
+    def widths_error(cls, widths: tuple[int, ...]) -> str | None:
+        if SIDE >> len(widths) < 1:
+            return "at most 4 CNN blocks (a 28x28 image halves once per block)"
+        return None
 
     def __call__(self, x: Tensor) -> Tensor:
         x = normalize(x)
@@ -83,28 +240,12 @@ class CNN:
         return self.fc2(self.fc1(x.flatten(1)).relu())
 
     def block(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
-        if self.im2col:
+        if IM2COL.get():
             return max_pool_2x2(conv3x3_im2col(conv, x).relu())
         return conv(x).relu().max_pool2d(2)
 
+    def widths(self) -> list[int]:
+        return [int(c.weight.shape[0]) for c in self.convs]
 
-ARCHITECTURES = {"mlp": MLP, "cnn": CNN}
-
-
-def widths(model) -> list[int]:
-    """The hidden sizes (MLP) or channels per block (CNN) a built model really has."""
-    if isinstance(model, CNN):
-        return [int(c.weight.shape[0]) for c in model.convs]
-    return [int(layer.weight.shape[0]) for layer in model.layers[:-1]]
-
-
-def outputs(model) -> int:
-    """How many logits a built model returns."""
-    last = model.fc2 if isinstance(model, CNN) else model.layers[-1]
-    return int(last.weight.shape[0])
-
-
-def build(cfg: ModelConfig, outputs: int = 10):
-    """A freshly initialised model for one validated [models.<name>] section (seed the RNG first);
-    `outputs` is [train]'s TrainConfig.outputs."""
-    return ARCHITECTURES[cfg.arch](cfg.widths, outputs)
+    def widest(self) -> int:
+        return max(conv3x3_widest([1, *self.widths()]), self.HEAD)

@@ -100,8 +100,10 @@ def _train(cfg: config.Config, args: argparse.Namespace) -> None:
     from mnist_webgpu.core import patching
 
     patching.apply_tinygrad_env(cfg)  # device, BEAM, kernel cache: tinygrad reads them at import
+    from mnist_webgpu.models import zoo
     from mnist_webgpu.train import stage as train
 
+    zoo.check(cfg)
     for name in names:
         train.run(cfg, name, log=lambda line: print(line, file=sys.stderr, flush=True))
 

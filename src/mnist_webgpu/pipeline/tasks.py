@@ -23,6 +23,7 @@ from mnist_webgpu.core.config import training_settings
 from mnist_webgpu.core.layout import PROJECT
 from mnist_webgpu.core.machine import cpu_cores
 from mnist_webgpu.data import mnist as data
+from mnist_webgpu.models import zoo
 from mnist_webgpu.pipeline import closure
 from mnist_webgpu.pipeline.stages import STAGES
 from mnist_webgpu.sweep import plan
@@ -39,6 +40,7 @@ def load_config_or_exit() -> config.Config:
     try:
         cfg = config.load()
         plan.of(cfg)  # [sweep] is the sweep package's to read; doit stops on its mistakes too
+        zoo.check(cfg)  # and the models' rules are the zoo's: widths, weights, activations
         return cfg
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

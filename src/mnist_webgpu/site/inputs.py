@@ -23,7 +23,6 @@ from mnist_webgpu.site.pages import template_files
 from mnist_webgpu.sweep import report as sweep_report
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
-ARCH_LABELS = {"mlp": "MLP", "cnn": "CNN"}
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 
 
@@ -129,7 +128,7 @@ class ModelPage:
 
     @property
     def arch_label(self) -> str:
-        return ARCH_LABELS.get(self.arch, self.arch.upper())
+        return self.manifest.model.label
 
     @property
     def default(self) -> records.Form:

@@ -27,6 +27,7 @@ from typing import Any
 
 from mnist_webgpu.core.rules import ConfigError, error_factory, field_value
 from mnist_webgpu.core.sections import ModelConfig, TrainConfig, check_model, settings_hash, training_settings
+from mnist_webgpu.models import zoo
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def _trial(model: ModelConfig, overrides: dict[str, tuple[Any, str]], where: str
         return f"models.{model.name}.{key} (in the trial {where})"
 
     check_model(cfg.train, mc, located, err)
+    zoo.check_model(mc, cfg.train.outputs, located, err)
     values = {k: v for k, (v, _) in overrides.items()}
     return Trial(model=model.name, id=trial_id(cfg.train, mc), overrides=values, config=mc, where=where)
 

@@ -16,7 +16,6 @@ from mnist_webgpu.core import faults, files, layout, records
 from mnist_webgpu.core.config import Config, settings_hash, training_settings
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.drawings import preprocess
-from mnist_webgpu.models import zoo as models
 from mnist_webgpu.train import verdict
 from mnist_webgpu.train.trainer import Fitted, check_data, check_device, fit
 
@@ -124,7 +123,7 @@ def judge_drawings(
         "negatives": trainer.logits(drawn.val_negatives),
     }
     rule = None
-    if models.outputs(trainer.model) > 10:
+    if trainer.model.outputs() > 10:
         rule = verdict.calibrate(
             np.concatenate(list(val_logits.values())),
             np.concatenate(

@@ -175,7 +175,7 @@ class Trainer:
         np.random.seed(mc.seed)
         self.model = models.build(mc, outputs)
         # same maths, faster kernels on the CPU (models.conv3x3_im2col); the export is untouched
-        self.model.im2col = im2col
+        self.im2col = im2col
         self.state = get_state_dict(self.model)
         self.optimizer = make_optimizer(mc, nn.state.get_parameters(self.model))
         # summed on the device every step; read back only at evaluation points
@@ -196,7 +196,7 @@ class Trainer:
     # TinyJit builds the step's kernels after the traced call returns, and runs them on every
     # call: both must happen inside the CPU kernel settings
     def step(self) -> Tensor:
-        with cpu_patch.fast_cpu_kernels():
+        with cpu_patch.fast_cpu_kernels(), models.im2col(self.im2col):
             return self.jit_step()
 
     def _step(self) -> Tensor:
@@ -237,7 +237,7 @@ class Trainer:
             chunk = images[start : start + EVAL_CHUNK]
             padded = np.zeros((EVAL_CHUNK, 28, 28), np.uint8)
             padded[: len(chunk)] = chunk
-            with cpu_patch.fast_cpu_kernels():
+            with cpu_patch.fast_cpu_kernels(), models.im2col(self.im2col):
                 out.append(run(Tensor(padded)).numpy()[: len(chunk)].copy())
         return np.concatenate(out)
 
@@ -401,8 +401,8 @@ def effective_hyperparameters(fitted: Fitted) -> dict[str, Any]:
         optimizer = "sgd" if isinstance(opt, nn.optim.LARS) else type(opt).__name__.lower()
     mc = t.mc
     return {
-        "arch": type(t.model).__name__.lower(),
-        "widths": models.widths(t.model),
+        "arch": t.model.arch,
+        "widths": t.model.widths(),
         "optimizer": optimizer,
         "lr": float(fitted.lr_fed.max()),  # the peak rate the optimizer was given
         "lr_first": float(fitted.lr_fed[0]),

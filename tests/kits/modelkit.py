@@ -13,16 +13,14 @@ def reference_logits(project: Path, name: str, form: str, images: np.ndarray) ->
     """tinygrad on the CPU with the exact float32 weights the browser expands from `form`."""
     from safetensors.numpy import load
     from tinygrad import Tensor
-    from tinygrad.nn.state import get_state_dict
 
     from mnist_webgpu.core import layout
-    from mnist_webgpu.export import forms
+    from mnist_webgpu.export import forms, webgpu
     from mnist_webgpu.models import zoo as models
 
     cfg = config.load(project / "config.toml")
     blob = (layout.Layout(project).webgpu_dir(name) / layout.form_file(form)).read_bytes()
     weights = forms.expand(load(blob))
     model = models.build(cfg.model(name), cfg.train.outputs)
-    for key, t in get_state_dict(model).items():
-        t.replace(Tensor(weights[key])).realize()
+    webgpu.set_weights(model, weights)
     return model(Tensor(images.astype(np.float32)[:, None] / 255)).numpy()

@@ -220,8 +220,12 @@ def load_weights(path: Path, model, label: str) -> dict[str, np.ndarray]:
 
 
 def set_weights(model, weights: dict[str, np.ndarray]) -> None:
+    """`weights` into the model; state left out (what the forward pass never reads, like batch
+    norm's step count, which the shipped forms skip) keeps its initial value."""
     for name, t in get_state_dict(model).items():
-        t.replace(Tensor(np.ascontiguousarray(weights[name]), dtype=t.dtype)).realize()
+        if name in weights:
+            # reshaped: tinygrad makes a 0-d array a shape-(1,) tensor
+            t.replace(Tensor(np.ascontiguousarray(weights[name]), dtype=t.dtype).reshape(t.shape)).realize()
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:

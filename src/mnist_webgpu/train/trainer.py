@@ -281,7 +281,7 @@ class Fitted:
 
     @property
     def params(self) -> int:
-        return sum(int(v.numel()) for v in self.trainer.state.values())
+        return self.trainer.model.params()
 
 
 def training_pool(

@@ -24,7 +24,7 @@ def checked(tmp_path: Path, text: str) -> config.Config:
 @pytest.mark.parametrize(
     ("text", "key", "expected"),
     [
-        ('[models.mlp]\narch = "rnn"\n', "models.mlp.arch", "expected one of mlp, cnn, got 'rnn'"),
+        ('[models.mlp]\narch = "rnn"\n', "models.mlp.arch", "expected one of mlp, cnn, resnet, got 'rnn'"),
         (
             '[models.c]\narch = "cnn"\nwidths = [8, 8, 8, 8, 8]\n',
             "models.c.widths",
@@ -65,7 +65,8 @@ def test_each_model_reports_the_shape_it_was_built_with(arch):
     widths = (8, 16)
     net = zoo.REGISTRY[arch](widths, 11)
     assert net.arch == arch and net.widths() == list(widths) and net.outputs() == 11
-    assert net.params() == sum(math.prod(p.shape) for p in nn.state.get_parameters(net))
+    trained = [p for p in nn.state.get_parameters(net) if p.is_param]
+    assert net.params() == sum(math.prod(p.shape) for p in trained)  # running statistics are not weights
     out = net(Tensor.zeros(2, 1, 28, 28))
     assert out.shape == (2, 11) and np.isfinite(out.numpy()).all()
     assert net.widest() >= 28 * 28 or arch != "mlp"

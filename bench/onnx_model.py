@@ -7,6 +7,8 @@ The graph is written by hand with `onnx.helper` from the manifest's architecture
 as the browser expands it (forms.expand), so both runtimes compute with identical numbers:
   mlp: normalize -> flatten -> (Gemm, Relu)* -> Gemm
   cnn: normalize -> (Conv 3x3 pad 1, Relu, MaxPool 2)* -> flatten -> Gemm -> Relu -> Gemm
+  resnet: normalize -> (Conv, BatchNormalization, Relu, MaxPool 2)* -> a residual block of two
+    (Conv, BatchNormalization) with Add -> GlobalAveragePool -> Gemm
 Input "pixels" (1, 1, 28, 28) float32 in [0, 1]; output "logits" (1, outputs): ten digits, and
 "not a digit" where the model has it.
 """
@@ -97,10 +99,30 @@ def build(model: dict, weights: dict[str, np.ndarray]):
             x = node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
         x = node("Flatten", [x], axis=1)
         x = gemm(node("Relu", [gemm(x, "fc1")]), "fc2")
+    elif arch == "resnet":
+
+        def conv_norm(x: str, conv: str, norm: str) -> str:
+            w, b = (
+                const(f"{conv}.weight", weights[f"{conv}.weight"]),
+                const(f"{conv}.bias", weights[f"{conv}.bias"]),
+            )
+            x = node("Conv", [x, w, b], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+            stats = [
+                const(f"{norm}.{k}", weights[f"{norm}.{k}"])
+                for k in ("weight", "bias", "running_mean", "running_var")
+            ]
+            return node("BatchNormalization", [x, *stats], epsilon=1e-5)
+
+        for i in range(len(widths)):
+            x = node("Relu", [conv_norm(x, f"convs.{i}", f"norms.{i}")])
+            x = node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        inner = node("Relu", [conv_norm(x, "res.0", "res_norms.0")])
+        x = node("Relu", [node("Add", [x, conv_norm(inner, "res.1", "res_norms.1")])])
+        x = gemm(node("Flatten", [node("GlobalAveragePool", [x])], axis=1), "fc")
     else:
-        raise PipelineError(f"no ONNX conversion for model arch {arch!r} (known: mlp, cnn)")
+        raise PipelineError(f"no ONNX conversion for model arch {arch!r} (known: mlp, cnn, resnet)")
     nodes.append(helper.make_node("Identity", [x], [OUTPUT]))
-    last = f"layers.{len(widths)}.bias" if arch == "mlp" else "fc2.bias"
+    last = {"mlp": f"layers.{len(widths)}.bias", "cnn": "fc2.bias"}.get(arch, "fc.bias")
 
     graph = helper.make_graph(
         nodes,

@@ -71,6 +71,8 @@ def torch_model(torch, mc, outputs: int):
         for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
         return nn.Sequential(*layers, nn.Linear(sizes[-2], outputs))
+    if mc.arch == "resnet":
+        return torch_resnet(torch, mc, outputs, Normalize())
     if mc.arch != "cnn":
         raise SystemExit(
             f"train_speed: no PyTorch twin of arch {mc.arch!r} (models.{mc.name}); write one here"
@@ -86,6 +88,29 @@ def torch_model(torch, mc, outputs: int):
         nn.Linear(mc.widths[-1] * side * side, head),
         nn.ReLU(),
         nn.Linear(head, outputs),
+    )
+
+
+def torch_resnet(torch, mc, outputs: int, normalize):
+    nn = torch.nn
+
+    def conv_norm(a: int, b: int) -> list:
+        return [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b, eps=1e-5, momentum=0.1)]
+
+    class Residual(nn.Module):
+        def __init__(self, c: int):
+            super().__init__()
+            self.inner = nn.Sequential(*conv_norm(c, c), nn.ReLU(), *conv_norm(c, c))
+
+        def forward(self, x):
+            return (x + self.inner(x)).relu()
+
+    channels, layers = [1, *mc.widths], [normalize]
+    for a, b in zip(channels[:-1], channels[1:], strict=True):
+        layers += [*conv_norm(a, b), nn.ReLU(), nn.MaxPool2d(2)]
+    last = mc.widths[-1]
+    return nn.Sequential(
+        *layers, Residual(last), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, outputs)
     )
 
 

@@ -6,8 +6,13 @@ __main__.py) and reads kernels, launch sizes and buffer bindings from the compil
 schedule. Everything the browser will run is checked here, where a failure is one clear
 line, instead of in the user's browser.
 
-build/webgpu/<name>/manifest.json              kernels in dispatch order, buffers, forms
+The same kernels are also rendered with tinygrad's C renderer for the CPU fallback, which
+export/wasm.py compiles into one WebAssembly module: every reach into tinygrad's internals
+for both backends is here.
+
+build/webgpu/<name>/manifest.json              kernels in dispatch order, buffers, forms, cpu
 build/webgpu/<name>/weights.<form>.safetensors one file per configured weight form
+build/webgpu/<name>/cpu.wasm                   the CPU fallback: the same kernels, as wasm32 SIMD
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +28,12 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tinygrad import Context, Device, Tensor, dtypes
+from tinygrad.codegen import to_program
+from tinygrad.device import Compiler
 from tinygrad.engine.realize import compile_linear, get_call_arg_uops
+from tinygrad.helpers import Target
 from tinygrad.nn.state import get_state_dict
+from tinygrad.renderer.cstyle import ClangRenderer, CStyleLanguage
 from tinygrad.renderer.wgsl import WGSLRenderer
 from tinygrad.uop.ops import Ops, UOp
 
@@ -33,10 +43,10 @@ from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data.split import mnist_split
 from mnist_webgpu.drawings import preprocess
-from mnist_webgpu.export import forms, wgsl_patch
+from mnist_webgpu.export import forms, wasm, wgsl_patch
 from mnist_webgpu.models import zoo as models
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: the cpu record (a module generated from the kernels, not hand-written ones)
 INPUT_SHAPE = (1, 1, 28, 28)
 EVAL_BATCH = 500
 # int64 counters BatchNorm keeps for training; no forward pass reads them
@@ -56,6 +66,37 @@ class Trace:
     kernels: list[records.Kernel]
     buffers: list[records.Buffer]
     bound_weights: set[str]
+    c_kernels: list[wasm.CKernel]  # the same kernels as C, for the CPU module
+
+
+class WasmRenderer(ClangRenderer):
+    """tinygrad's C renderer for a wasm32 module: one thread (a page gets no shared memory
+    without cross-origin isolation), and no host compiler (export/wasm.py compiles the C)."""
+
+    has_threads = False
+    global_max = None
+
+    def __init__(self):
+        CStyleLanguage.__init__(self, Target("CPU", "CLANG", "wasm32"))
+        self.compiler = Compiler()  # returns the source: nothing is compiled for the host
+
+
+def render_c(ast: UOp, renderer: WasmRenderer, where: str) -> tuple[str, str, list[int]]:
+    """One scheduled kernel as C: (function name, source, indices of its buffer arguments)."""
+    try:
+        prg = to_program(ast, renderer)
+    except Exception as exc:  # tinygrad asserts "failed to render Ops.X ...": the user gets one line
+        text = str(exc).strip()
+        op = re.search(r"\bOps\.(\w+)", text)
+        what = f"the operation {op[1]}" if op else (text.splitlines()[0] if text else type(exc).__name__)
+        raise ExportError(
+            f"{where}: tinygrad's C renderer cannot render {what} for the CPU fallback"
+        ) from None
+    info = prg.arg
+    if info.vars:
+        raise ExportError(f"{where}: uses symbolic variables in C; export needs static shapes")
+    source = next(s.arg for s in prg.src if s.op is Ops.SOURCE)
+    return info.function_name, source, list(info.globals)
 
 
 def _static(values, what: str, where: str) -> list[int]:
@@ -96,9 +137,11 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
             raise ExportError(
                 f"{label}: shapes depend on symbolic variables {sorted(var_vals)}; export needs static shapes"
             )
+        scheduled = linear
         with wgsl_patch.per_thread_reductions():
             linear = compile_linear(linear)
     x_buf, out_buf = x.uop.base, out.uop.base
+    c_renderer = WasmRenderer()
 
     buffers: dict[UOp, dict[str, Any]] = {}
 
@@ -121,8 +164,8 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
         buffers[b] = entry
         return entry
 
-    kernels = []
-    for call in linear.src:
+    kernels, c_kernels = [], []
+    for call, planned in zip(linear.src, scheduled.src, strict=True):
         prg = call.src[0]
         if prg.op is not Ops.PROGRAM:
             raise ExportError(
@@ -165,6 +208,8 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
                     name=buf.get("name"),
                 )
             )
+        c_name, c_source, c_globals = render_c(planned.src[0], c_renderer, where)
+        c_kernels.append(wasm.CKernel(c_name, c_source, [buffer_of(args[i], where)["id"] for i in c_globals]))
         kernels.append(
             records.Kernel(
                 name=info.function_name,
@@ -178,7 +223,7 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
     wgsl_patch.check_barrier_free([k.source for k in kernels])
     listed = [records.Buffer(**{k: v for k, v in b.items() if k != "dtype"}) for b in buffers.values()]
     bound_weights = {b.name for b in listed if b.kind == "weight"}
-    return Trace(kernels=kernels, buffers=listed, bound_weights=bound_weights)
+    return Trace(kernels=kernels, buffers=listed, bound_weights=bound_weights, c_kernels=c_kernels)
 
 
 def check_all_bound(state: dict[str, np.ndarray], bound: set[str], label: str) -> list[str]:
@@ -314,6 +359,7 @@ def run(cfg: Config, name: str) -> records.Manifest:
     traced = trace(model, state, cfg.export.max_storage_buffers, label, cfg.train.outputs)
     skipped = check_all_bound(weights, traced.bound_weights, label)
     shipped = {k: weights[k] for k in weights if k not in skipped}
+    cpu, module = wasm.build(traced.c_kernels, traced.buffers, label)
 
     evaluated_on = splits(cfg)
     measured = measure_forms(cfg, name, shipped, evaluated_on)
@@ -335,6 +381,7 @@ def run(cfg: Config, name: str) -> records.Manifest:
         skipped_state=skipped,
         forms=shipped_forms,
         default_form=default,
+        cpu=cpu,
         evaluation=records.Evaluation(
             validation_images=len(evaluated_on.val_x),
             test_images=len(evaluated_on.test_x),
@@ -347,10 +394,12 @@ def run(cfg: Config, name: str) -> records.Manifest:
     for record, blob in measured:
         files.write_bytes(out / record.file, blob)
         faults.pause(f"compile:{name}")  # tests interrupt here: some forms replaced, no manifest yet
+    files.write_bytes(out / cpu.file, module)
     records.write(layout.PROJECT.manifest(name), manifest)  # last: it names the files above
     sizes = ", ".join(f"{r.form} {r.bytes:,} B" for r in shipped_forms)
     print(
-        f"compile {name}: {len(traced.kernels)} kernels, default form {default} ({sizes}) -> {out}",
+        f"compile {name}: {len(traced.kernels)} kernels, default form {default} ({sizes}), "
+        f"CPU module {cpu.bytes:,} B -> {out}",
         flush=True,
     )
     return manifest

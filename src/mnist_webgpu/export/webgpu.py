@@ -156,8 +156,16 @@ def _describe_dtype(dt) -> str:
     return f"{dt.name} (the runtime only binds float32 buffers)"
 
 
-def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs: int = 10) -> Trace:
-    """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`.
+def trace(
+    model,
+    state: dict[str, Tensor],
+    max_buffers: int,
+    label: str,
+    outputs: int = 10,
+    c_renderer: WasmRenderer | None = None,
+) -> Trace:
+    """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`, each
+    rendered as WGSL and (by `c_renderer`, a WasmRenderer unless given) as C.
 
     `state` is the model's state dict; its tensors are moved to the NULL device here.
     """
@@ -184,7 +192,7 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
         with wgsl_patch.per_thread_reductions():
             linear = compile_linear(linear)
     x_buf, out_buf = x.uop.base, out.uop.base
-    c_renderer = WasmRenderer()
+    c_renderer = c_renderer or WasmRenderer()
 
     buffers: dict[UOp, dict[str, Any]] = {}
 

@@ -9,7 +9,9 @@
 // logits out, nothing else crosses.
 
 const FLOAT = 4;
-const EXPORTS = { memory: WebAssembly.Memory, arena: WebAssembly.Global, net: Function };
+// what the module exports, by the kind of object each is (read when a backend starts: a
+// browser without WebAssembly must still load this file, to say so)
+const EXPORTS = () => ({ memory: WebAssembly.Memory, arena: WebAssembly.Global, net: Function });
 
 const compiled = new Map(); // module URL -> Promise<WebAssembly.Module>
 
@@ -57,7 +59,7 @@ export async function createCPUBackend(manifest, weights, { url } = {}) {
   if (!cpu?.file || !cpu.offsets) throw new Error(`${manifest.name}: the manifest names no CPU module`);
   const module = await loadModule(url ?? new URL(cpu.file, globalThis.location?.href), cpu);
   const exports = (await WebAssembly.instantiate(module, {})).exports;
-  for (const [name, type] of Object.entries(EXPORTS)) {
+  for (const [name, type] of Object.entries(EXPORTS())) {
     if (!(exports[name] instanceof type)) throw new Error(`${manifest.name}: the CPU module exports no ${name}`);
   }
   const base = exports.arena.value;

@@ -94,6 +94,8 @@ ROW_UPCASTS = (7, 4, 2)
 
 def cpu_opts(ast: UOp, renderer: WasmRenderer) -> tuple[Opt, ...] | None:
     """The optimisations for wasm's 128-bit SIMD of one kernel (None: tinygrad's heuristic)."""
+    if ast.arg.opts_to_apply is not None:
+        return None  # tinygrad chose this kernel's opts itself
     k = Scheduler(ast, renderer)
     k.convert_loop_to_global()
     shape, types = k.full_shape, k.axis_types
@@ -130,11 +132,13 @@ def _render_c(ast: UOp, renderer: WasmRenderer, where: str) -> tuple[str, str, l
         prg = to_program(ast, renderer)
     except Exception as exc:  # tinygrad asserts "failed to render Ops.X ...": the user gets one line
         text = str(exc).strip()
-        op = re.search(r"\bOps\.(\w+)", text)
-        what = f"the operation {op[1]}" if op else (text.splitlines()[0] if text else type(exc).__name__)
-        raise ExportError(
-            f"{where}: tinygrad's C renderer cannot render {what} for the CPU fallback"
-        ) from None
+        op = re.search(r"failed to render (?:Ops\.)?(\w+)", text)
+        if op:
+            raise ExportError(
+                f"{where}: tinygrad's C renderer cannot render the operation {op[1]} for the CPU fallback"
+            ) from None
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ExportError(f"{where}: tinygrad cannot render it as C for the CPU fallback ({first})") from None
     info = prg.arg
     if info.vars:
         raise ExportError(f"{where}: uses symbolic variables in C; export needs static shapes")

@@ -175,11 +175,13 @@ def environment(browser, url: str) -> dict:
         )
 
 
-def warm(browser, url: str, names: list[str], info: dict, count: int, rounds: int, warmup: int) -> dict:
+def warm(
+    browser, url: str, names: list[str], info: dict, count: int, rounds: int, warmup: int, pairs=PAIRS
+) -> dict:
     """{name: {backend: pair result}}: the two engines interleaved, one page per pair."""
     out: dict = {name: {} for name in names}
     for name in names:
-        for backend, ep in PAIRS:
+        for backend, ep in pairs:
             with fresh_page(browser, url + "bench/index.html") as page:
                 page.wait_for_function("window.benchReady === true")
                 r = page.evaluate(

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Idempotent setup: system packages, a virtual environment in .venv, the project in it.
-#   scripts/setup.sh          what `doit build` needs (clang for tinygrad's CPU device)
+#   scripts/setup.sh          what `doit build` needs (clang for tinygrad's CPU device and, with lld's
+#                             wasm-ld, for each model's WebAssembly CPU fallback)
 #   scripts/setup.sh --test   plus what the test suite needs (Chromium, Firefox ESR, test extras)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(clang)
+packages=(clang lld)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   # postgresql: the sweep tests start a throwaway server to share an Optuna study through

@@ -27,6 +27,7 @@ import { expandWeights, parseSafetensors } from "./safetensors.js";
 import { FallbackAdapterError, createWebGPUBackend } from "./webgpu.js";
 
 const BACKENDS = ["auto", "fastest", "webgpu", "cpu"];
+const MANIFEST_FORMAT = 2; // mnist_webgpu.export.webgpu.MANIFEST_FORMAT
 const PIXELS = 28 * 28;
 const WARMUP_RUNS = 5; // per backend, after one untimed run; the median decides
 
@@ -46,10 +47,12 @@ async function fetchOk(url) {
 const finitePositive = (v) => Number.isFinite(v) && v > 0;
 
 function checkManifest(manifest, url) {
-  const required = ["name", "model", "input", "output", "buffers", "kernels", "weights", "forms", "default_form"];
+  const required = ["name", "model", "input", "output", "buffers", "kernels", "weights", "forms", "default_form", "cpu"];
   const missing = required.filter((key) => !(key in (manifest ?? {})));
-  if (manifest?.format !== 1 || missing.length) {
-    throw new BrokenModelError(`${url}: not a format-1 model manifest (missing: ${missing.join(", ") || "none"})`);
+  if (manifest?.format !== MANIFEST_FORMAT || missing.length) {
+    throw new BrokenModelError(
+      `${url}: not a format-${MANIFEST_FORMAT} model manifest (missing: ${missing.join(", ") || "none"})`,
+    );
   }
   // the numbers the page computes with, as verify checks them (a file may change after it)
   const { decline } = manifest;
@@ -133,6 +136,7 @@ export async function loadModel(manifestUrl, options = {}) {
     throw new BrokenModelError(err.message);
   }
 
+  const cpuOptions = { url: new URL(manifest.cpu.file, base) }; // the CPU module, beside the manifest
   let reason = null; // why this backend, in words
   let fallbackReason = null; // why "auto" is not on WebGPU, when WebGPU did not start
   async function startWebGPU() {
@@ -148,7 +152,7 @@ export async function loadModel(manifestUrl, options = {}) {
   async function start() {
     if (requested === "cpu") {
       reason = "asked for";
-      return createCPUBackend(manifest, weights);
+      return createCPUBackend(manifest, weights, cpuOptions);
     }
     let gpu;
     try {
@@ -157,7 +161,7 @@ export async function loadModel(manifestUrl, options = {}) {
       if (requested === "webgpu") throw err;
       fallbackReason = err.message;
       reason = err instanceof FallbackAdapterError ? `${err.message}: the CPU path is faster` : `WebGPU failed: ${err.message}`;
-      return createCPUBackend(manifest, weights);
+      return createCPUBackend(manifest, weights, cpuOptions);
     }
     if (requested === "fastest") return race(gpu);
     reason = requested === "webgpu" ? "asked for" : "WebGPU works here";
@@ -167,7 +171,7 @@ export async function loadModel(manifestUrl, options = {}) {
   async function race(gpu) {
     let cpu;
     try {
-      cpu = await createCPUBackend(manifest, weights);
+      cpu = await createCPUBackend(manifest, weights, cpuOptions);
     } catch (err) {
       reason = `the CPU path cannot start here (${err.message})`;
       return gpu;

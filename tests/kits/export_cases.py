@@ -13,6 +13,7 @@ os.environ["DEV"] = "CPU;NULL:WGSL"
 from tinygrad import Tensor, Variable, dtypes, nn
 from tinygrad.nn.state import get_state_dict
 
+from mnist_webgpu.export import wasm
 from mnist_webgpu.export import webgpu as export
 
 
@@ -81,6 +82,42 @@ class SymbolicWidth(Linear):
         )
 
 
+class Softmax(Linear):
+    """Ends in a softmax: tinygrad 0.14 names two different kernels r_10 (its max and its sum)."""
+
+    def __call__(self, x):
+        return super().__call__(x).softmax()
+
+
+class Sqrt(Linear):
+    """Takes a square root: LibmSqrt below renders it as a call to libm's sqrtf."""
+
+    def __call__(self, x):
+        return super().__call__(x).abs().sqrt()
+
+
+class LibmSqrt(export.WasmRenderer):
+    """Renders SQRT as libm's sqrtf, as a C renderer would for an operation with no builtin:
+    a freestanding module has no libm, so the operation cannot run on the CPU fallback."""
+
+    code_for_op = {
+        **export.WasmRenderer.code_for_op,
+        next(k for k in export.WasmRenderer.code_for_op if k.name == "SQRT"): lambda x, dtype: f"sqrtf({x})",
+    }
+
+
+class NoSqrt(export.WasmRenderer):
+    """Claims SQRT but renders nothing for it: tinygrad's C renderer fails on the operation,
+    as it would on one it has no C for."""
+
+    code_for_op = {
+        **export.WasmRenderer.code_for_op,
+        next(k for k in export.WasmRenderer.code_for_op if k.name == "SQRT"): lambda x, dtype: None,
+    }
+
+
+RENDERERS = {"libm_sqrt": LibmSqrt, "unrenderable": NoSqrt}
+
 CASES = {
     "symbolic": (SymbolicWidth, 8),
     "too_many_buffers": (Linear, 3),
@@ -90,6 +127,9 @@ CASES = {
     "unused_weight": (UnusedWeight, 8),
     "batchnorm_counter": (BatchNormCounter, 8),
     "copy_in_forward": (ConstantInForward, 8),
+    "softmax": (Softmax, 8),
+    "libm_sqrt": (Sqrt, 8),
+    "unrenderable": (Sqrt, 8),
 }
 
 
@@ -99,12 +139,16 @@ def run(case: str) -> str:
     model = cls()
     state = get_state_dict(model)
     numpy_state = {k: v.numpy() for k, v in state.items()}
+    renderer = RENDERERS[case]() if case in RENDERERS else None
+    label = f"model {case!r}"
     try:
-        traced = export.trace(model, state, max_buffers, f"model {case!r}")
-        skipped = export.check_all_bound(numpy_state, traced.bound_weights, f"model {case!r}")
-    except export.ExportError as exc:
+        traced = export.trace(model, state, max_buffers, label, c_renderer=renderer)
+        skipped = export.check_all_bound(numpy_state, traced.bound_weights, label)
+        cpu, blob = wasm.build(traced.c_kernels, traced.buffers, label)
+    except (export.ExportError, wasm.WasmError) as exc:
         return str(exc)
-    return f"ok {len(traced.kernels)} kernels, skipped {skipped}"
+    names = ",".join(k.name for k in cpu.kernels)
+    return f"ok {len(traced.kernels)} kernels, skipped {skipped}, C {names}, exports {wasm.sections(blob)[1]}"
 
 
 if __name__ == "__main__":

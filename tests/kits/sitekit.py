@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kits import wasmkit
 from kits.projectkit import ROOT
 from mnist_webgpu.core import config, records
 from mnist_webgpu.core.config import Config
@@ -127,8 +128,9 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
                     max_abs_weight_error=0.0,
                 )
             )
+        (wdir / "cpu.wasm").write_bytes(wasmkit.MODULE)
         manifest = records.Manifest(
-            format=1,
+            format=2,
             name=m.name,
             model=records.ModelInfo(
                 arch=m.arch,
@@ -152,6 +154,7 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
                 tolerance_points=0.05,
                 source_weights_sha256="",
             ),
+            cpu=wasmkit.cpu_record(),
         )
         records.write(lay.manifest(m.name), manifest)
 

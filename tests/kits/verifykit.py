@@ -8,8 +8,9 @@ import struct
 
 import pytest
 
+from kits import wasmkit
 from mnist_webgpu.core import config, records
-from mnist_webgpu.core.layout import Layout, SiteModel, form_file
+from mnist_webgpu.core.layout import CPU_MODULE, Layout, SiteModel, form_file
 from mnist_webgpu.publish import verify
 
 CSP = (
@@ -84,7 +85,7 @@ def manifest(weights: bytes, trained: bytes) -> records.Manifest:
     )
     spec = records.TensorSpec(shape=[1, 10], dtype="float32", buffer="output")
     return records.Manifest(
-        format=1,
+        format=2,
         name="mlp",
         model=records.ModelInfo(
             arch="mlp",
@@ -108,6 +109,7 @@ def manifest(weights: bytes, trained: bytes) -> records.Manifest:
             tolerance_points=0.05,
             source_weights_sha256=hashlib.sha256(trained).hexdigest(),
         ),
+        cpu=wasmkit.cpu_record(),
     )
 
 
@@ -148,6 +150,7 @@ def good(tmp_path):
     (site / "assets" / "runtime.1.js").write_text("export const loadModel = 1;\n")
     weights = safetensors_bytes({"layers.0.weight": 16})
     (site / mlp.form("f32")).write_bytes(weights)
+    (site / mlp.file(CPU_MODULE)).write_bytes(wasmkit.MODULE)
     trained = build.train_outputs("mlp")
     trained.weights.parent.mkdir(parents=True)
     trained.weights.write_bytes(b"trained weights")

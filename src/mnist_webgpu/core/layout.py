@@ -2,11 +2,11 @@
 
     build/data/drawings.npz     drawings: digits and non-digits drawn as on the page (npz)
     build/models/<model>/       train:    weights.safetensors, misclassified.json, metrics.json (last)
-    build/webgpu/<model>/       compile:  weights.<form>.safetensors, manifest.json (last)
+    build/webgpu/<model>/       compile:  weights.<form>.safetensors, cpu.wasm, manifest.json (last)
     build/site/                 site:     the rendered site, before verify
     dist/                       verify:   the verified site, ready to publish
       models/<model>.html                 the model's page (SiteModel: the site's own URLs)
-      models/<model>/                     its manifest.json and weight files, as compile wrote them
+      models/<model>/                     its manifest.json, weight files and cpu.wasm, as compile wrote them
     build/sweep/optuna.db       sweep:    the default Optuna storage (any other is a URL)
     sweeps/results.json         sweep:    the committed record of every trial; HYPERPARAMETERS.md beside
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+CPU_MODULE = "cpu.wasm"  # the CPU fallback's WebAssembly module, beside the manifest
 
 
 def form_file(form: str) -> str:
@@ -105,8 +106,9 @@ class Layout:
         return self.webgpu_dir(model) / MANIFEST
 
     def compile_outputs(self, model: str, forms: tuple[str, ...]) -> list[Path]:
-        """What compile:<model> writes: a file per weight form, then the manifest naming them."""
-        return [*(self.webgpu_dir(model) / form_file(f) for f in forms), self.manifest(model)]
+        """What compile:<model> writes: a file per weight form, the CPU module, then the manifest."""
+        out = self.webgpu_dir(model)
+        return [*(out / form_file(f) for f in forms), out / CPU_MODULE, self.manifest(model)]
 
     @property
     def site_staging(self) -> Path:

@@ -180,6 +180,28 @@ class Kernel:
 
 
 @dataclass(frozen=True)
+class CpuKernel:
+    name: str  # the C function, unique in the module (tinygrad may give two kernels one name)
+    buffers: list[str]  # Buffer ids, in the order the function takes them
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """The CPU fallback: one WebAssembly module compiled from tinygrad's C rendering of the same
+    kernels (mnist_webgpu.export.wasm). Every buffer sits at a fixed place in the module's own
+    `arena`: the page writes the weights there once, then per inference the input, calls `net`
+    and reads the output; nothing else crosses."""
+
+    file: str  # beside the manifest
+    bytes: int
+    sha256: str
+    arena_bytes: int
+    offsets: dict[str, int]  # Buffer id -> byte offset from the exported `arena` address (16-aligned)
+    kernels: list[CpuKernel]  # in the order net() calls them: the schedule's
+    exports: list[str]  # what the module exports (and all it exports); it imports nothing
+
+
+@dataclass(frozen=True)
 class WeightSpec:
     shape: list[int]
     dtype: str
@@ -218,6 +240,7 @@ class Manifest:
     forms: list[Form]
     default_form: str
     evaluation: Evaluation
+    cpu: Cpu
     decline: Decline | None = None  # None: ten outputs, the page declines by size only
 
     def form(self, name: str) -> Form:
@@ -229,9 +252,16 @@ class Manifest:
         return hashlib.sha256(blob).hexdigest() == self.evaluation.source_weights_sha256
 
     def file_problems(self, manifest: Path) -> list[str]:
-        """What differs between the form files beside `manifest` and what it records of them
-        (missing, another size, another digest: a mixed or interrupted build)."""
+        """What differs between the files beside `manifest` (weight forms, CPU module) and what it
+        records of them (missing, another size, another digest: a mixed or interrupted build)."""
         problems = []
+        module = manifest.parent / self.cpu.file
+        if not module.is_file():
+            problems.append(f"{manifest}: CPU module {self.cpu.file} is missing")
+        else:
+            blob = module.read_bytes()
+            if len(blob) != self.cpu.bytes or hashlib.sha256(blob).hexdigest() != self.cpu.sha256:
+                problems.append(f"{module}: not the CPU module the manifest records (a mixed build?)")
         for form in self.forms:
             path = manifest.parent / form.file
             if not path.is_file():

@@ -6,8 +6,13 @@ __main__.py) and reads kernels, launch sizes and buffer bindings from the compil
 schedule. Everything the browser will run is checked here, where a failure is one clear
 line, instead of in the user's browser.
 
-build/webgpu/<name>/manifest.json              kernels in dispatch order, buffers, forms
+The same kernels are also rendered with tinygrad's C renderer for the CPU fallback, which
+export/wasm.py compiles into one WebAssembly module: every reach into tinygrad's internals
+for both backends is here.
+
+build/webgpu/<name>/manifest.json              kernels in dispatch order, buffers, forms, cpu
 build/webgpu/<name>/weights.<form>.safetensors one file per configured weight form
+build/webgpu/<name>/cpu.wasm                   the CPU fallback: the same kernels, as wasm32 SIMD
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +28,16 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 from tinygrad import Context, Device, Tensor, dtypes
+from tinygrad.codegen import to_program
+from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
+from tinygrad.codegen.opt.postrange import Scheduler
+from tinygrad.device import Compiler
 from tinygrad.engine.realize import compile_linear, get_call_arg_uops
+from tinygrad.helpers import Target
 from tinygrad.nn.state import get_state_dict
+from tinygrad.renderer.cstyle import ClangRenderer, CStyleLanguage
 from tinygrad.renderer.wgsl import WGSLRenderer
-from tinygrad.uop.ops import Ops, UOp
+from tinygrad.uop.ops import AxisType, KernelInfo, Ops, UOp
 
 from mnist_webgpu.core import faults, files, layout, records
 from mnist_webgpu.core.config import Config
@@ -33,10 +45,10 @@ from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data.split import mnist_split
 from mnist_webgpu.drawings import preprocess
-from mnist_webgpu.export import forms, wgsl_patch
+from mnist_webgpu.export import forms, wasm, wgsl_patch
 from mnist_webgpu.models import zoo as models
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: the cpu record (a module generated from the kernels, not hand-written ones)
 INPUT_SHAPE = (1, 1, 28, 28)
 EVAL_BATCH = 500
 # int64 counters BatchNorm keeps for training; no forward pass reads them
@@ -56,6 +68,89 @@ class Trace:
     kernels: list[records.Kernel]
     buffers: list[records.Buffer]
     bound_weights: set[str]
+    c_kernels: list[wasm.CKernel]  # the same kernels as C, for the CPU module
+
+
+class WasmRenderer(ClangRenderer):
+    """tinygrad's C renderer for a wasm32 module: one thread (a page gets no shared memory
+    without cross-origin isolation), and no host compiler (export/wasm.py compiles the C)."""
+
+    has_threads = False
+    global_max = None
+
+    def __init__(self):
+        CStyleLanguage.__init__(self, Target("CPU", "CLANG", "wasm32"))
+        self.compiler = Compiler()  # returns the source: nothing is compiled for the host
+
+
+# Measured in Node on the zoo's kernels (ms a forward pass, MLP 512-256 / CNN 16-32):
+# tinygrad's CPU heuristic 0.30 / 0.63 (it unrolls the reduce into float4 loads, which clang
+# sums horizontally every step); no opts 0.12 / 1.07; 4 outputs at a time with the reduce
+# left to clang's loop vectorizer 0.064 / 0.39; plus 7 pixels of a row at a time in the convs
+# 0.055 / 0.16 (larger tiles spill x86's 16 vector registers: 8 channels x 7 pixels 0.32,
+# 4 x 14 0.37). Kernels without a reduce keep tinygrad's heuristic. In Chromium against ORT
+# Web and the hand-written kernels these replaced: docs/PERFORMANCE.md.
+OUTPUT_UPCASTS = (4, 2)
+WHOLE_UPCAST = 16  # an output axis no upcast divides, at most this long, is upcast whole
+ROW_UPCASTS = (7, 4, 2)
+
+
+def cpu_opts(ast: UOp, renderer: WasmRenderer) -> tuple[Opt, ...] | None:
+    """The optimisations for wasm's 128-bit SIMD of one kernel (None: tinygrad's heuristic)."""
+    if ast.arg.opts_to_apply is not None:
+        return None  # tinygrad chose this kernel's opts itself
+    k = Scheduler(ast, renderer)
+    k.convert_loop_to_global()
+    shape, types = k.full_shape, k.axis_types
+    outputs = [i for i, t in enumerate(types) if t is not AxisType.REDUCE]
+    if not outputs or all(t is not AxisType.REDUCE for t in types):
+        return None
+    first = next((a for a in OUTPUT_UPCASTS if shape[outputs[0]] % a == 0), None)
+    if not first and shape[outputs[0]] <= WHOLE_UPCAST:
+        # the 11-logit head, all at once: 0.3 us; left as a plain loop clang unrolls it into
+        # 10 kB of the CNN's 16 kB module, and tinygrad's float4 reduce takes 2 us
+        first = shape[outputs[0]]
+    if not first:
+        return None
+    opts = [Opt(OptOps.UPCAST, outputs[0], first)]
+    if len(outputs) > 1 and (row := next((a for a in ROW_UPCASTS if shape[outputs[-1]] % a == 0), None)):
+        opts.append(Opt(OptOps.UPCAST, outputs[-1], row))
+    return tuple(opts)
+
+
+def render_c(ast: UOp, renderer: WasmRenderer, where: str) -> tuple[str, str, list[int]]:
+    """One scheduled kernel as C: (function name, source, indices of its buffer arguments)."""
+    try:
+        opts = cpu_opts(ast, renderer) if isinstance(ast.arg, KernelInfo) else None
+    except Exception:  # a shape the choice above does not understand: tinygrad's heuristic
+        opts = None
+    if opts is not None:
+        try:
+            return _render_c(
+                ast.replace(arg=dataclasses.replace(ast.arg, opts_to_apply=opts)), renderer, where
+            )
+        except (KernelOptError, ExportError):
+            pass  # the shape refused them: tinygrad's heuristic
+    return _render_c(ast, renderer, where)
+
+
+def _render_c(ast: UOp, renderer: WasmRenderer, where: str) -> tuple[str, str, list[int]]:
+    try:
+        prg = to_program(ast, renderer)
+    except Exception as exc:  # tinygrad asserts "failed to render Ops.X ...": the user gets one line
+        text = str(exc).strip()
+        op = re.search(r"failed to render (?:Ops\.)?(\w+)", text)
+        if op:
+            raise ExportError(
+                f"{where}: tinygrad's C renderer cannot render the operation {op[1]} for the CPU fallback"
+            ) from None
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ExportError(f"{where}: tinygrad cannot render it as C for the CPU fallback ({first})") from None
+    info = prg.arg
+    if info.vars:
+        raise ExportError(f"{where}: uses symbolic variables in C; export needs static shapes")
+    source = next(s.arg for s in prg.src if s.op is Ops.SOURCE)
+    return info.function_name, source, list(info.globals)
 
 
 def _static(values, what: str, where: str) -> list[int]:
@@ -72,8 +167,16 @@ def _describe_dtype(dt) -> str:
     return f"{dt.name} (the runtime only binds float32 buffers)"
 
 
-def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs: int = 10) -> Trace:
-    """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`.
+def trace(
+    model,
+    state: dict[str, Tensor],
+    max_buffers: int,
+    label: str,
+    outputs: int = 10,
+    c_renderer: WasmRenderer | None = None,
+) -> Trace:
+    """Kernels (in dispatch order) and buffers of one batch-1 forward pass of `model`, each
+    rendered as WGSL and (by `c_renderer`, a WasmRenderer unless given) as C.
 
     `state` is the model's state dict; its tensors are moved to the NULL device here.
     """
@@ -96,9 +199,11 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
             raise ExportError(
                 f"{label}: shapes depend on symbolic variables {sorted(var_vals)}; export needs static shapes"
             )
+        scheduled = linear
         with wgsl_patch.per_thread_reductions():
             linear = compile_linear(linear)
     x_buf, out_buf = x.uop.base, out.uop.base
+    c_renderer = c_renderer or WasmRenderer()
 
     buffers: dict[UOp, dict[str, Any]] = {}
 
@@ -121,8 +226,8 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
         buffers[b] = entry
         return entry
 
-    kernels = []
-    for call in linear.src:
+    kernels, c_kernels = [], []
+    for call, planned in zip(linear.src, scheduled.src, strict=True):
         prg = call.src[0]
         if prg.op is not Ops.PROGRAM:
             raise ExportError(
@@ -165,6 +270,8 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
                     name=buf.get("name"),
                 )
             )
+        c_name, c_source, c_globals = render_c(planned.src[0], c_renderer, where)
+        c_kernels.append(wasm.CKernel(c_name, c_source, [buffer_of(args[i], where)["id"] for i in c_globals]))
         kernels.append(
             records.Kernel(
                 name=info.function_name,
@@ -178,7 +285,7 @@ def trace(model, state: dict[str, Tensor], max_buffers: int, label: str, outputs
     wgsl_patch.check_barrier_free([k.source for k in kernels])
     listed = [records.Buffer(**{k: v for k, v in b.items() if k != "dtype"}) for b in buffers.values()]
     bound_weights = {b.name for b in listed if b.kind == "weight"}
-    return Trace(kernels=kernels, buffers=listed, bound_weights=bound_weights)
+    return Trace(kernels=kernels, buffers=listed, bound_weights=bound_weights, c_kernels=c_kernels)
 
 
 def check_all_bound(state: dict[str, np.ndarray], bound: set[str], label: str) -> list[str]:
@@ -318,6 +425,7 @@ def run(cfg: Config, name: str) -> records.Manifest:
     traced = trace(model, state, cfg.export.max_storage_buffers, label, cfg.train.outputs)
     skipped = check_all_bound(weights, traced.bound_weights, label)
     shipped = {k: weights[k] for k in weights if k not in skipped}
+    cpu, module = wasm.build(traced.c_kernels, traced.buffers, label)
 
     evaluated_on = splits(cfg)
     measured = measure_forms(cfg, name, shipped, evaluated_on)
@@ -342,6 +450,7 @@ def run(cfg: Config, name: str) -> records.Manifest:
         skipped_state=skipped,
         forms=shipped_forms,
         default_form=default,
+        cpu=cpu,
         evaluation=records.Evaluation(
             validation_images=len(evaluated_on.val_x),
             test_images=len(evaluated_on.test_x),
@@ -354,10 +463,12 @@ def run(cfg: Config, name: str) -> records.Manifest:
     for record, blob in measured:
         files.write_bytes(out / record.file, blob)
         faults.pause(f"compile:{name}")  # tests interrupt here: some forms replaced, no manifest yet
+    files.write_bytes(out / cpu.file, module)
     records.write(layout.PROJECT.manifest(name), manifest)  # last: it names the files above
     sizes = ", ".join(f"{r.form} {r.bytes:,} B" for r in shipped_forms)
     print(
-        f"compile {name}: {len(traced.kernels)} kernels, default form {default} ({sizes}) -> {out}",
+        f"compile {name}: {len(traced.kernels)} kernels, default form {default} ({sizes}), "
+        f"CPU module {cpu.bytes:,} B -> {out}",
         flush=True,
     )
     return manifest

@@ -209,7 +209,7 @@ STAGES = {
         ),
         Stage(
             "compile",
-            "compile trained models to WGSL kernels and weight files in build/webgpu/<name>/",
+            "compile trained models to WGSL and WebAssembly kernels and weight files in build/webgpu/<name>/",
             _compile,
             models=True,
         ),

@@ -17,6 +17,7 @@ from mnist_webgpu.core.config import Config, training_settings
 from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.core.layout import Layout, SiteModel
 from mnist_webgpu.export import forms as forms_module
+from mnist_webgpu.export import wasm
 from mnist_webgpu.publish import checks
 from mnist_webgpu.site.assets import js_references
 
@@ -200,6 +201,7 @@ def check_manifest(path: Path, manifest: records.Manifest) -> list[str]:
     if manifest.default_form not in forms:
         return [f"{path}: default_form {manifest.default_form!r} is not among the forms {sorted(forms)}"]
     problems += manifest.file_problems(path)
+    problems += check_cpu_module(path, manifest)
     expected = {name: spec.shape for name, spec in manifest.weights.items()}
     bound = {str(b.name) for k in manifest.kernels for b in k.bindings if b.kind == "weight"}
     for form in manifest.forms:  # every form: the page may be asked for any of them
@@ -217,6 +219,21 @@ def check_manifest(path: Path, manifest: records.Manifest) -> list[str]:
         missing = sorted(name for name in bound if name not in header)
         if missing:
             problems.append(f"{weights}: no tensor for weights {', '.join(missing)} bound by the kernels")
+    return problems
+
+
+def check_cpu_module(path: Path, manifest: records.Manifest) -> list[str]:
+    """The CPU module is a WebAssembly binary that imports nothing and exports what cpu.js calls,
+    and the manifest places every buffer inside its arena."""
+    module = path.parent / manifest.cpu.file
+    if not module.is_file():
+        return []  # file_problems names it
+    problems = [f"{module}: {p}" for p in wasm.module_problems(module.read_bytes())]
+    cpu = manifest.cpu
+    for b in manifest.buffers:
+        at = cpu.offsets.get(b.id)
+        if at is None or at % wasm.ALIGN or at < 0 or at + b.bytes > cpu.arena_bytes:
+            problems.append(f"{path}: cpu.offsets: buffer {b.id} has no 16-aligned place in the arena")
     return problems
 
 

@@ -1,5 +1,5 @@
-"""The web app's files as they ship: site_src/ with WebAssembly text assembled and every
-file under a content-hashed name, references rewritten to match.
+"""The web app's files as they ship: site_src/ with every file under a content-hashed name,
+references rewritten to match.
 
 A file's hash covers its own bytes and those of everything it references, so a redeploy
 never mixes old and new modules. One set of patterns finds what a JS or CSS file
@@ -31,35 +31,10 @@ def source_files(site_src: Path) -> list[Path]:
     return found
 
 
-def assemble(path: Path) -> bytes:
-    """A WebAssembly text file (.wat) as a validated binary module."""
-    import wasmtime  # only the site stage needs it
-
-    try:
-        wasm = bytes(wasmtime.wat2wasm(path.read_text(encoding="utf-8")))
-        wasmtime.Module.validate(wasmtime.Engine(), wasm)
-    except (wasmtime.WasmtimeError, UnicodeDecodeError) as exc:
-        text = str(exc).strip() or type(exc).__name__
-        where = re.search(r"-->\s*\S*?:(\d+):(\d+)", text)  # wat2wasm's parse errors point at the text
-        at = f" (line {where[1]}, column {where[2]})" if where else ""
-        raise SiteError(f"{path}: not a valid WebAssembly module: {text.splitlines()[0]}{at}") from None
-    return wasm
-
-
 def runtime_files(site_src: Path) -> dict[str, bytes]:
-    """What site_src/ ships, by path relative to it: each file as is, except WebAssembly text
-    (x.wat), which ships assembled (x.wasm, the name the JS fetches)."""
-    out: dict[str, bytes] = {}
-    for p in source_files(site_src):
-        rel = p.relative_to(site_src).as_posix()
-        if rel.endswith(".wat"):
-            rel, blob = rel.removesuffix(".wat") + ".wasm", assemble(p)
-        else:
-            blob = p.read_bytes()
-        if rel in out:
-            raise SiteError(f"{site_src / rel}: both the file and its .wat source are in {site_src}")
-        out[rel] = blob
-    return out
+    """What site_src/ ships, by path relative to it, each file as it is (each model's CPU
+    module is compiled by the compile stage and ships with its manifest, not from here)."""
+    return {p.relative_to(site_src).as_posix(): p.read_bytes() for p in source_files(site_src)}
 
 
 def write_runtime(site_src: Path, dest: Path) -> None:

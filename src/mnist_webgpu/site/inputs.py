@@ -96,6 +96,9 @@ def check_form_files(manifest: records.Manifest, manifest_path: Path) -> None:
             )
     if manifest.default_form not in {f.form for f in manifest.forms}:
         raise SiteError(f"{manifest_path}: default_form {manifest.default_form!r} is not one of its forms")
+    f = manifest.cpu.file
+    if not f or posixpath.isabs(f) or "/" in f or not (manifest_path.parent / f).is_file():
+        raise SiteError(f"{manifest_path}: cpu.file {f!r} is not a file beside the manifest")
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,8 @@ class ModelPage:
         return self.manifest.form(self.manifest.default_form)
 
     def shipped(self) -> dict[str, Path]:
-        """Site URL -> the file compile wrote: the manifest, then each form's weights."""
-        files = [MANIFEST, *(f.file for f in self.manifest.forms)]
+        """Site URL -> the file compile wrote: the manifest, each form's weights, the CPU module."""
+        files = [MANIFEST, *(f.file for f in self.manifest.forms), self.manifest.cpu.file]
         return {self.urls.file(f): self.webgpu_dir / f for f in files}
 
     def download(self, form: records.Form) -> str:

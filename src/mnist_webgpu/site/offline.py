@@ -10,8 +10,13 @@ from mnist_webgpu.site.inputs import ModelPage
 
 
 def precache(assets: dict[str, str], default: ModelPage) -> list[str]:
-    """Site-relative URLs: the app page, the web app manifest, every asset, the default model."""
-    files = [default.urls.manifest, default.urls.file(default.default.file)]
+    """Site-relative URLs: the app page, the web app manifest, every asset, the default model
+    (its manifest, default weights and CPU module: offline, the page may have no GPU)."""
+    files = [
+        default.urls.manifest,
+        default.urls.file(default.default.file),
+        default.urls.file(default.manifest.cpu.file),
+    ]
     return ["./", "index.html", "app.webmanifest", *sorted(assets.values()), *files]
 
 

@@ -18,7 +18,7 @@ from safetensors.numpy import load, load_file
 
 from mnist_webgpu.core import layout, records
 from mnist_webgpu.drawings import preprocess
-from mnist_webgpu.export import forms
+from mnist_webgpu.export import forms, wasm
 from mnist_webgpu.models import zoo as models
 from mnist_webgpu.pipeline import tasks
 
@@ -54,6 +54,12 @@ def broken_cases() -> dict[str, str]:
         ("batchnorm_counter", "ok 1 kernels, skipped ['num_batches_tracked']"),
         ("copy_in_forward", "the schedule has a COPY step"),
         ("symbolic", "symbolic variables ['width']"),
+        # two different kernels named r_10: renamed, so the C defines each once
+        ("softmax", "C r_5_2_784,r_10,r_10_1,E_10, exports [('memory', 'memory'), ('net', 'function'), "),
+        (
+            "libm_sqrt",
+            "kernel r_5_2_784 calls sqrtf(), which a freestanding WebAssembly module does not have",
+        ),
     ],
 )
 def test_export_refuses_what_the_browser_cannot_run(broken_cases, case, expected):
@@ -96,7 +102,7 @@ def test_kernel_counts(exported):
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_manifest_schema_and_bindings(exported, name):
     m = manifest(exported, name)
-    assert m["format"] == 1 and m["name"] == name
+    assert m["format"] == 2 and m["name"] == name
     assert m["input"] == {"shape": [1, 1, 28, 28], "dtype": "float32", "buffer": "input"}
     assert m["output"] == {"shape": [1, 11], "dtype": "float32", "buffer": "output"}
     assert m["model"]["arch"] == name and m["model"]["normalize"] == {"mean": 0.1307, "std": 0.3081}
@@ -121,6 +127,31 @@ def test_manifest_schema_and_bindings(exported, name):
         written |= {b["buffer"] for b in k["bindings"] if b["access"] == "write"}
     assert "output" in written
     assert {b["kind"] for b in m["kernels"][-1]["bindings"] if b["access"] == "write"} == {"output"}
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_cpu_module_imports_nothing_and_exports_what_cpu_js_calls(exported, name):
+    m = manifest(exported, name)
+    cpu = m["cpu"]
+    blob = (exported / "build" / "webgpu" / name / cpu["file"]).read_bytes()
+    assert cpu["file"] == layout.CPU_MODULE and len(blob) == cpu["bytes"]
+    assert hashlib.sha256(blob).hexdigest() == cpu["sha256"]
+    imports, exports = wasm.sections(blob)
+    assert imports == []
+    assert sorted(exports) == [("arena", "global"), ("memory", "memory"), ("net", "function")]
+    assert cpu["exports"] == list(wasm.EXPORTS) and wasm.module_problems(blob) == []
+    # every buffer has its own 16-aligned place in the arena, none overlapping
+    places = sorted((cpu["offsets"][b["id"]], b["bytes"], b["id"]) for b in m["buffers"])
+    assert len(places) == len(cpu["offsets"])
+    for (at, size, _), (following, _, _) in zip(
+        places, [*places[1:], (cpu["arena_bytes"], 0, "")], strict=True
+    ):
+        assert at % 16 == 0 and at + size <= following
+    # net() calls one function per WebGPU kernel, in dispatch order, on the same buffers
+    assert len(cpu["kernels"]) == len(m["kernels"])
+    assert len({k["name"] for k in cpu["kernels"]}) == len(cpu["kernels"])
+    for c, k in zip(cpu["kernels"], m["kernels"], strict=True):
+        assert sorted(c["buffers"]) == sorted(b["buffer"] for b in k["bindings"])
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -218,8 +249,10 @@ def test_compile_tasks_declare_inputs_and_outputs(fast_config):
     assert str(layout.PROJECT.train_outputs("cnn").weights) in task["file_dep"]
     assert any(p.endswith("t10k-images-idx3-ubyte") for p in task["file_dep"])
     assert any(p.endswith("export/webgpu.py") for p in task["file_dep"])
+    assert any(p.endswith("export/wasm.py") for p in task["file_dep"])
     assert task["targets"][-1].endswith("build/webgpu/cnn/manifest.json")  # written last
     assert sorted(Path(p).name for p in task["targets"][:-1]) == [
+        "cpu.wasm",
         "weights.f16.safetensors",
         "weights.f32.safetensors",
         "weights.int8.safetensors",

@@ -199,7 +199,7 @@ def test_task_code_dependencies_are_the_import_closure(fast_config):
         for p in next(tasks.compile_tasks(fast_config))["file_dep"]
         if PACKAGE in Path(p).parents
     }
-    assert {"export/webgpu.py", "export/forms.py", "export/wgsl_patch.py"} <= compile_deps
+    assert {"export/webgpu.py", "export/wasm.py", "export/forms.py", "export/wgsl_patch.py"} <= compile_deps
     assert "train/trainer.py" not in compile_deps and "train/cpu_patch.c" not in compile_deps
 
 

@@ -19,6 +19,8 @@ from kits.verifykit import CONFIG, CSP, metrics, problem
 from safetensors.numpy import save
 
 from mnist_webgpu.core import config, records
+from mnist_webgpu.core.layout import CPU_MODULE, SiteModel
+from mnist_webgpu.export import wasm
 from mnist_webgpu.publish import verify
 
 # the policy templates/base.html sets, as every page carries it
@@ -67,6 +69,39 @@ def test_a_model_trained_with_other_settings_is_stale(good, tmp_path):
     assert changed != other
     message = problem(changed, site, build)
     assert "metrics.json: trained with other settings than" in message and "a stale model" in message
+
+
+def test_a_cpu_module_that_imports_or_lacks_an_export_is_refused(good):
+    cfg, site, build = good
+    mlp = SiteModel("mlp")
+    # net() imported from the page instead of defined: cpu.js provides no imports
+    blob = (
+        wasm.WASM_MAGIC
+        + bytes([1, 4, 1, 0x60, 0, 0])
+        + bytes([2, 9, 1, 3])
+        + b"env"
+        + bytes([3])
+        + b"net"
+        + bytes([0, 0])
+        + bytes([5, 3, 1, 0, 1])
+        + bytes([7, 10, 1, 6])
+        + b"memory"
+        + bytes([2, 0])
+    )
+    (site / mlp.file(CPU_MODULE)).write_bytes(blob)
+    manifest = records.read(records.Manifest, site / mlp.manifest)
+    cpu = dataclasses.replace(manifest.cpu, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest())
+    records.write(site / mlp.manifest, dataclasses.replace(manifest, cpu=cpu))
+    message = problem(*good)
+    assert f"{mlp.file(CPU_MODULE)}: imports env.net (cpu.js provides none)" in message
+    assert "(and 2 more)" in message  # no net() and no arena exported
+
+
+def test_a_cpu_module_changed_after_compile_is_refused(good):
+    cfg, site, build = good
+    module = site / SiteModel("mlp").file(CPU_MODULE)
+    module.write_bytes(module.read_bytes() + b"\0")
+    assert "cpu.wasm: not the CPU module the manifest records" in problem(*good)
 
 
 def test_a_manifest_compiled_from_other_weights_is_refused(good):

@@ -20,6 +20,7 @@ from kits import sitekit
 from kits.projectkit import git
 
 from mnist_webgpu.core import layout, records
+from mnist_webgpu.core.layout import CPU_MODULE, SiteModel
 from mnist_webgpu.pipeline import tasks
 from mnist_webgpu.site import charts
 from mnist_webgpu.site import pages as page_templates
@@ -85,7 +86,7 @@ def test_layout(built):
         (default,) = [f for f in manifest["forms"] if f["form"] == manifest["default_form"]]
         assert (out / "models" / name / default["file"]).is_file()
     hashed = [p.name for p in (out / "assets").iterdir()]
-    for stem in ("app", "draw", "preprocess", "runtime", "cpu", "kernels", "style", "favicon"):
+    for stem in ("app", "draw", "preprocess", "runtime", "cpu", "style", "favicon"):
         assert any(re.fullmatch(rf"{stem}\.[0-9a-f]{{10}}\.\w+", n) for n in hashed), stem
     assert not list(out.parent.glob(".out.*")), "staging directories are cleaned up"
 
@@ -249,40 +250,15 @@ def test_hashed_names_change_with_content(tmp_path):
     assert '"./preprocess.js"' not in app
 
 
-def test_wasm_kernels_are_assembled_and_hashed(built, tmp_path):
-    _, _, out = built
-    assets = {p.name: p for p in (out / "assets").iterdir()}
-    assert not [n for n in assets if n.endswith(".wat")], "the WebAssembly text stays behind"
-    (wasm,) = [n for n in assets if re.fullmatch(r"kernels\.[0-9a-f]{10}\.wasm", n)]
-    assert assets[wasm].read_bytes()[:8] == b"\0asm\x01\0\0\0"
-    (cpu,) = [n for n in assets if re.fullmatch(r"cpu\.[0-9a-f]{10}\.js", n)]
-    assert f'new URL("./{wasm}", import.meta.url)' in assets[cpu].read_text()
-
-    src = tmp_path / "src"
-    shutil.copytree(sitekit.ROOT / "site_src", src)
-    before, _ = site.hashed_assets(src)
-    assert before["kernels.wasm"].endswith(".wasm") and "kernels.wat" not in before
-    wat = src / "kernels.wat"
-    wat.write_text(wat.read_text() + "\n;; changed\n")
-    assert site.hashed_assets(src)[0] == before, "a comment assembles to the same module"
-    wat.write_text(wat.read_text().replace("(module", '(module (func (export "extra"))', 1))
-    after, _ = site.hashed_assets(src)
-    assert after["kernels.wasm"] != before["kernels.wasm"]
-    assert after["cpu.js"] != before["cpu.js"], "the module that fetches the kernels is renamed with them"
-    assert after["runtime.js"] != before["runtime.js"]
-    assert after["preprocess.js"] == before["preprocess.js"]
-
-
-def test_invalid_webassembly_text_is_one_clear_error(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "app.js").write_text("export {};\n")
-    (src / "k.wat").write_text('(module (func (export "f") (result i32) f32.const 1))\n')
-    with pytest.raises(site.SiteError, match=r"k\.wat: not a valid WebAssembly module: .*type mismatch"):
-        site.hashed_assets(src)
-    (src / "k.wat").write_text("(module (func\n")
-    with pytest.raises(site.SiteError, match=r"k\.wat: not a valid WebAssembly module"):
-        site.hashed_assets(src)
+def test_each_models_cpu_module_ships_beside_its_manifest(built):
+    """No WebAssembly of the site's own: each model's generated module ships as compile wrote it."""
+    cfg, paths, out = built
+    assert not [p for p in out.rglob("*") if p.suffix in (".wat", ".wasm") and "models" not in p.parts]
+    for name in cfg.model_names:
+        model = SiteModel(name)
+        shipped = out / model.file(CPU_MODULE)
+        assert shipped.read_bytes() == (paths.layout.webgpu_dir(name) / CPU_MODULE).read_bytes()
+        assert shipped.read_bytes()[:8] == b"\0asm\x01\0\0\0"
 
 
 def test_import_cycles_and_subdirectories(tmp_path):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 from kits.browser_env import chromium_page, serve, stage_site
+from kits.projectkit import FAST_MODELS
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow
 
-MODELS = ["mlp", "cnn"]
+MODELS = FAST_MODELS
 
 
 @pytest.fixture(scope="module")

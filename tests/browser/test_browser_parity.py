@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from kits.browser_env import chromium_page, firefox_session, serve, stage_site
 from kits.modelkit import reference_logits
-from kits.projectkit import ROOT
+from kits.projectkit import FAST_MODELS, ROOT
 from safetensors.numpy import load, load_file
 
 IMAGES = 200
-MODELS = ["mlp", "cnn"]
+MODELS = FAST_MODELS
 
 
 def site_csp() -> str:

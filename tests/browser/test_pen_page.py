@@ -9,7 +9,7 @@ import sys
 
 import drawn_digits as dd
 import pytest
-from kits.projectkit import ROOT
+from kits.projectkit import FAST_MODELS, ROOT
 
 from mnist_webgpu.core import config
 
@@ -45,7 +45,7 @@ def test_the_pen_bench_reports_each_writer_and_digit(built):
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["split"] == "validation writers"
-    for model in ("mlp", "cnn"):
+    for model in FAST_MODELS:
         for condition in dd.PEN_CONDITIONS:
             got = found["results"][model][condition]
             assert got["digits"] == 10 and len(got["predictions"]) == 10

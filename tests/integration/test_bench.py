@@ -13,10 +13,10 @@ import numpy as np
 import onnx_model
 import pytest
 from kits.modelkit import reference_logits
-from kits.projectkit import ROOT
+from kits.projectkit import FAST_MODELS, ROOT
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", FAST_MODELS)
 @pytest.mark.parametrize("form", ["f32", "int8"])
 def test_onnx_graph_computes_what_tinygrad_computes(exported, mnist, name, form):
     images = mnist.test_x[:8]
@@ -57,13 +57,13 @@ def test_quick_doit_bench_writes_a_complete_report(built):
     assert report["meta"]["quick"] is True
     drawn = report["drawn"]
     assert drawn["split"] == "validation" and drawn["digits"] == 10
-    for name in ("mlp", "cnn"):
+    for name in FAST_MODELS:
         assert set(drawn["models"][name]) == {"centred", "anywhere", "small", "pen"}
         assert all(0 <= r["accuracy"] <= 1 for r in drawn["models"][name].values())
     assert "## Drawn digits" in (project / "build" / "bench" / "report.md").read_text()
     pen = report["pen"]
     assert pen["digits"] == 10 and set(pen["writers"]) <= {29, 30}, "the fast config's validation writers"
-    for name in ("mlp", "cnn"):
+    for name in FAST_MODELS:
         assert set(pen["models"][name]) == {"written", "small", "anywhere"}
         for f in pen["models"][name].values():
             assert 0 <= f["worst_accuracy"] <= f["accuracy"] <= 1 and set(f["by_writer"]) <= {"29", "30"}
@@ -73,7 +73,7 @@ def test_quick_doit_bench_writes_a_complete_report(built):
     assert browser["webgpu_adapter"]["architecture"] == "swiftshader"
     # isolated bench pages: a timer fine enough for sub-millisecond predictions
     assert browser["cross_origin_isolated"] is True and browser["timer_step_ms"] <= 0.02
-    for name in ("mlp", "cnn"):
+    for name in FAST_MODELS:
         for backend in ("webgpu", "cpu"):
             figures = browser["models"][name][backend]
             for key in (

@@ -12,19 +12,19 @@ import re
 import drawn_digits
 import numpy as np
 import pytest
-from kits.projectkit import git, task_status
+from kits.projectkit import FAST_MODELS, git, task_status
 
 pytestmark = pytest.mark.slow
 
 
 def test_first_build_runs_every_stage_but_the_cached_data(built_once):
     # data is already cached by the mnist_cache fixture, so only the rest runs
-    stages = {"train:mlp", "train:cnn", "compile:mlp", "compile:cnn", "site", "verify"}
+    stages = {*(f"{stage}:{m}" for m in FAST_MODELS for stage in ("train", "compile")), "site", "verify"}
     assert stages <= built_once.first_build and "data" not in built_once.first_build
 
 
 def test_model_pages_show_the_drawn_figures_and_the_decline_rule(built):
-    for name in ("mlp", "cnn"):
+    for name in FAST_MODELS:
         metrics = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())
         html = (built.root / "dist" / "models" / f"{name}.html").read_text()
         shown = dict(
@@ -40,7 +40,7 @@ def test_model_pages_show_the_drawn_figures_and_the_decline_rule(built):
 
 
 def test_model_pages_show_the_validation_writers_figures(built):
-    for name in ("mlp", "cnn"):
+    for name in FAST_MODELS:
         pen = json.loads((built.root / "build" / "models" / name / "metrics.json").read_text())["pen_val"]
         html = (built.root / "dist" / "models" / f"{name}.html").read_text()
         shown = dict(re.findall(r'data-testid="(pen-accuracy|pen-worst)">([^<]+)<', html))
@@ -70,7 +70,7 @@ def test_built_app_recognizes_drawn_test_digits_with_its_real_runtime(built, mni
         built.root / "dist",
         mnist.test_x[pick],
         mnist.test_y[pick],
-        ["mlp", "cnn"],
+        FAST_MODELS,
         conditions,
         on_page=lambda page: (
             page.on("request", lambda r: requests.append(r.url)),

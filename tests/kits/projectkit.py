@@ -20,6 +20,7 @@ KITS = Path(__file__).resolve().parent
 ROOT = KITS.parent.parent
 PROJECT_FILES = ("dodo.py", "src", "templates", "site_src")
 FAST_CONFIG = KITS / "fast.toml"
+FAST_MODELS = list(config.load(FAST_CONFIG).model_names)  # every architecture of the zoo, tiny
 # commits made in a copy must not depend on the user's git configuration
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from doit.tools import config_changed
-from kits.projectkit import FAST_CONFIG, ROOT, run_stage
+from kits.projectkit import FAST_CONFIG, FAST_MODELS, ROOT, run_stage
 from safetensors.numpy import load, load_file
 
 from mnist_webgpu.core import layout, records
@@ -86,7 +86,7 @@ def test_unknown_model_is_one_line_error(exported):
     result = run_stage(exported, "compile", "nosuch")
     assert result.returncode == 2  # a config mistake, as `train nosuch` is: the one "no such model" rule
     assert result.stderr.strip() == (
-        f"error: {exported / 'config.toml'}: models.nosuch: no such model (known: mlp, cnn)"
+        f"error: {exported / 'config.toml'}: models.nosuch: no such model (known: mlp, cnn, resnet)"
     )
 
 
@@ -99,7 +99,7 @@ def test_kernel_counts(exported):
     assert len(manifest(exported, "cnn")["kernels"]) == 6
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", FAST_MODELS)
 def test_manifest_schema_and_bindings(exported, name):
     m = manifest(exported, name)
     assert m["format"] == 2 and m["name"] == name
@@ -129,7 +129,7 @@ def test_manifest_schema_and_bindings(exported, name):
     assert {b["kind"] for b in m["kernels"][-1]["bindings"] if b["access"] == "write"} == {"output"}
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", FAST_MODELS)
 def test_cpu_module_imports_nothing_and_exports_what_cpu_js_calls(exported, name):
     m = manifest(exported, name)
     cpu = m["cpu"]
@@ -154,14 +154,17 @@ def test_cpu_module_imports_nothing_and_exports_what_cpu_js_calls(exported, name
         assert sorted(c["buffers"]) == sorted(b["buffer"] for b in k["bindings"])
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("name", FAST_MODELS)
 def test_every_weight_is_bound_with_its_size(exported, name, fast_config):
     m = manifest(exported, name)
     saved = load_file(str(exported / "build" / "models" / name / "weights.safetensors"))
     bound = {b["name"]: b["bytes"] for k in m["kernels"] for b in k["bindings"] if b["kind"] == "weight"}
-    assert bound == {k: v.nbytes for k, v in saved.items()}
-    assert {k: tuple(v["shape"]) for k, v in m["weights"].items()} == {k: v.shape for k, v in saved.items()}
-    assert m["skipped_state"] == []
+    # state the forward pass never reads (batch norm's step count) is skipped, nothing else
+    skipped = {k for k in saved if k.endswith("num_batches_tracked")}
+    assert m["skipped_state"] == sorted(skipped)
+    shipped = {k: v for k, v in saved.items() if k not in skipped}
+    assert bound == {k: v.nbytes for k, v in shipped.items()}
+    assert {k: tuple(v["shape"]) for k, v in m["weights"].items()} == {k: v.shape for k, v in shipped.items()}
 
 
 # --- weight forms --------------------------------------------------------------------------
@@ -244,7 +247,7 @@ def test_forms_files_and_accuracy_bookkeeping(exported, mnist, fast_config):
 
 def test_compile_tasks_declare_inputs_and_outputs(fast_config):
     found = {t["name"]: t for t in tasks.compile_tasks(fast_config)}
-    assert set(found) == {"mlp", "cnn"}
+    assert set(found) == set(fast_config.model_names)
     task = found["cnn"]
     assert str(layout.PROJECT.train_outputs("cnn").weights) in task["file_dep"]
     assert any(p.endswith("t10k-images-idx3-ubyte") for p in task["file_dep"])

@@ -148,7 +148,7 @@ def test_pages_are_csp_clean(built):
 
 
 def test_app_hooks(built):
-    _, _, out = built
+    cfg, _, out = built
     ids = set(parse(out / "index.html").testids)
     wanted = {"canvas", "tool-pen", "tool-eraser", "clear", "model-select", "prediction", "confidence"}
     wanted |= {"latency", "backend", "preview"} | {f"prob-{d}" for d in range(10)}
@@ -156,7 +156,7 @@ def test_app_hooks(built):
     html = (out / "index.html").read_text()
     assert 'data-ready="false"' in html
     options = re.findall(r'<option value="([^"]+)"', html)
-    assert options == ["mlp", "cnn"]
+    assert options == list(cfg.model_names)
 
 
 def test_model_page_content(built, mnist):

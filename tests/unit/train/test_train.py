@@ -259,7 +259,7 @@ def test_killed_training_leaves_no_complete_looking_outputs(trained_mlp, tmp_pat
 @pytest.mark.parametrize(
     ("edit", "args", "message"),
     [
-        (None, ("train", "nosuch"), r"models\.nosuch: no such model \(known: mlp, cnn\)"),
+        (None, ("train", "nosuch"), r"models\.nosuch: no such model \(known: mlp, cnn, resnet\)"),
         (
             ("batch_size = 64", "batch_size = 6000"),
             ("train", "mlp"),

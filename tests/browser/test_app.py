@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from kits import sitekit
 from kits.appkit import ONE, SEVEN, Session
-from kits.projectkit import FAST_MODELS
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow
@@ -118,7 +117,7 @@ def test_switching_models_repredicts_without_reload(session):
     s.ready()
     s.wait_prediction()
     assert s.probs() == first
-    assert s.fake_runtime()["loads"] == FAST_MODELS, "each model loads once"
+    assert s.fake_runtime()["loads"] == ["mlp", "cnn"], "each model loads once"
     assert s.page.evaluate("() => window.__sameDocument") is True, "no page reload"
 
 

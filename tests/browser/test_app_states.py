@@ -13,7 +13,6 @@ import pytest
 from kits import appkit
 from kits.appkit import ONE, SEVEN
 from kits.browser_env import CHROMIUM
-from kits.projectkit import FAST_MODELS
 
 # every test here drives the whole app in Chromium: the full suite, not the fast tier
 pytestmark = pytest.mark.slow
@@ -158,7 +157,7 @@ def test_a_switch_clears_the_old_answer_at_once(session, control):
     assert all(p == 0 for p in s.probs())
     s.ready()
     s.wait_prediction()
-    assert s.fake_runtime()["loads"] == FAST_MODELS
+    assert s.fake_runtime()["loads"] == ["mlp", "cnn"]
 
 
 def test_failed_download_offers_retry_and_retries_on_the_next_stroke(session, control):
@@ -183,7 +182,7 @@ def test_failed_download_offers_retry_and_retries_on_the_next_stroke(session, co
     s.wait_prediction()
     assert not s.el("retry").is_visible()
     assert "Could not load" not in s.el("status").text_content()
-    assert s.fake_runtime()["loads"] == FAST_MODELS
+    assert s.fake_runtime()["loads"] == ["mlp", "cnn"]
 
 
 def test_retry_button_loads_the_model(session, control):

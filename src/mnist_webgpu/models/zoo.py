@@ -219,27 +219,42 @@ def max_pool_2x2(x: Tensor) -> Tensor:
     return x.contiguous().reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
 
+class ConvStages(Model):
+    """A model whose `widths` are a stack of 3x3 convolutions (`self.convs`, from
+    conv3x3_stack), each stage halving the 28x28 image with a 2x2 max-pool."""
+
+    stage: ClassVar[str]  # what one width builds, as the config's messages name it
+
+    @classmethod
+    def widths_error(cls, widths: tuple[int, ...]) -> str | None:
+        if SIDE >> len(widths) < 1:
+            return f"at most 4 {cls.stage}s (a 28x28 image halves once per {cls.stage.split()[-1]})"
+        return None
+
+    def widths(self) -> list[int]:
+        return [int(c.weight.shape[0]) for c in self.convs]
+
+
+def conv3x3_stack(widths: tuple[int, ...]) -> list[nn.Conv2d]:
+    channels = [1, *widths]
+    return [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
+
+
 @model("cnn")
-class CNN(Model):
+class CNN(ConvStages):
     """Blocks of 3x3 conv -> ReLU -> 2x2 max-pool (one per width), then a small dense head."""
 
     label = "CNN"
     description = "small filters slid over the image, then layers of neurons"
     widths_mean = "filters per convolution block"
+    stage = "CNN block"
     HEAD = 128
 
     def __init__(self, widths: tuple[int, ...], outputs: int = 10):
-        channels = [1, *widths]
-        self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
+        self.convs = conv3x3_stack(widths)
         side = SIDE >> len(widths)
         self.fc1 = nn.Linear(widths[-1] * side * side, self.HEAD)
         self.fc2 = nn.Linear(self.HEAD, outputs)
-
-    @classmethod
-    def widths_error(cls, widths: tuple[int, ...]) -> str | None:
-        if SIDE >> len(widths) < 1:
-            return "at most 4 CNN blocks (a 28x28 image halves once per block)"
-        return None
 
     def __call__(self, x: Tensor) -> Tensor:
         x = normalize(x)
@@ -252,15 +267,12 @@ class CNN(Model):
             return max_pool_2x2(conv3x3_im2col(conv, x).relu())
         return conv(x).relu().max_pool2d(2)
 
-    def widths(self) -> list[int]:
-        return [int(c.weight.shape[0]) for c in self.convs]
-
     def widest(self) -> int:
         return max(conv3x3_widest([1, *self.widths()]), self.HEAD)
 
 
 @model("resnet")
-class ResNet(Model):
+class ResNet(ConvStages):
     """Stages of 3x3 conv -> batch norm -> ReLU -> 2x2 max-pool, the last with a residual block
     (two convolutions and a shortcut around them), then the average over the image -> dense."""
 
@@ -269,21 +281,15 @@ class ResNet(Model):
         "small filters slid over the image, normalized per batch, with a shortcut around the last block"
     )
     widths_mean = "filters per convolution stage"
+    stage = "ResNet stage"
 
     def __init__(self, widths: tuple[int, ...], outputs: int = 10):
-        channels = [1, *widths]
-        self.convs = [nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:], strict=True)]
+        self.convs = conv3x3_stack(widths)
         self.norms = [nn.BatchNorm(b) for b in widths]
         last = widths[-1]
         self.res = [nn.Conv2d(last, last, 3, padding=1), nn.Conv2d(last, last, 3, padding=1)]
         self.res_norms = [nn.BatchNorm(last), nn.BatchNorm(last)]
         self.fc = nn.Linear(last, outputs)
-
-    @classmethod
-    def widths_error(cls, widths: tuple[int, ...]) -> str | None:
-        if SIDE >> len(widths) < 1:
-            return "at most 4 ResNet stages (a 28x28 image halves once per stage)"
-        return None
 
     def __call__(self, x: Tensor) -> Tensor:
         x = normalize(x)
@@ -292,9 +298,6 @@ class ResNet(Model):
         (c1, c2), (n1, n2) = self.res, self.res_norms
         x = (x + n2(conv3x3(c2, n1(conv3x3(c1, x)).relu()))).relu()
         return self.fc(x.mean(axis=(2, 3)))
-
-    def widths(self) -> list[int]:
-        return [int(c.weight.shape[0]) for c in self.convs]
 
     def widest(self) -> int:
         ws = self.widths()

@@ -29,7 +29,8 @@ from mnist_webgpu.core.errors import PipelineError
 from mnist_webgpu.core.layout import CPU_MODULE
 
 ALIGN = 16  # every buffer starts on a v128 boundary: the kernels load float4s
-EXPORTS = ("memory", "net", "arena")  # exactly what site_src/cpu.js calls
+# exactly what site_src/cpu.js calls (its EXPORTS), by kind
+EXPORTS = {"memory": "memory", "net": "function", "arena": "global"}
 CLANG = "clang"
 WASM_LD = "wasm-ld"
 # -mbulk-memory: memset/memcpy become memory.fill/memory.copy instead of calls to a libc
@@ -47,7 +48,7 @@ CFLAGS = [
     "-Wno-implicit-function-declaration",
     "-Wno-unused-command-line-argument",
 ]
-LDFLAGS = ["--no-entry", "--strip-all", *(f"--export={e}" for e in EXPORTS if e != "memory")]
+LDFLAGS = ["--no-entry", "--strip-all", *(f"--export={e}" for e, kind in EXPORTS.items() if kind != "memory")]
 WASM_MAGIC = b"\0asm\x01\0\0\0"
 
 
@@ -287,9 +288,6 @@ def _skip_import(blob: bytes, p: int, kind: int) -> int:
     return p + 2  # global: valtype, mutability
 
 
-EXPECTED_KINDS = {"memory": "memory", "net": "function", "arena": "global"}
-
-
 def module_problems(blob: bytes) -> list[str]:
     """What is wrong with a CPU module for site_src/cpu.js: it must import nothing and export
     exactly memory, net() and arena."""
@@ -301,10 +299,10 @@ def module_problems(blob: bytes) -> list[str]:
     if imports:
         problems.append(f"imports {', '.join(n for n, _ in imports)} (cpu.js provides none)")
     found = dict(exports)
-    for name, kind in EXPECTED_KINDS.items():
+    for name, kind in EXPORTS.items():
         if found.get(name) != kind:
             problems.append(f"exports no {kind} {name!r}")
-    extra = sorted(set(found) - set(EXPECTED_KINDS))
+    extra = sorted(set(found) - set(EXPORTS))
     if extra:
         problems.append(f"exports {', '.join(extra)} besides {', '.join(EXPORTS)}")
     return problems

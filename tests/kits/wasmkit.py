@@ -39,6 +39,17 @@ MODULE = (
 )
 
 
+def importing(module: str, function: str) -> bytes:
+    """A module that imports `module.function` (a () -> () function) and exports only its memory."""
+    return (
+        wasm.WASM_MAGIC
+        + _section(1, bytes([1, 0x60, 0, 0]))  # type: () -> ()
+        + _section(2, bytes([1]) + _name(module) + _name(function) + bytes([0, 0]))  # import of type 0
+        + _section(5, bytes([1, 0, 1]))  # memory: min 1 page
+        + _section(7, bytes([1]) + _name("memory") + bytes([2, 0]))
+    )
+
+
 def cpu_record(buffers: list[records.Buffer] = (), blob: bytes = MODULE) -> records.Cpu:
     offsets, size = wasm.arena(list(buffers))
     return records.Cpu(

@@ -82,19 +82,6 @@ def test_module_problems_name_imports_and_missing_exports():
     assert wasm.module_problems(wasmkit.MODULE) == []
     assert wasm.module_problems(b"MZ\0\0")[0].startswith("not a WebAssembly 1.0 binary")
     # one imported function, env.f, and only the memory exported
-    blob = (
-        wasm.WASM_MAGIC
-        + bytes([1, 4, 1, 0x60, 0, 0])
-        + bytes([2, 7, 1, 3])
-        + b"env"
-        + bytes([1])
-        + b"f"
-        + bytes([0, 0])
-        + bytes([5, 3, 1, 0, 1])
-        + bytes([7, 10, 1, 6])
-        + b"memory"
-        + bytes([2, 0])
-    )
-    problems = wasm.module_problems(blob)
+    problems = wasm.module_problems(wasmkit.importing("env", "f"))
     assert problems[0] == "imports env.f (cpu.js provides none)"
     assert "exports no function 'net'" in problems and "exports no global 'arena'" in problems

@@ -14,13 +14,13 @@ import sys
 
 import numpy as np
 import pytest
+from kits import wasmkit
 from kits.projectkit import ROOT
 from kits.verifykit import CONFIG, CSP, metrics, problem
 from safetensors.numpy import save
 
 from mnist_webgpu.core import config, records
 from mnist_webgpu.core.layout import CPU_MODULE, SiteModel
-from mnist_webgpu.export import wasm
 from mnist_webgpu.publish import verify
 
 # the policy templates/base.html sets, as every page carries it
@@ -75,19 +75,7 @@ def test_a_cpu_module_that_imports_or_lacks_an_export_is_refused(good):
     cfg, site, build = good
     mlp = SiteModel("mlp")
     # net() imported from the page instead of defined: cpu.js provides no imports
-    blob = (
-        wasm.WASM_MAGIC
-        + bytes([1, 4, 1, 0x60, 0, 0])
-        + bytes([2, 9, 1, 3])
-        + b"env"
-        + bytes([3])
-        + b"net"
-        + bytes([0, 0])
-        + bytes([5, 3, 1, 0, 1])
-        + bytes([7, 10, 1, 6])
-        + b"memory"
-        + bytes([2, 0])
-    )
+    blob = wasmkit.importing("env", "net")
     (site / mlp.file(CPU_MODULE)).write_bytes(blob)
     manifest = records.read(records.Manifest, site / mlp.manifest)
     cpu = dataclasses.replace(manifest.cpu, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest())

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from kits.projectkit import FAST_CONFIG, run_stage, with_drawings
-from tinygrad import Context
+from tinygrad import Context, nn
 from tinygrad.codegen.opt import heuristic
 from tinygrad.runtime.ops_cpu import CPUProgram
 
@@ -33,7 +33,7 @@ def test_the_patches_prove_themselves_on_this_tinygrad(fresh_proof):
     before = dict(cpu.acted)
     with Context(NUM_CPU_THREADS=2), cpu.fast_cpu_kernels():
         pass
-    assert all(cpu.acted[k] > before[k] for k in ("tiles", "wide_loads", "pool"))
+    assert all(cpu.acted[k] > before[k] for k in ("tiles", "wide_loads", "dense", "pool"))
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,7 @@ def test_the_patches_prove_themselves_on_this_tinygrad(fresh_proof):
     [
         ("matmul_tiles", "hand_coded_optimizations"),
         ("wide_vector_loads", "memory_coalescing"),
+        ("dense_from_transposed_weights", "nn.Linear.__call__"),
         ("parts_on_all_cores", "CPUProgram.__call__"),
     ],
 )
@@ -77,9 +78,9 @@ def test_swapping_a_vanished_internal_names_it():
 def test_the_switch_turns_every_patch_off(monkeypatch, fast_config):
     monkeypatch.setenv(patches.SWITCH, "0")
     assert "REDUCEOP_SPLIT_THRESHOLD" not in patches.tinygrad_env(fast_config)
-    originals = (heuristic.hand_coded_optimizations, CPUProgram.__call__)
+    originals = (heuristic.hand_coded_optimizations, CPUProgram.__call__, nn.Linear.__call__)
     with Context(NUM_CPU_THREADS=2), cpu.fast_cpu_kernels(), wgsl_patch.per_thread_reductions():
-        assert (heuristic.hand_coded_optimizations, CPUProgram.__call__) == originals
+        assert (heuristic.hand_coded_optimizations, CPUProgram.__call__, nn.Linear.__call__) == originals
     monkeypatch.setenv(patches.SWITCH, "1")
     assert patches.tinygrad_env(fast_config)["REDUCEOP_SPLIT_THRESHOLD"] == str(patches.SPLIT_THRESHOLD)
 

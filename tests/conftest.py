@@ -1,15 +1,24 @@
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kits.appkit import browser, served, session  # noqa: F401  (the app page on the fixture site)
 from kits.datakit import server, tiny  # noqa: F401  (fixtures of the data tests)
 from kits.deploykit import deploy_repo  # noqa: F401  (a source repo with dist/ and a bare remote)
-from kits.projectkit import FAST_CONFIG, ROOT, Project, run_stage, with_drawings
+from kits.projectkit import (
+    FAST_CONFIG,
+    FAST_MODELS,
+    ROOT,
+    Project,
+    run_stage,
+    run_stages_per_model,
+    with_drawings,
+)
 from kits.verifykit import good  # noqa: F401  (a complete staged site that passes verify)
 
 from mnist_webgpu.core import config
@@ -44,30 +53,51 @@ def clean_env(monkeypatch):
     return os.environ
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The directory `make` fills, made once for the whole run: under pytest-xdist the first
+    worker to ask makes it while holding a lock, the others wait for it and read the same one."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's pytest-N/, which holds every worker's own temp dir
+    made = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = base / f"{name}.done"
+        if not done.exists():
+            shutil.rmtree(made, ignore_errors=True)
+            made.mkdir()
+            make(made)
+            done.touch()
+    return made
+
+
 @pytest.fixture(scope="session")
 def fast_drawings(tmp_path_factory, mnist_cache) -> Path:
     """build/data/drawings.npz as the real drawings stage makes it for the fast config: what a
     train stage run on its own reads (doit runs the drawings task first)."""
-    project = tmp_path_factory.mktemp("drawn")
-    (project / "config.toml").write_text(FAST_CONFIG.read_text())
-    result = run_stage(project, "drawings", cache=mnist_cache)
-    assert result.returncode == 0, result.stderr
-    return project / "build" / "data" / "drawings.npz"
+
+    def make(project: Path) -> None:
+        (project / "config.toml").write_text(FAST_CONFIG.read_text())
+        result = run_stage(project, "drawings", cache=mnist_cache)
+        assert result.returncode == 0, result.stderr
+
+    return made_once(tmp_path_factory, "drawn", make) / "build" / "data" / "drawings.npz"
 
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, mnist_cache, fast_drawings) -> Path:
-    """A project directory with both fast-config models trained briefly by the real train stage
+    """A project directory with every fast-config model trained briefly by the real train stage
     (eleven outputs, a calibrated "not a digit" rule) on the session's drawings, and compiled:
-    the one trained fast model set of the session (read it, copy it; never change it)."""
-    project = tmp_path_factory.mktemp("exported")
-    text = FAST_CONFIG.read_text().replace("[data]\n", f'[data]\ncache_dir = "{mnist_cache}"\n', 1)
-    (project / "config.toml").write_text(text)
-    with_drawings(project, fast_drawings)  # what the drawings stage made of this same config
-    for stage in ("train", "compile"):
-        result = run_stage(project, stage)
-        assert result.returncode == 0, result.stderr
-    return project
+    the one trained fast model set of the run (read it, copy it; never change it)."""
+
+    def make(project: Path) -> None:
+        text = FAST_CONFIG.read_text().replace("[data]\n", f'[data]\ncache_dir = "{mnist_cache}"\n', 1)
+        (project / "config.toml").write_text(text)
+        with_drawings(project, fast_drawings)  # what the drawings stage made of this same config
+        for name, result in run_stages_per_model(project, ("train", "compile"), FAST_MODELS).items():
+            assert result.returncode == 0, f"{name}: {result.stderr}"
+
+    return made_once(tmp_path_factory, "exported", make)
 
 
 class BuiltProject:
@@ -106,3 +136,13 @@ def built_once(tmp_path_factory, mnist_cache) -> BuiltProject:
 def built(built_once) -> Iterator[Project]:
     """A built fast-config project of this test's own: edit it, run doit in it, as you like."""
     yield built_once.fresh()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (--dist loadgroup), a module's tests share a worker, so its
+    module-scoped fixtures (a browser, a served site) start once; every test on the `built`
+    project shares one too, since doit's records pin that project to one path."""
+    for item in items:
+        on_built = {"built", "built_once"} & set(getattr(item, "fixturenames", ()))
+        group = "built" if on_built else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))

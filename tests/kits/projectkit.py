@@ -6,6 +6,7 @@ script's sys.path have tests/); it never imports bench.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import shutil
@@ -103,6 +104,23 @@ def run_stage(
         text=True,
         **popen,
     )
+
+
+def run_stages_per_model(
+    project: Path, stages: tuple[str, ...], names: list[str]
+) -> dict[str, subprocess.CompletedProcess]:
+    """`stages` in order for each model, the models side by side as doit's parallel build runs
+    them: a session fixture pays for the slowest model's kernel compiles, not their sum.
+    Each model's last run (its first failure, if one failed)."""
+
+    def chain(name: str) -> subprocess.CompletedProcess:
+        for stage in stages:
+            if (done := run_stage(project, stage, name)).returncode:
+                break
+        return done
+
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        return dict(zip(names, pool.map(chain, names), strict=True))
 
 
 def with_drawings(project: Path, drawings: Path) -> Path:

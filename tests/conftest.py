@@ -138,6 +138,7 @@ def built(built_once) -> Iterator[Project]:
     yield built_once.fresh()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (--dist loadgroup), a module's tests share a worker, so its
     module-scoped fixtures (a browser, a served site) start once; every test on the `built`

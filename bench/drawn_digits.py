@@ -48,6 +48,7 @@ import re
 import sys
 from pathlib import Path
 
+import hands  # bench/hands.py, beside this script
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -480,6 +481,36 @@ def direct(site: Path, model: str, images: np.ndarray, labels: np.ndarray) -> di
     return {"digits": len(images), "accuracy": float((said == labels).mean())}
 
 
+def measure_hands(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
+    """{model: summary} with every drawing of bench/hands.py drawn through the real page (pointer events)."""
+    pen = pen_width(site)
+    drawn = hands.drawings(count, pen, seed)
+    results = {}
+    with app_page(site) as page:
+        for model in models:
+            use_model(page, model)
+            results[model] = hands.summary([predict_drawn(page, s, pen) for s, _, _ in drawn], drawn)
+    return results
+
+
+def offline_hands(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
+    """As measure_hands(), with this module's Python stand-ins of the page: its size rule and its
+    model's "not a digit" rule."""
+    from mnist_webgpu.train import verdict
+
+    pen = pen_width(site)
+    drawn = hands.drawings(count, pen, seed)
+    pairs = [(s, pen) for s, _, _ in drawn]
+    seen = simulate(pairs)
+    small = np.array([too_small(s, pen) for s, _ in pairs])
+    results = {}
+    for model in models:
+        got = verdict.answers(site_logits(site, model, seen), site_rule(site, model))
+        said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
+        results[model] = hands.summary(said, drawn)
+    return results
+
+
 def main() -> None:
     from mnist_webgpu.core import config
     from mnist_webgpu.data import mnist as data
@@ -538,9 +569,7 @@ def main() -> None:
         for model in models:
             results[model]["direct"] = direct(args.site, model, images, labels)
     if args.hands:
-        import hands
-
-        found = (hands.offline if args.offline else hands.measure)(args.site, models, args.hands)
+        found = (offline_hands if args.offline else measure_hands)(args.site, models, args.hands)
         for model in models:
             results[model]["hands"] = found[model]
     if args.json:

@@ -1,4 +1,5 @@
-"""Digits written in hands unlike MNIST's, drawn through the page: a set this project makes itself.
+"""Digits written in hands unlike MNIST's: a set this project makes itself, drawn through the
+page by drawn_digits.py --hands.
 
 MNIST's digits were written by US Census Bureau staff and US high-school students around
 1990, so some ways people write digits are rare in it: a 7 with a crossbar, a 1 with a flag
@@ -226,40 +227,6 @@ def summary(predictions: list[int | None], drawn: list[tuple]) -> dict:
         "by_style": {k: sum(v) / len(v) for k, v in by_style.items()},
         "predictions": predictions,
     }
-
-
-def measure(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
-    """{model: summary} with every drawing drawn through the real page (pointer events)."""
-    import drawn_digits as dd
-
-    pen = dd.pen_width(site)
-    drawn = drawings(count, pen, seed)
-    results = {}
-    with dd.app_page(site) as page:
-        for model in models:
-            dd.use_model(page, model)
-            results[model] = summary([dd.predict_drawn(page, s, pen) for s, _, _ in drawn], drawn)
-    return results
-
-
-def offline(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
-    """As measure(), with drawn_digits' Python stand-ins of the page: its size rule and its
-    model's "not a digit" rule."""
-    import drawn_digits as dd
-
-    from mnist_webgpu.train import verdict
-
-    pen = dd.pen_width(site)
-    drawn = drawings(count, pen, seed)
-    pairs = [(s, pen) for s, _, _ in drawn]
-    seen = dd.simulate(pairs)
-    small = np.array([dd.too_small(s, pen) for s, _ in pairs])
-    results = {}
-    for model in models:
-        got = verdict.answers(dd.site_logits(site, model, seen), dd.site_rule(site, model))
-        said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
-        results[model] = summary(said, drawn)
-    return results
 
 
 def grid(rows: list[list[np.ndarray]], zoom: int = 4) -> np.ndarray:

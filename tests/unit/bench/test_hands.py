@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 
+import drawn_digits as dd
 import hands
 import numpy as np
 import pytest
@@ -128,7 +129,7 @@ def test_quick_hands_run_through_the_built_page_matches_the_offline_stand_in(bui
     )
     assert result.returncode == 0, result.stderr
     page = json.loads(result.stdout)["results"]
-    offline = hands.offline(built.root / "dist", list(page), 20)
+    offline = dd.offline_hands(built.root / "dist", list(page), 20)
     assert list(page) == FAST_MODELS
     for model, found in page.items():
         assert set(found) == {"hands"}, "the MNIST conditions are not drawn unless named"

@@ -387,19 +387,26 @@ def measure_pen(site: Path, digits: list, models: list[str], conditions: list[st
     return results
 
 
-def offline_pen(site: Path, digits: list, models: list[str], conditions: list[str]) -> dict:
-    """As measure_pen(), with the Python stand-ins of the page (its size and decline rules)."""
+def offline_answers(site: Path, models: list[str], drawn: list[tuple[list[Stroke], float]]) -> dict:
+    """{model: answers}: what the Python stand-ins of the page say of each (strokes, pen width)
+    drawing, the digit or None where its size rule or its "not a digit" rule declines it."""
     from mnist_webgpu.train import verdict
 
+    seen = simulate(drawn)
+    small = [too_small(st, w) for st, w in drawn]
+    answers = {}
+    for model in models:
+        got = verdict.answers(site_logits(site, model, seen), site_rule(site, model))
+        answers[model] = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
+    return answers
+
+
+def offline_pen(site: Path, digits: list, models: list[str], conditions: list[str]) -> dict:
+    """As measure_pen(), with the Python stand-ins of the page (its size and decline rules)."""
     app_pen = pen_width(site)
     results: dict[str, dict] = {m: {} for m in models}
     for c in conditions:
-        drawn = pen_drawings(digits, c, app_pen)
-        seen = simulate(drawn)
-        small = [too_small(st, w) for st, w in drawn]
-        for model in models:
-            got = verdict.answers(site_logits(site, model, seen), site_rule(site, model))
-            said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
+        for model, said in offline_answers(site, models, pen_drawings(digits, c, app_pen)).items():
             results[model][c] = pen_summary(said, digits)
     return results
 
@@ -494,21 +501,11 @@ def measure_hands(site: Path, models: list[str], count: int, seed: int = 0) -> d
 
 
 def offline_hands(site: Path, models: list[str], count: int, seed: int = 0) -> dict[str, dict]:
-    """As measure_hands(), with this module's Python stand-ins of the page: its size rule and its
-    model's "not a digit" rule."""
-    from mnist_webgpu.train import verdict
-
+    """As measure_hands(), with the Python stand-ins of the page (its size and decline rules)."""
     pen = pen_width(site)
     drawn = hands.drawings(count, pen, seed)
-    pairs = [(s, pen) for s, _, _ in drawn]
-    seen = simulate(pairs)
-    small = np.array([too_small(s, pen) for s, _ in pairs])
-    results = {}
-    for model in models:
-        got = verdict.answers(site_logits(site, model, seen), site_rule(site, model))
-        said = [None if sm or g < 0 else int(g) for g, sm in zip(got, small, strict=True)]
-        results[model] = hands.summary(said, drawn)
-    return results
+    answers = offline_answers(site, models, [(s, pen) for s, _, _ in drawn])
+    return {model: hands.summary(said, drawn) for model, said in answers.items()}
 
 
 def main() -> None:

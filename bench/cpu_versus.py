@@ -48,51 +48,29 @@ def export_untrained(cfg: config.Config, name: str, project: Path) -> None:
     from tinygrad import Tensor
     from tinygrad.nn.state import get_state_dict
 
-    from mnist_webgpu.export import forms, wasm
+    from mnist_webgpu.export import forms
     from mnist_webgpu.export import webgpu as export
     from mnist_webgpu.models import zoo
 
-    m = cfg.model(name)
     Tensor.manual_seed(0)
-    weights = {k: v.numpy() for k, v in get_state_dict(zoo.build(m, cfg.train.outputs)).items()}
-    model = zoo.build(m, cfg.train.outputs)
-    export.set_weights(model, weights)
-    label = f"model {name!r}"
-    traced = export.trace(
-        model, get_state_dict(model), cfg.export.max_storage_buffers, label, cfg.train.outputs
-    )
-    skipped = export.check_all_bound(weights, traced.bound_weights, label)
-    shipped = {k: v for k, v in weights.items() if k not in skipped}
-    cpu, module = wasm.build(traced.c_kernels, traced.buffers, label)
-    blob = forms.to_bytes(forms.encode(shipped, "f32"), {"model": name, "form": "f32"})
+    weights = {k: v.numpy() for k, v in get_state_dict(zoo.build(cfg.model(name), cfg.train.outputs)).items()}
+    compiled = export.compile_model(cfg, name, weights)
+    blob = forms.to_bytes(forms.encode(compiled.shipped, "f32"), {"model": name, "form": "f32"})
     form = records.Form(
         "f32", "weights.f32.safetensors", len(blob), hashlib.sha256(blob).hexdigest(), 0, 0, 0
     )
-    manifest = records.Manifest(
-        format=export.MANIFEST_FORMAT,
-        name=name,
-        model=records.ModelInfo(m.arch, list(m.widths), records.Normalize(zoo.MNIST_MEAN, zoo.MNIST_STD)),
-        input=records.TensorSpec(list(export.INPUT_SHAPE), "float32", "input"),
-        output=records.TensorSpec([1, cfg.train.outputs], "float32", "output"),
-        buffers=traced.buffers,
-        kernels=traced.kernels,
-        weights={k: records.WeightSpec(list(v.shape), "float32") for k, v in shipped.items()},
-        skipped_state=skipped,
-        forms=[form],
-        default_form="f32",
-        evaluation=records.Evaluation(0, 0, 0, ""),
-        cpu=cpu,
-    )
+    manifest = export.manifest_of(cfg, name, compiled, [form], "f32", records.Evaluation(0, 0, 0, ""), None)
+    cpu = compiled.cpu
     out = Layout(project).webgpu_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     (out / form.file).write_bytes(blob)
-    (out / cpu.file).write_bytes(module)
+    (out / cpu.file).write_bytes(compiled.module)
     records.write(out / "manifest.json", manifest)
 
 
 def is_current(manifest: Path) -> bool:
     try:
-        return json.loads(manifest.read_text()).get("format") == 2
+        return json.loads(manifest.read_text()).get("format") == records.MANIFEST_FORMAT
     except (OSError, ValueError):
         return False
 

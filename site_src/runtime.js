@@ -27,7 +27,7 @@ import { expandWeights, parseSafetensors } from "./safetensors.js";
 import { FallbackAdapterError, createWebGPUBackend } from "./webgpu.js";
 
 const BACKENDS = ["auto", "fastest", "webgpu", "cpu"];
-const MANIFEST_FORMAT = 2; // mnist_webgpu.export.webgpu.MANIFEST_FORMAT
+const MANIFEST_FORMAT = 3; // mnist_webgpu.core.records.MANIFEST_FORMAT
 const PIXELS = 28 * 28;
 const WARMUP_RUNS = 5; // per backend, after one untimed run; the median decides
 

@@ -75,19 +75,49 @@ export function halfToFloat(h) {
   return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
 }
 
+/**
+ * `values` (row-major, `shape`) with its axes in `order`: numpy's a.transpose(order), copied.
+ * The files keep the layout a model trains in; the exporter may choose another for the kernels.
+ */
+export function transpose(values, shape, order, what = "tensor") {
+  const n = shape.length;
+  if (order.length !== n || [...order].sort((a, b) => a - b).some((v, i) => v !== i)) {
+    throw new Error(`${what}: order [${order}] is not a permutation of ${n} axes`);
+  }
+  const strides = new Array(n);
+  for (let i = n - 1, s = 1; i >= 0; s *= shape[i], i--) strides[i] = s;
+  const outShape = order.map((a) => shape[a]);
+  const outStrides = order.map((a) => strides[a]); // source stride of each output axis
+  const out = new Float32Array(values.length);
+  const index = new Array(n).fill(0);
+  let src = 0;
+  for (let dst = 0; dst < out.length; dst++) {
+    out[dst] = values[src];
+    // odometer over the output's axes, last fastest, moving `src` by source strides
+    for (let k = n - 1; k >= 0; k--) {
+      src += outStrides[k];
+      if (++index[k] < outShape[k]) break;
+      src -= outStrides[k] * outShape[k];
+      index[k] = 0;
+    }
+  }
+  return out;
+}
+
 function sameShape(a, b) {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /**
  * Float32Array per weight from one form's tensors (f32 as is, f16 widened exactly,
- * int8 times its per-row f32 scale), checked against the manifest's names and shapes.
- * `expected`: { name: { shape } } from manifest.weights.
+ * int8 times its per-row f32 scale), checked against the manifest's names and shapes,
+ * then laid out as the kernels read them.
+ * `expected`: { name: { shape, order? } } from manifest.weights.
  */
 export function expandWeights(tensors, expected, source = "weights") {
   const used = new Set();
   const out = new Map();
-  for (const [name, { shape }] of Object.entries(expected)) {
+  for (const [name, { shape, order }] of Object.entries(expected)) {
     const t = tensors.get(name);
     if (!t) fail(source, `missing tensor ${name}`);
     if (!sameShape(t.shape, shape)) fail(source, `${name} has shape [${t.shape}], the manifest says [${shape}]`);
@@ -121,7 +151,7 @@ export function expandWeights(tensors, expected, source = "weights") {
         fail(source, `${name} holds a non-finite weight (${values[i]}) at index ${i}; the file is corrupt`);
       }
     }
-    out.set(name, values);
+    out.set(name, order ? transpose(values, shape, order, `${source}: ${name}`) : values);
   }
   for (const name of tensors.keys()) {
     if (!used.has(name)) fail(source, `unexpected tensor ${name} (not in the manifest)`);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { expandWeights, halfToFloat, parseSafetensors } from "../../site_src/safetensors.js";
+import { expandWeights, halfToFloat, parseSafetensors, transpose } from "../../site_src/safetensors.js";
 
 /** A safetensors file from a header object and raw data bytes (header padded to 8 like the Python writer). */
 function file(header, data = new Uint8Array(0), { lengthOverride } = {}) {
@@ -120,4 +120,30 @@ test("refuses non-finite weights in every form, naming the tensor and index", ()
     );
     assert.throws(() => expandWeights(t, { q: { shape: [2, 2] } }, "i8"), /i8: q holds a non-finite weight .* at index 2/);
   }
+});
+
+test("lays a weight out in the manifest's kernel order, as numpy's transpose does", () => {
+  // expected values: numpy.arange(24).reshape(2, 3, 2, 2).transpose(1, 2, 3, 0).ravel()
+  const conv = Float32Array.from({ length: 24 }, (_, i) => i);
+  const want = [0, 12, 1, 13, 2, 14, 3, 15, 4, 16, 5, 17, 6, 18, 7, 19, 8, 20, 9, 21, 10, 22, 11, 23];
+  assert.deepEqual(Array.from(transpose(conv, [2, 3, 2, 2], [1, 2, 3, 0])), want);
+  assert.deepEqual(Array.from(transpose(Float32Array.from([0, 1, 2, 3, 4, 5]), [2, 3], [1, 0])), [0, 3, 1, 4, 2, 5]);
+  assert.throws(() => transpose(conv, [2, 3, 2, 2], [0, 0, 1, 2], "w"), /w: order \[0,0,1,2\] is not a permutation/);
+  // through expandWeights: an int8 form is scaled per output row (file axis 0) before the transpose
+  const q = new Uint8Array(Int8Array.from([1, 2, 3, 4, 5, 6]).buffer);
+  const data = new Uint8Array(16);
+  data.set(q, 0);
+  data.set(f32([1, 10]), 8);
+  const t = parseSafetensors(
+    file(
+      {
+        k: { dtype: "I8", shape: [2, 3], data_offsets: [0, 6] },
+        "k.scale": { dtype: "F32", shape: [2], data_offsets: [8, 16] },
+      },
+      data,
+    ),
+    "k",
+  );
+  const w = expandWeights(t, { k: { shape: [2, 3], order: [1, 0] } }, "k").get("k");
+  assert.deepEqual(Array.from(w), [1, 40, 2, 50, 3, 60]);
 });

@@ -130,7 +130,7 @@ def make_inputs(tmp: Path, cfg: Config, mnist, *, train_count: int = 4000) -> si
             )
         (wdir / "cpu.wasm").write_bytes(wasmkit.MODULE)
         manifest = records.Manifest(
-            format=2,
+            format=records.MANIFEST_FORMAT,
             name=m.name,
             model=records.ModelInfo(
                 arch=m.arch,

@@ -85,7 +85,7 @@ def manifest(weights: bytes, trained: bytes) -> records.Manifest:
     )
     spec = records.TensorSpec(shape=[1, 10], dtype="float32", buffer="output")
     return records.Manifest(
-        format=2,
+        format=records.MANIFEST_FORMAT,
         name="mlp",
         model=records.ModelInfo(
             arch="mlp",

@@ -203,8 +203,11 @@ class Cpu:
 
 @dataclass(frozen=True)
 class WeightSpec:
-    shape: list[int]
+    shape: list[int]  # as trained and as the weight files hold it
     dtype: str
+    # the kernels read the tensor with its axes in this order (file tensor.transpose(order)):
+    # the exporter's choice of layout (export.webgpu.KERNEL_ORDERS); None: as the file holds it
+    order: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -226,9 +229,14 @@ class Evaluation:
     source_weights_sha256: str
 
 
+# site_src/runtime.js reads only this format. 2: the cpu record (a generated module);
+# 3: weights[name].order (the exporter's kernel layout)
+MANIFEST_FORMAT = 3
+
+
 @dataclass(frozen=True)
 class Manifest:
-    format: int
+    format: int  # MANIFEST_FORMAT
     name: str
     model: ModelInfo
     input: TensorSpec

@@ -102,7 +102,7 @@ def test_kernel_counts(exported):
 @pytest.mark.parametrize("name", FAST_MODELS)
 def test_manifest_schema_and_bindings(exported, name):
     m = manifest(exported, name)
-    assert m["format"] == 2 and m["name"] == name
+    assert m["format"] == records.MANIFEST_FORMAT and m["name"] == name
     assert m["input"] == {"shape": [1, 1, 28, 28], "dtype": "float32", "buffer": "input"}
     assert m["output"] == {"shape": [1, 11], "dtype": "float32", "buffer": "output"}
     assert m["model"]["arch"] == name and m["model"]["normalize"] == {"mean": 0.1307, "std": 0.3081}
@@ -127,6 +127,9 @@ def test_manifest_schema_and_bindings(exported, name):
         written |= {b["buffer"] for b in k["bindings"] if b["access"] == "write"}
     assert "output" in written
     assert {b["kind"] for b in m["kernels"][-1]["bindings"] if b["access"] == "write"} == {"output"}
+    # convolution weights reach the kernels output-channels-last; the files keep the trained layout
+    for key, spec in m["weights"].items():
+        assert spec.get("order") == ([1, 2, 3, 0] if len(spec["shape"]) == 4 else None), key
 
 
 @pytest.mark.parametrize("name", FAST_MODELS)

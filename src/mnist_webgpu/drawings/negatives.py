@@ -166,14 +166,37 @@ def pair(rng, digit_paths):
     return _place(out, rng, (0.6, 0.95))
 
 
+# A piece of a digit that is a standing line is someone's 1 (as a standing dash is), not a
+# non-digit: most pieces the models read as digits were those (a 4's stem, a 7's bar).
+LINE_BEND = 0.2  # a piece no farther than this from its chord, per unit of chord, is a line
+STANDING = math.tan(math.radians(40))  # ...and it stands when its chord leans less than this
+FRAGMENT_CUTS = 8  # cuts tried of one digit before another digit is taken
+
+
+def reads_as_a_one(points) -> bool:
+    """Whether a polyline (pad fractions) is a nearly straight line within 40 degrees of upright."""
+    p = np.asarray(points, np.float64)
+    chord = p[-1] - p[0]
+    length = float(np.hypot(*chord))
+    if length < 1e-9:
+        return False
+    off = np.abs(chord[0] * (p[:, 1] - p[0, 1]) - chord[1] * (p[:, 0] - p[0, 0])) / length
+    return float(off.max()) < LINE_BEND * length and abs(chord[0]) < STANDING * abs(chord[1])
+
+
 def fragment(rng, digit_paths):
-    """One piece of a digit: its longest centre-line polyline cut to a third to a half."""
+    """One piece of a digit that is no digit itself: its longest centre-line polyline cut to a
+    third to a half, placed; None when every cut tried reads as a 1 (reads_as_a_one)."""
     (paths,) = digit_paths
     longest = max(paths, key=len)
     n = len(longest)
-    keep = max(2, int(n * rng.uniform(0.3, 0.5)))
-    start = rng.integers(0, max(1, n - keep))
-    return _place([longest[start : start + keep]], rng, (0.3, 0.8))
+    for _ in range(FRAGMENT_CUTS):
+        keep = max(2, int(n * rng.uniform(0.3, 0.5)))
+        start = rng.integers(0, max(1, n - keep))
+        (piece,) = _place([longest[start : start + keep]], rng, (0.3, 0.8))
+        if not reads_as_a_one(piece):
+            return [piece]
+    return None
 
 
 def nth(i: int, rng: np.random.Generator, digits: np.ndarray) -> tuple[list[list], str]:
@@ -181,15 +204,19 @@ def nth(i: int, rng: np.random.Generator, digits: np.ndarray) -> tuple[list[list
     made of `digits` (their centre lines, pen.skeleton_paths): never pass test digits for
     drawings a model trains or is tuned on."""
     kind = KINDS[i % len(KINDS)]
-    paths = None
-    if kind in ("pair", "fragment"):
+    if kind not in ("pair", "fragment"):
+        return generate(kind, rng), kind
+    for _ in range(len(digits)):
         picks = rng.choice(len(digits), 2 if kind == "pair" else 1, replace=False)
-        paths = [pen.skeleton_paths(digits[j]) for j in picks]
-    return generate(kind, rng, paths), kind
+        drawing = generate(kind, rng, [pen.skeleton_paths(digits[j]) for j in picks])
+        if drawing is not None:  # a fragment: None when every piece of that digit was a 1
+            return drawing, kind
+    raise ValueError(f"no {kind} could be cut from {len(digits)} digits: each piece reads as a 1")
 
 
-def generate(kind: str, rng: np.random.Generator, digit_paths=None) -> list[list]:
-    """One drawing of `kind`; pair needs two digits' paths, fragment one ([paths] lists)."""
+def generate(kind: str, rng: np.random.Generator, digit_paths=None) -> list[list] | None:
+    """One drawing of `kind`; pair needs two digits' paths, fragment one ([paths] lists), and
+    fragment gives None for a digit whose pieces all read as a 1."""
     if kind == "pair":
         return pair(rng, digit_paths)
     if kind == "fragment":

@@ -68,3 +68,18 @@ def test_letters_come_in_many_hands_and_never_as_a_digit_look_alike():
     # the same letter twice is two writings of it, not one template stamped twice
     one, two = (negatives.letter(np.random.default_rng(s)) for s in (11, 12))
     assert one != two
+
+
+def test_a_fragment_is_never_a_standing_line_which_is_someones_1(mnist):
+    assert negatives.reads_as_a_one([[0.5, 0.2], [0.52, 0.5], [0.49, 0.8]])
+    assert not negatives.reads_as_a_one([[0.2, 0.5], [0.5, 0.52], [0.8, 0.5]]), "lying: a dash"
+    assert not negatives.reads_as_a_one([[0.3, 0.2], [0.6, 0.5], [0.3, 0.8]]), "bent: no line"
+    rng = np.random.default_rng(1)
+    pieces = [negatives.nth(7 + 8 * i, rng, mnist.train_x[:200]) for i in range(60)]
+    assert {kind for _, kind in pieces} == {"fragment"}
+    assert not any(negatives.reads_as_a_one(stroke) for drawing, _ in pieces for stroke in drawing)
+    ones = mnist.train_x[mnist.train_y == 1][:40]
+    made = [negatives.generate("fragment", rng, [pen.skeleton_paths(one)]) for one in ones]
+    assert made.count(None) >= len(made) // 4, "many 1s are one line from end to end"
+    with pytest.raises(ValueError, match="no fragment could be cut from 1 digits"):
+        negatives.nth(7, rng, ones[[i for i, m in enumerate(made) if m is None][:1]])

@@ -25,7 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("DEV", "CPU;NULL:WGSL")  # tracing an untrained model: before tinygrad loads
+# tracing an untrained model as the compile stage does (pipeline.stages): before tinygrad loads,
+# whatever DEV the caller had
+os.environ["DEV"] = "CPU;NULL:WGSL"
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

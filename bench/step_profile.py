@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from mnist_webgpu.core import config, patching  # noqa: E402
+from mnist_webgpu.core import config, machine, patching  # noqa: E402
 
 # "*** CPU  699 r_1568_2_16_8_72  arg 4 mem 0.05 GB tm 8973.65us/ 17.17ms ( 6 GFLOPS ..."
 KERNEL_LINE = re.compile(r"\*\*\*\s+\S+\s+\d+\s+(\S+).*?tm\s+([\d.]+)(us|ms|s)/.*?\(\s*([\d.]+) GFLOPS")
@@ -82,6 +82,8 @@ def main() -> int:
     patching.apply_tinygrad_env(cfg)  # what the train stage sets before tinygrad loads
     for name in args.models or cfg.model_names:
         cfg.model(name)
+    fenced = "on" if patching.enabled() else "off"
+    print(f"machine: {machine.processor()}, {machine.cpu_cores()} cores; tinygrad patches {fenced}")
     for name in args.models or cfg.model_names:
         profile(cfg, name, args.top)
     return 0

@@ -6,7 +6,9 @@ tinygrad settings) and of the same architecture, batch size, optimizer, schedule
 augmentation and data in PyTorch. Steps run in interleaved blocks (tinygrad, torch,
 tinygrad, torch ...) in one process, so a noisy shared machine slows both alike and the
 ratio holds. Compile/warm-up time is reported separately, and (unless --quick) the
-seconds of training each framework needs to reach a validation accuracy target.
+seconds of training each framework needs to reach a validation accuracy target. It names
+the processor (model and widest vector set) and the trainer's path, and puts the step's
+GFLOP/s (tinygrad's own operation count) beside numpy's sgemm rate measured in the same run.
 
     python bench/train_speed.py [--quick] [--json] [--models mlp cnn]
 
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +37,19 @@ from mnist_webgpu.data import mnist as data
 from mnist_webgpu.data.split import mnist_split
 
 TARGETS = {"mlp": 0.98, "cnn": 0.99}  # validation accuracy for the time-to-accuracy figure
+
+
+def trainer_path() -> str:
+    """Which code path the tinygrad figures measure: device, compiler, patches, threads."""
+    from importlib.metadata import version
+
+    from tinygrad import Device
+    from tinygrad.helpers import NUM_CPU_THREADS
+
+    device = Device.DEFAULT
+    compiler = f", {os.environ.get('CC', 'clang')}" if device.startswith("CPU") else ""
+    fenced = "patches on" if patches.enabled() else f"patches off ({patches.SWITCH}=0)"
+    return f"tinygrad {version('tinygrad')} {device}{compiler}, {fenced}, {NUM_CPU_THREADS.value} threads"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -196,6 +213,41 @@ class TinyTrainer:
         return float((self.t.predictions(x) == y).mean())
 
 
+SGEMM_SIDE = 2048
+
+
+def sgemm_gflops() -> float:
+    """GFLOP/s of numpy's sgemm on 2048x2048 float32 (the best of 5): the machine's practical
+    ceiling. The environment may pin OpenBLAS's core type or cache size for other work, so the
+    child runs without those settings."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    code = f"""
+import time, numpy as np
+a = np.random.default_rng(0).random(({SGEMM_SIDE}, {SGEMM_SIDE}), dtype=np.float32)
+b = a.copy()
+a @ b
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    a @ b
+    times.append(time.perf_counter() - start)
+print(2 * {SGEMM_SIDE} ** 3 / min(times) / 1e9)
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
+def step_gflop(trainer) -> float:
+    """tinygrad's own count of the floating-point operations in one training step."""
+    from tinygrad.helpers import GlobalCounters
+
+    trainer.sync()
+    GlobalCounters.reset()
+    trainer.step(0.0)
+    trainer.sync()
+    return GlobalCounters.global_ops / 1e9
+
+
 def timed_block(trainer, lrs: list[float]) -> float:
     """Milliseconds per step over one block, synchronised at both ends."""
     trainer.sync()
@@ -264,6 +316,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
             times[f"torch_{t}t"].append(timed_block(ref, [mc.lr] * n))
         log(f"{name}: round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()))
     medians = {k: statistics.median(v) for k, v in times.items()}
+    gflop, ceiling = step_gflop(tiny), sgemm_gflops()  # the ceiling measured between the rounds' ends
     torch_key = min((k for k in medians if k.startswith("torch")), key=medians.get)
     torch.set_num_threads(int(torch_key[6:-1]))
     tiny_ms, torch_ms = medians["tinygrad"], medians[torch_key]
@@ -272,6 +325,9 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
         "torch_ms": round(torch_ms, 2),
         "ratio": round(tiny_ms / torch_ms, 2),
         "tinygrad_warmup_s": round(tiny_warmup, 1),
+        "step_gflop": round(gflop, 3),
+        "tinygrad_gflops": round(gflop / tiny_ms * 1e3, 1),
+        "sgemm_gflops": round(ceiling, 1),
         "torch_warmup_s": round(torch_warmup, 2),
         "torch_threads": int(torch_key[6:-1]),
         **{f"{k}_ms": round(v, 2) for k, v in medians.items() if k != "tinygrad"},
@@ -304,16 +360,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     mnist = data.load(cfg.cache_dir())
+    log(f"machine: {machine.processor()}, {machine.cpu_cores()} cores; trainer: {trainer_path()}")
     results = {}
     for name in args.models or cfg.model_names:
         results[name] = bench_model(torch, cfg, name, mnist, args, log)
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps({"processor": machine.processor(), "trainer": trainer_path(), "models": results}))
         return 0
-    print(f"\n{'model':<6} {'tinygrad ms':>12} {'torch ms':>9} {'ratio':>6} {'tiny warm-up s':>15}")
+    header = f"{'model':<6} {'tinygrad ms':>12} {'torch ms':>9} {'ratio':>6} {'tiny warm-up s':>15}"
+    print(f"\n{header} {'GFLOP/s (of sgemm)':>19}")
     for name, r in results.items():
         tiny, ref, warm = r["tinygrad_ms"], r["torch_ms"], r["tinygrad_warmup_s"]
-        print(f"{name:<6} {tiny:>12.1f} {ref:>9.1f} {r['ratio']:>6.2f} {warm:>15.1f}")
+        rate = f"{r['tinygrad_gflops']:.0f} ({r['tinygrad_gflops'] / r['sgemm_gflops']:.0%})"
+        print(f"{name:<6} {tiny:>12.1f} {ref:>9.1f} {r['ratio']:>6.2f} {warm:>15.1f} {rate:>19}")
         extra = {k: v for k, v in r.items() if "_s_to_val_" in k}
         if extra:
             print("       " + ", ".join(f"{k}: {v}" for k, v in extra.items()))

@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = {k: v for k, v in r.items() if "_s_to_val_" in k}
         if extra:
             print("       " + ", ".join(f"{k}: {v}" for k, v in extra.items()))
+    ceilings = ", ".join(f"{r['sgemm_gflops']:.0f}" for r in results.values())
+    side = f"{SGEMM_SIDE}x{SGEMM_SIDE}"
+    print(f"numpy sgemm {side} in the same run: {ceilings} GFLOP/s (after each model's rounds)")
     return 0
 
 

@@ -316,7 +316,7 @@ def bench_model(torch, cfg, name: str, mnist, args, log) -> dict:
             times[f"torch_{t}t"].append(timed_block(ref, [mc.lr] * n))
         log(f"{name}: round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()))
     medians = {k: statistics.median(v) for k, v in times.items()}
-    gflop, ceiling = step_gflop(tiny), sgemm_gflops()  # the ceiling measured between the rounds' ends
+    gflop, ceiling = step_gflop(tiny), sgemm_gflops()  # the ceiling measured right after the rounds
     torch_key = min((k for k in medians if k.startswith("torch")), key=medians.get)
     torch.set_num_threads(int(torch_key[6:-1]))
     tiny_ms, torch_ms = medians["tinygrad"], medians[torch_key]
@@ -360,12 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else print
     mnist = data.load(cfg.cache_dir())
-    log(f"machine: {machine.processor()}, {machine.cpu_cores()} cores; trainer: {trainer_path()}")
+    measured_on = {"processor": machine.processor(), "trainer": trainer_path()}
+    log(
+        f"machine: {measured_on['processor']}, {machine.cpu_cores()} cores; trainer: {measured_on['trainer']}"
+    )
     results = {}
     for name in args.models or cfg.model_names:
         results[name] = bench_model(torch, cfg, name, mnist, args, log)
     if args.json:
-        print(json.dumps({"processor": machine.processor(), "trainer": trainer_path(), "models": results}))
+        print(json.dumps({**measured_on, "models": results}))
         return 0
     header = f"{'model':<6} {'tinygrad ms':>12} {'torch ms':>9} {'ratio':>6} {'tiny warm-up s':>15}"
     print(f"\n{header} {'GFLOP/s (of sgemm)':>19}")

@@ -5,8 +5,9 @@
 //   the pad ("Draw bigger"; a single tap used to read "0, 99.8%"). The smallest drawn digits
 //   the bench draws span 15% of the pad;
 // - the model's own "not a digit" output (letters, scribbles, shapes, two digits) exceeds the
-//   threshold its manifest carries, set on validation drawings to refuse 0.5% of drawn
-//   digits ("Draw one digit"; a letter A used to read "4, 100%").
+//   threshold its manifest carries, set on validation digits to refuse at most 1% of those
+//   drawn on the pad and of real writers' pen digits ("Draw one digit"; a letter A used to
+//   read "4, 100%").
 // The bars still show the ten probabilities.
 
 export const MIN_EXTENT = 0.05;

@@ -89,7 +89,7 @@ def test_built_app_recognizes_drawn_test_digits_with_its_real_runtime(built, mni
             + ", ".join(f"{c} {result[c]['accuracy']:.1%}" for c in conditions)
             + f", same digits fed directly {fed['accuracy']:.1%}, test {metrics['test_accuracy']:.1%}"
         )
-        # drawings of digits are read as digits. The "not a digit" rule refuses 0.5% of drawn
+        # drawings of digits are read as digits. The "not a digit" rule refuses 1% of drawn
         # validation digits; these tiny models, their rule set by one drawing of 200, refuse ~2%
         # of held-out ones (metrics.json's drawn_test), so at most 4 of these 40 in any
         # condition. A page that misapplied the rule would refuse far more; the real models'

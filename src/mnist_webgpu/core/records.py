@@ -54,7 +54,7 @@ class SplitSizes:
 @dataclass(frozen=True)
 class Decline:
     """The page's "not a digit" rule: softmax(logits / temperature); decline when the last
-    output's probability exceeds threshold (set on drawn validation digits, mnist_webgpu.train.verdict)."""
+    output's probability exceeds threshold (set on people's validation digits, mnist_webgpu.train.verdict)."""
 
     temperature: float = ruled(POSITIVE)  # 0 or NaN: every probability NaN
     threshold: float = ruled(FRACTION)  # below 0: every drawing declined

@@ -134,7 +134,7 @@ def judge_drawings(
                     np.full(len(drawn.val_negatives), verdict.NOT_A_DIGIT),
                 ]
             ).astype(np.int64),
-            np.concatenate([val_logits["drawn"], val_logits["pen"]]),
+            [val_logits["drawn"], val_logits["pen"]],
         )
     pen_val = verdict.handwriting(rule, val_logits["pen"], drawn.val_pen_labels, drawn.val_pen_writers)
     on_val = verdict.figures(

@@ -24,13 +24,22 @@ def test_the_fitted_temperature_is_the_one_the_labels_were_drawn_at(true_t):
     assert verdict.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.08)
 
 
-def test_the_threshold_declines_the_chosen_share_of_drawn_digits():
+def test_the_threshold_declines_the_chosen_share_of_each_set_of_digits():
     logits, labels = sampled(4000, 1.0, seed=1)
-    drawn = np.random.default_rng(2).normal(0, 3, (2000, 11))
-    rule = verdict.calibrate(logits, labels, drawn)
-    refused = verdict.declined(drawn, rule)
-    assert refused.mean() == pytest.approx(verdict.DRAWN_DECLINED, abs=0.001)
+    rng = np.random.default_rng(2)
+    drawn = rng.normal(0, 3, (2000, 11))
+    pen = rng.normal(0, 3, (1500, 11))
+    pen[:, verdict.NOT_A_DIGIT] -= 4  # real pen digits look less like "not a digit"
+    rule = verdict.calibrate(logits, labels, [drawn, pen])
     assert 0 < rule.threshold < 1
+    # the drawn set binds: its share is declined, and the pen set, refused less, does not lend
+    # it room (pooled, the same share of both would refuse ~1.7% of the drawn digits)
+    assert verdict.declined(drawn, rule).mean() == pytest.approx(verdict.DIGITS_DECLINED, abs=0.001)
+    assert verdict.declined(pen, rule).mean() < verdict.DIGITS_DECLINED / 4
+    # whichever set comes first
+    assert verdict.calibrate(logits, labels, [pen, drawn]).threshold == rule.threshold
+    # a set that is empty (no pen data) is skipped
+    assert verdict.calibrate(logits, labels, [drawn, pen[:0]]).threshold == rule.threshold
 
 
 def test_answers_name_the_top_digit_or_decline():

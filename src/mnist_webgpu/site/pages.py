@@ -14,6 +14,7 @@ from markupsafe import Markup
 from mnist_webgpu.core.errors import SiteError
 from mnist_webgpu.core.graph import reachable
 from mnist_webgpu.core.progress import duration
+from mnist_webgpu.train.verdict import DIGITS_DECLINED
 
 PAGES = ("index.html", "model.html", "404.html", "sweep.html", "sw.js", "app.webmanifest")
 
@@ -77,6 +78,7 @@ def environment(templates: Path, assets: dict[str, str]) -> jinja2.Environment:
             raise SiteError(f"a template asks for asset {name!r}, which site_src/ does not have")
         return ctx["root"] + assets[name]
 
-    env.globals.update(url=url, asset=asset)
+    # the share of people's digits the decline rule may refuse, as the model pages state it
+    env.globals.update(url=url, asset=asset, digits_declined=DIGITS_DECLINED)
     env.filters.update(percent=_percent, bytes=_bytes, duration=duration, thousands=_thousands)
     return env
